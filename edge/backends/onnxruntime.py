@@ -1,0 +1,62 @@
+"""ONNX Runtime on the CPU: the embedded default backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+
+
+class OnnxRuntimeRunner:
+    def __init__(self, path: Path, threads: int = 0):
+        self.path, self.threads = Path(path), threads
+        self.name = "onnxruntime"
+        self._session = None
+        self._inspect()
+
+    def _inspect(self):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if self.threads:
+            opts.intra_op_num_threads = self.threads
+        opts.log_severity_level = 3
+        # Idle ORT workers otherwise spin after each run and steal the cores the detection
+        # kernels and the acquisition thread need between inferences.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            self._session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own types for damaged or unsupported models
+            raise InputError(str(self.path), None, f"not a usable ONNX model ({str(e).splitlines()[0][:160]})") from None
+        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
+        if len(inputs) != 1:
+            raise InputError(str(self.path), None, f"expected a model with one image input, found {len(inputs)}")
+        shape = inputs[0].shape
+        if len(shape) != 4 or not all(isinstance(d, int) and d > 0 for d in shape[1:]):
+            raise InputError(str(self.path), None,
+                             f"expected input shape (batch, channels, height, width) with fixed C, H, W; got {shape}")
+        if inputs[0].type != "tensor(float)":
+            raise InputError(str(self.path), None, f"expected a float32 input, got {inputs[0].type}")
+        batch = shape[0] if isinstance(shape[0], int) else 0
+        self.input_shape = (batch, shape[1], shape[2], shape[3])
+        self.input_name = inputs[0].name
+        self.output_name = outputs[0].name
+        self.metadata = dict(self._session.get_modelmeta().custom_metadata_map)
+
+    def __enter__(self):
+        if self._session is None:
+            self._inspect()
+        return self
+
+    def __exit__(self, *exc):
+        self._session = None
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        return self._session.run([self.output_name], {self.input_name: batch})[0]
+
+    @property
+    def session(self):
+        return self._session

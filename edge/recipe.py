@@ -1,0 +1,112 @@
+"""The inspection recipe: preprocessing, detection method and parameters, decision rule.
+
+It travels with the model (ONNX metadata key `edge_recipe`, later the engine's JSON sidecar) so
+that training, evaluation and the station can never disagree. A station config may override
+single keys of it; docs/CONFIG.md lists every key.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Literal, Mapping
+
+from .errors import InputError
+from .schema import field, load, merge, rng, to_dict
+
+RECIPE_KEY = "edge_recipe"
+
+
+def _odd(v):
+    return None if v % 2 == 1 and v >= 1 else "an odd integer >= 1"
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    grayscale: bool = field(True, doc="convert colour frames to one channel (BT.601 luma)")
+    size: tuple[int, int] | None = field(
+        None, check=lambda s: None if min(s) >= 8 else "two sizes >= 8",
+        doc="[height, width] to resize every frame to before the model; null keeps the native size")
+    scale: float = field(1 / 255, check=rng(0, lo_open=True), doc="pixel value multiplier, applied first")
+    mean: float = field(0.0, doc="subtracted after scaling")
+    std: float = field(1.0, check=rng(0, lo_open=True), doc="divided by after subtracting the mean")
+    tile_overlap: int = field(0, check=rng(0, 4096),
+                              doc="pixels by which model-size tiles overlap when a frame is larger than the model input")
+
+
+@dataclass(frozen=True)
+class DctFusion:
+    """Seed 001, eq. 17-22: patch-DCT regional mask fused with the residual's mu + gamma*sigma."""
+    patch: int = field(32, check=rng(8, 256), doc="N, the DCT patch side in pixels")
+    stride: int = field(32, check=rng(1, 256), doc="s, the step between patches")
+    block: int = field(8, check=rng(2, 64), doc="L, side of the low-frequency block averaged (without F(0,0))")
+    epsilon: float = field(0.05, check=rng(0), doc="threshold on |f(src) - f(rec)| that marks a patch (eq. 20)")
+    gamma: float = field(3.0, check=rng(0), doc="sensitivity: defect pixels have residual >= mu + gamma*sigma (eq. 21)")
+
+    def validate(self, where, prefix):
+        if self.block > self.patch:
+            raise InputError(where, f"{prefix}.block", f"expected at most patch ({self.patch}), got {self.block}")
+
+
+@dataclass(frozen=True)
+class SquaredResidual:
+    """Seed 002: squared residual (eq. 9), mean filter, adaptive threshold mu + k*sigma of the filtered map."""
+    kernel: int = field(5, check=_odd, doc="side of the mean filter")
+    k: float = field(3.0, check=rng(0), doc="adaptive threshold = mean + k * std of the filtered map")
+    floor: float = field(0.0, check=rng(0), doc="the threshold never goes below this (calibrated on good images)")
+
+
+@dataclass(frozen=True)
+class Probability:
+    """Seed 000: the model outputs a defect probability map; threshold it."""
+    threshold: float = field(0.5, check=rng(0, 1), doc="probability at or above which a pixel is a defect")
+
+
+@dataclass(frozen=True)
+class Detect:
+    method: Literal["dct_fusion", "squared_residual", "probability"] = field(
+        "dct_fusion", doc="which residual analysis turns the model output into a defect mask")
+    dct_fusion: DctFusion = field(factory=DctFusion)
+    squared_residual: SquaredResidual = field(factory=SquaredResidual)
+    probability: Probability = field(factory=Probability)
+
+
+@dataclass(frozen=True)
+class Decision:
+    min_area: int = field(16, check=rng(1), doc="NG when any defect region has at least this many pixels")
+    max_regions: int = field(32, check=rng(0), doc="at most this many regions (largest first) are reported per frame")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    model_family: str = field("unknown", doc="e.g. cae-seed001, renet-d, skip-ae, unet")
+    preprocess: Preprocess = field(factory=Preprocess)
+    detect: Detect = field(factory=Detect)
+    decision: Decision = field(factory=Decision)
+    training: dict[str, str] = field(factory=dict, doc="summary of the training data (free text values)")
+
+
+def recipe_from_metadata(meta: Mapping[str, str], where: str) -> dict:
+    """The raw recipe dict from model metadata (validated), or {} when the model carries none."""
+    text = meta.get(RECIPE_KEY)
+    if text is None:
+        return {}
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(where, RECIPE_KEY, f"expected JSON in the model metadata, got a parse error at char {e.pos}")
+    load(Recipe, raw, where, RECIPE_KEY)  # validate alone, so errors name the model file
+    return raw
+
+
+def effective_recipe(model_raw: Mapping, overrides: Mapping, model_where: str, config_where: str) -> Recipe:
+    """Defaults <- the model's recipe <- station config overrides, validated at each step."""
+    load(Recipe, overrides, config_where)
+    try:
+        return load(Recipe, merge(model_raw, overrides), config_where)
+    except InputError as e:  # a cross-field check that only the combination breaks
+        raise InputError(config_where, e.key, e.message + f" (after merging the recipe of {model_where})")
+
+
+def recipe_json(recipe: Recipe) -> str:
+    return json.dumps(to_dict(recipe), sort_keys=True)

@@ -1,0 +1,199 @@
+"""GenICam cameras through harvesters and a GenTL producer (.cti).
+
+URI: genicam://<device>?cti=/path/producer.cti&trigger=off|software|hardware&...
+  <device>: a serial number, a device id, a user-defined name, or index:<n> (empty = index:0)
+options: cti (default: $EDGE_GENTL_CTI, else the TLSimu simulator inside the genicam wheel),
+  pixel_format, width, height, offset_x, offset_y, exposure_us, trigger, trigger_source,
+  timeout_ms (how long a grab waits), buffers (GenTL buffers announced)
+
+In `software` trigger mode edge-run fires TriggerSoftware for each frame it asks for; in `hardware`
+mode the camera waits for its trigger line and a grab that sees none times out.
+Buffer data is copied before the buffer is requeued (the producer reuses the memory).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from urllib.parse import SplitResult, unquote
+
+import numpy as np
+
+from ..errors import InputError, SourceError
+from .base import Frame, query_options
+
+OPTIONS = {
+    "cti": (str, ""), "pixel_format": (str, ""), "width": (int, 0), "height": (int, 0),
+    "offset_x": (int, -1), "offset_y": (int, -1), "exposure_us": (float, 0.0),
+    "trigger": (str, "off"), "trigger_source": (str, ""), "timeout_ms": (int, 1000), "buffers": (int, 0),
+}
+TRIGGERS = ("off", "software", "hardware")
+_BAYER = {"BayerGR8": "COLOR_BayerGB2BGR", "BayerRG8": "COLOR_BayerBG2BGR",
+          "BayerGB8": "COLOR_BayerGR2BGR", "BayerBG8": "COLOR_BayerRG2BGR"}
+
+
+def simulator_cti() -> str | None:
+    """TLSimu.cti inside the installed genicam wheel (it needs libVirtualFG.so beside it)."""
+    try:
+        import genicam
+    except ImportError:
+        return None
+    path = Path(genicam.__file__).parent / "TLSimu.cti"
+    return str(path) if path.is_file() else None
+
+
+def to_image(data: np.ndarray, width: int, height: int, pixel_format: str) -> np.ndarray:
+    """Copy a GenTL payload into an owned (H, W) or (H, W, 3) BGR array."""
+    if pixel_format.startswith("Mono") and not pixel_format.endswith("Packed") and pixel_format != "Mono8Signed":
+        return np.array(data.reshape(height, width), copy=True)
+    if pixel_format in _BAYER:
+        import cv2
+        return cv2.cvtColor(data.reshape(height, width), getattr(cv2, _BAYER[pixel_format]))
+    if pixel_format in ("RGB8", "BGR8"):
+        img = np.array(data.reshape(height, width, 3), copy=True)
+        return img[:, :, ::-1].copy() if pixel_format == "RGB8" else img
+    raise SourceError(f"pixel format {pixel_format} is not supported (use Mono8/10/12/16, Bayer*8, RGB8 or BGR8)")
+
+
+class GenICamSource:
+    live = True
+
+    def __init__(self, device: str, opts: dict, where: str, key: str):
+        self.device, self.opts, self.where, self.key = device, opts, where, key
+        self._h = None
+        self._ia = None
+        self._last_id = None
+        self.serial = ""
+
+    @classmethod
+    def from_uri(cls, parts: SplitResult, where: str, key: str, base_dir: Path) -> "GenICamSource":
+        opts = query_options(parts.query, where, key, OPTIONS)
+        if opts["trigger"] not in TRIGGERS:
+            raise InputError(where, key, f"URI option trigger expected one of {', '.join(TRIGGERS)}, got '{opts['trigger']}'")
+        if opts["timeout_ms"] <= 0:
+            raise InputError(where, key, f"URI option timeout_ms expected > 0, got {opts['timeout_ms']}")
+        cti = opts["cti"] or os.environ.get("EDGE_GENTL_CTI", "") or simulator_cti()
+        if not cti:
+            raise InputError(where, key, "no GenTL producer: give ?cti=/path/producer.cti (or install the camera extra)")
+        cti_path = Path(cti) if Path(cti).is_absolute() else base_dir / cti
+        if not cti_path.is_file():
+            raise InputError(where, key, f"GenTL producer not found: {cti_path}")
+        opts["cti"] = str(cti_path)
+        return cls(unquote(parts.netloc + parts.path.rstrip("/")), opts, where, key)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def __enter__(self):
+        try:
+            from harvesters.core import Harvester
+        except ImportError:
+            raise InputError(self.where, self.key, "genicam:// needs the camera extra: pip install 'edge-inspect[camera]'") from None
+        self._h = Harvester()
+        self._h.add_file(self.opts["cti"], check_existence=True)
+        self._h.update()
+        try:
+            self._ia = self._h.create(self._search_key())
+            self._configure(self._ia.remote_device.node_map)
+            if self.opts["buffers"]:
+                self._ia.num_buffers = self.opts["buffers"]
+            self._ia.start()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        if self._ia is not None:
+            try:
+                self._ia.stop()
+            finally:
+                self._ia.destroy()
+                self._ia = None
+        if self._h is not None:
+            self._h.reset()
+            self._h = None
+
+    def _search_key(self):
+        infos = self._h.device_info_list
+        if not infos:
+            raise SourceError(f"no camera found by the GenTL producer {self.opts['cti']}")
+        dev = self.device
+        if dev == "" or dev.startswith("index:"):
+            try:
+                index = int(dev.removeprefix("index:") or 0)
+            except ValueError:
+                raise InputError(self.where, self.key, f"expected index:<number>, got '{dev}'") from None
+            if not 0 <= index < len(infos):
+                raise InputError(self.where, self.key, f"camera index {index} out of range: {len(infos)} found")
+            self.serial = infos[index].serial_number
+            return index
+        for attr in ("serial_number", "id_", "user_defined_name"):
+            for i, info in enumerate(infos):
+                if getattr(info, attr, None) == dev:
+                    self.serial = info.serial_number
+                    return i
+        found = ", ".join(f"{d.serial_number} ({d.model})" for d in infos)
+        raise InputError(self.where, self.key, f"camera '{dev}' not found; the producer lists: {found}")
+
+    def _set(self, nm, name: str, value):
+        if not nm.has_node(name):
+            raise InputError(self.where, self.key, f"the camera has no {name} node to set to {value!r}")
+        try:
+            getattr(nm, name).value = value
+        except Exception as e:  # genicam raises its own exception types (out of range, not writable)
+            raise InputError(self.where, self.key, f"camera rejected {name}={value!r}: {str(e).splitlines()[0]}") from None
+
+    def _configure(self, nm):
+        o = self.opts
+        if o["pixel_format"]:
+            self._set(nm, "PixelFormat", o["pixel_format"])
+        for opt, node in (("width", "Width"), ("height", "Height")):
+            if o[opt]:
+                self._set(nm, node, o[opt])
+        for opt, node in (("offset_x", "OffsetX"), ("offset_y", "OffsetY")):
+            if o[opt] >= 0:
+                self._set(nm, node, o[opt])
+        if o["exposure_us"]:
+            node = next((n for n in ("ExposureTime", "ExposureTimeAbs") if nm.has_node(n)), None)
+            if node is None:
+                print(f"{self.where}: {self.key}: warning: camera has no ExposureTime node; exposure_us ignored", file=sys.stderr)
+            else:
+                self._set(nm, node, o["exposure_us"])
+        if nm.has_node("TriggerMode"):
+            self._set(nm, "TriggerMode", "Off" if o["trigger"] == "off" else "On")
+        elif o["trigger"] != "off":
+            raise InputError(self.where, self.key, "the camera has no TriggerMode node; use trigger=off")
+        if o["trigger"] == "software":
+            self._set(nm, "TriggerSource", "Software")
+        elif o["trigger"] == "hardware":
+            self._set(nm, "TriggerSource", o["trigger_source"] or "Line0")
+        self.pixel_format = str(nm.PixelFormat.value) if nm.has_node("PixelFormat") else "Mono8"
+
+    # -- acquisition -------------------------------------------------------------------------
+    def fire_trigger(self):
+        self._ia.remote_device.node_map.TriggerSoftware.execute()
+
+    def grab(self, timeout_s: float | None = None) -> Frame | None:
+        timeout = self.opts["timeout_ms"] / 1000 if timeout_s is None else timeout_s
+        if self.opts["trigger"] == "software":
+            self.fire_trigger()
+        t0 = time.perf_counter()
+        buf = self._ia.try_fetch(timeout=timeout)  # fetch(timeout=) can block forever in harvesters 1.4.3
+        t1 = time.perf_counter()
+        if buf is None:
+            return None
+        with buf:  # requeued on exit: copy first
+            frame_id = int(buf.module.frame_id)
+            timestamp = int(buf.timestamp)
+            comp = buf.payload.components[0] if buf.payload.components else None
+            try:
+                if comp is None:
+                    raise SourceError("buffer has no image component")
+                image, error = to_image(comp.data, comp.width, comp.height, comp.data_format), None
+            except SourceError as e:
+                image, error = None, str(e)
+        gap = 0 if self._last_id is None else max(0, frame_id - self._last_id - 1)
+        self._last_id = frame_id
+        return Frame(frame_id, image, timestamp=timestamp, t_grab=time.perf_counter(), acquire_s=t1 - t0,
+                     name=self.serial, error=error, meta={"camera_gap": gap} if gap else {})
