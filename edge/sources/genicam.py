@@ -58,10 +58,11 @@ def to_image(data: np.ndarray, width: int, height: int, pixel_format: str) -> np
 
 
 class GenICamSource:
-    live = True
-
     def __init__(self, device: str, opts: dict, where: str, key: str):
         self.device, self.opts, self.where, self.key = device, opts, where, key
+        # A software-triggered camera only exposes when edge-run asks, so a full queue just delays
+        # the next trigger; free-run and hardware-triggered cameras lose frames that wait.
+        self.live = opts["trigger"] != "software"
         self._h = None
         self._ia = None
         self._last_id = None

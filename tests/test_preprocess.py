@@ -1,0 +1,36 @@
+import numpy as np
+import pytest
+
+from edge.preprocess import Preprocessor, tile_origins
+from edge.recipe import Preprocess
+
+
+def test_tile_origins_cover_and_stay_inside():
+    for length, tile, overlap in [(512, 256, 0), (1000, 256, 32), (256, 256, 0), (300, 256, 16)]:
+        starts = tile_origins(length, tile, overlap)
+        covered = np.zeros(length, bool)
+        for s in starts:
+            assert 0 <= s and s + tile <= length
+            covered[s:s + tile] = True
+        assert covered.all()
+        steps = np.diff(starts)
+        assert (steps <= tile - overlap).all() if len(steps) else True
+
+
+@pytest.mark.parametrize("h,w,overlap", [(512, 512, 0), (700, 530, 0), (700, 530, 24), (200, 180, 0), (256, 256, 0)])
+def test_tiles_then_stitch_is_identity(h, w, overlap):
+    rng = np.random.default_rng(0)
+    pre = Preprocessor(Preprocess(tile_overlap=overlap), (256, 256))
+    x = rng.random((h, w), dtype=np.float32)
+    batch = pre.tiles(x)
+    assert batch.shape[1:] == (1, 256, 256)
+    np.testing.assert_allclose(pre.stitch(batch), x, atol=1e-6)
+
+
+def test_normalisation_resize_and_grayscale():
+    img = np.full((100, 200, 3), (10, 20, 30), np.uint8)
+    pre = Preprocessor(Preprocess(size=(50, 100), scale=1 / 255, mean=0.5, std=0.25), (50, 100))
+    x = pre.to_model_space(img)
+    gray = 0.114 * 10 + 0.587 * 20 + 0.299 * 30  # OpenCV BT.601 on BGR
+    assert x.shape == (50, 100) and x.dtype == np.float32
+    np.testing.assert_allclose(x, (round(gray) / 255 - 0.5) / 0.25, atol=1e-5)
