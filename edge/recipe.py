@@ -37,7 +37,8 @@ class Preprocess:
 @dataclass(frozen=True)
 class DctFusion:
     """Seed 001, eq. 17-22: patch-DCT regional mask fused with the residual's mu + gamma*sigma."""
-    patch: int = field(32, check=rng(8, 256), doc="N, the DCT patch side in pixels")
+    patch: int = field(32, check=lambda v: None if 8 <= v <= 256 and v % 4 == 0 else "a multiple of 4 in 8..256",
+                       doc="N, the DCT patch side in pixels (a multiple of 4: the kernel folds it in quarters)")
     stride: int = field(32, check=rng(1, 256), doc="s, the step between patches")
     block: int = field(8, check=rng(2, 64), doc="L, side of the low-frequency block averaged (without F(0,0))")
     epsilon: float = field(0.05, check=rng(0), doc="threshold on |f(src) - f(rec)| that marks a patch (eq. 20)")

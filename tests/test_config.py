@@ -123,3 +123,16 @@ def test_recipe_in_model_metadata_is_validated(tmp_path):
     res = run_cli(["--engine", str(bad), "--frames", "1"])
     assert res.returncode == 2
     assert f"{bad}: edge_recipe.detect.dct_fusion.epsilon: expected a number, got 'high'" in res.stderr
+
+
+def test_config_reference_is_current():
+    from conftest import ROOT
+    from edge.configdoc import render
+    assert (ROOT / "docs" / "CONFIG.md").read_text() == render(), "run: python -m edge.configdoc > docs/CONFIG.md"
+
+
+@pytest.mark.parametrize("patch", [31, 30])
+def test_patch_not_a_multiple_of_4_is_refused(tmp_path, patch):
+    path = _write(tmp_path, f"detect: {{dct_fusion: {{patch: {patch}}}}}")
+    with pytest.raises(InputError, match=f"detect.dct_fusion.patch: expected a multiple of 4 in 8..256, got {patch}"):
+        config.load_file(path)

@@ -27,7 +27,7 @@ def _pair(kind, h, w, seed):
 
 @pytest.mark.parametrize("kind", ["random", "textured"])
 @pytest.mark.parametrize("h,w", [(512, 512), (256, 384), (300, 333), (100, 90)])
-@pytest.mark.parametrize("n,s,l", [(32, 32, 8), (16, 8, 4), (32, 16, 8)])
+@pytest.mark.parametrize("n,s,l", [(32, 32, 8), (16, 8, 4), (32, 16, 8), (8, 8, 8), (24, 40, 5)])
 def test_numba_kernel_equals_reference(kind, h, w, n, s, l):
     src, rec = _pair(kind, h, w, seed=h + w + n)
     p = DctFusion(patch=n, stride=s, block=l, epsilon=0.02, gamma=3.0)

@@ -3,9 +3,11 @@
 For every N x N patch (stride s) of the source and the reconstruction, only the L x L
 low-frequency block of the orthonormal DCT-II is computed, separably and with one even/odd
 butterfly per dimension (cos((N-1-i+0.5)pi u/N) = (-1)^u cos((i+0.5)pi u/N)), which halves the
-multiply-adds. Feature f(p) = (sum |F(u,v)| over the block - |F(0,0)|) / (L*L - 1) (eq. 19).
+multiply-adds; the even rows fold once more (u = 0 mod 4 and 2 mod 4), saving a quarter of
+the first stage. Feature f(p) = (sum |F(u,v)| over the block - |F(0,0)|) / (L*L - 1) (eq. 19).
 A patch is marked where |f(src) - f(rec)| > epsilon (eq. 20). The same pass sums the residual
-|src - rec| (eq. 22) for mu and sigma, so each image is read from memory once. The fusion pass
+|src - rec| (eq. 22) for mu and sigma band by band, while the band is still in cache.
+(Measured alternatives that were slower: per-patch statistics, 8-column register blocking.) The fusion pass
 (eq. 21) then visits only the marked patches: defect where residual >= mu + gamma*sigma.
 
 The tested equivalent is edge.detect.reference.dct_fusion_reference (scipy.fft, full DCT).
@@ -30,21 +32,39 @@ def dct_basis_half(n: int, l: int) -> np.ndarray:
 @njit(nogil=True, cache=True, fastmath=True, inline="always")
 def _patch_feature(img, y0, x0, n, l, ch, e, d, t, et, dt):
     half = n // 2
-    # stage 1 (down the columns): even/odd folds, then t[u, j] = sum_i C[u, i] * fold[i, j]
+    quarter = n // 4
+    # stage 1 (down the columns): fold rows i and n-1-i into even e and odd d; fold e again
+    # (rows i and half-1-i) since C[u, i] for even u is symmetric/antisymmetric about half/2.
     for i in range(half):
         for j in range(n):
             a = img[y0 + i, x0 + j]
             b = img[y0 + n - 1 - i, x0 + j]
             e[i, j] = a + b
             d[i, j] = a - b
+    for i in range(quarter):
+        for j in range(n):
+            a = e[i, j]
+            b = e[half - 1 - i, j]
+            e[i, j] = a + b              # ee: rows 0..quarter-1, for u = 0 mod 4
+            e[half - 1 - i, j] = a - b   # eo: rows half-1..quarter, for u = 2 mod 4
     for u in range(l):
         for j in range(n):
             t[u, j] = 0.0
-        src = e if u % 2 == 0 else d
-        for i in range(half):
-            cu = ch[u, i]
-            for j in range(n):
-                t[u, j] += cu * src[i, j]
+        if u % 2 == 1:
+            for i in range(half):
+                cu = ch[u, i]
+                for j in range(n):
+                    t[u, j] += cu * d[i, j]
+        elif u % 4 == 0:
+            for i in range(quarter):
+                cu = ch[u, i]
+                for j in range(n):
+                    t[u, j] += cu * e[i, j]
+        else:
+            for i in range(quarter):
+                cu = ch[u, i]
+                for j in range(n):
+                    t[u, j] += cu * e[half - 1 - i, j]
     # stage 2 (along the rows): fold each t[u, :], then F[u, v] = sum_j C[v, j] * fold[j]
     total = 0.0
     f00 = 0.0
