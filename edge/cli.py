@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import threading
 import sys
 from pathlib import Path
 
@@ -82,11 +83,11 @@ def run(args) -> int:
                                path=cfg.resolve(jcfg.path) if jcfg.path else None)]
     endpoint = None
     pipeline = None
+    stop_event = threading.Event()  # exists before the pipeline: a signal during warm-up counts too
 
     def stop(signum, _frame):
         print(f"edge-run: {signal.Signals(signum).name}: stopping; queued frames still get verdicts", file=sys.stderr)
-        if pipeline is not None:
-            pipeline.stop_event.set()
+        stop_event.set()
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
@@ -97,7 +98,7 @@ def run(args) -> int:
             _, _, h, w = runner.input_shape
             inspector.warm_up(first.image.shape if first is not None and first.image is not None else (h, w))
             pipeline = Pipeline(source, inspector, outputs, telemetry, cam.queue, cam.drop_when_full,
-                                args.frames, tcfg.progress_s, first)
+                                args.frames, tcfg.progress_s, first, stop_event=stop_event)
             if tcfg.prometheus.enabled:
                 endpoint = PrometheusEndpoint(telemetry, tcfg.prometheus.host, tcfg.prometheus.port)
                 print(f"edge-run: metrics on http://{tcfg.prometheus.host}:{endpoint.port}/metrics", file=sys.stderr)

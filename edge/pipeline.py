@@ -1,8 +1,9 @@
 """source -> preprocess -> infer -> detect -> decide -> outputs, with every frame accounted for.
 
-Two threads: acquisition (grab + preprocess into model space) feeds a bounded queue; the
-inference thread tiles, runs the model, detects, decides and emits. ONNX Runtime, OpenCV and the
-Numba kernels release the GIL, so preprocessing of frame n+1 overlaps inference of frame n.
+Three threads: acquisition (grab + preprocess into model space) feeds a bounded queue; the
+inference thread tiles, runs the model and stitches; the calling thread detects, decides and
+emits. ONNX Runtime, OpenCV and the Numba kernels release the GIL, so acquisition of frame n+2,
+inference of frame n+1 and detection of frame n overlap.
 A live camera whose queue is full drops the new frame (counted, reason queue_full) rather than
 stall the camera; replay waits instead.
 """
@@ -69,7 +70,17 @@ class Inspector:
     def inspect(self, x: np.ndarray, frame_hw: tuple[int, int]):
         """Model-space frame -> (verdict, score, regions as dicts, {stage: seconds})."""
         t0 = time.perf_counter()
-        rec = self.pre.stitch(run_tiles(self.runner, self.pre.tiles(x)))
+        rec = self.reconstruct(x)
+        verdict, score, regions, lat = self.analyse(x, rec, frame_hw)
+        lat["infer"] = time.perf_counter() - t0 - lat["detect"] - lat["decide"]
+        return verdict, score, regions, lat
+
+    def reconstruct(self, x: np.ndarray) -> np.ndarray:
+        """Tiles -> model -> stitched output (H, W); stays valid for Preprocessor.RING - 1 more calls."""
+        return self.pre.stitch(run_tiles(self.runner, self.pre.tiles(x)))
+
+    def analyse(self, x: np.ndarray, rec: np.ndarray, frame_hw: tuple[int, int]):
+        """Detection and decision on a reconstructed frame."""
         t1 = time.perf_counter()
         src = x if x.ndim == 2 else x[0]
         det = self.detector(src, rec)
@@ -79,19 +90,21 @@ class Inspector:
         verdict = "NG" if defects else "OK"
         regions = [r.as_dict() for r in defects[:self.max_regions]]
         t3 = time.perf_counter()
-        return verdict, det.score, regions, {"infer": t1 - t0, "detect": t2 - t1, "decide": t3 - t2}
+        return verdict, det.score, regions, {"detect": t2 - t1, "decide": t3 - t2}
 
 
 class Pipeline:
     def __init__(self, source: Source, inspector: Inspector, outputs: list, telemetry: Telemetry,
                  queue_size: int = 4, drop_when_full: bool | None = None, max_frames: int = 0,
-                 progress_s: float = 0.0, first: Frame | None = None, log=sys.stderr):
+                 progress_s: float = 0.0, first: Frame | None = None, overlap: bool = True,
+                 stop_event: threading.Event | None = None, log=sys.stderr):
         self.source, self.inspector, self.outputs, self.t = source, inspector, outputs, telemetry
         self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self.drop_when_full = source.live if drop_when_full is None else drop_when_full
         self.max_frames, self.progress_s, self.log = max_frames, progress_s, log
         self.first = first
-        self.stop_event = threading.Event()
+        self.overlap = overlap  # detect frame n while frame n+1 is inferred (else one after the other)
+        self.stop_event = stop_event or threading.Event()
         self.error: BaseException | None = None
 
     # -- records --------------------------------------------------------------------------
@@ -154,47 +167,72 @@ class Pipeline:
         except queue.Full:
             self._drop(frame, "queue_full")
 
-    # -- inference (calling) thread ----------------------------------------------------------
+    # -- inference and analysis ---------------------------------------------------------------
     def run(self) -> Telemetry:
+        """Acquisition thread -> inference thread -> analysis (this thread): detection and emission
+        of frame n overlap inference of frame n+1."""
         if self.first is not None:
             self.first.t_grab = time.perf_counter()  # its wait through the warm-up is not station latency
         self.t.started = time.perf_counter()
-        acq = threading.Thread(target=self._acquire, name="acquire", daemon=True)
-        acq.start()
+        analysis: queue.Queue = queue.Queue(maxsize=1)  # with the ring of 3 stitched outputs
+        threads = [threading.Thread(target=self._acquire, name="acquire", daemon=True),
+                   threading.Thread(target=self._infer, args=(analysis,), name="infer", daemon=True)]
+        for th in threads:
+            th.start()
         next_progress = time.perf_counter() + self.progress_s if self.progress_s else None
+        try:
+            while True:
+                got = analysis.get()
+                if got is _END:
+                    break
+                self._analyse(*got)
+                if next_progress is not None and time.perf_counter() >= next_progress:
+                    print(self.t.progress_line(), file=self.log, flush=True)
+                    next_progress += self.progress_s
+        finally:  # on a failure, let the other threads finish instead of blocking on full queues
+            self.stop_event.set()
+            for q in (analysis, self.queue):
+                while threads[0].is_alive() or threads[1].is_alive():
+                    try:
+                        q.get(timeout=0.05)
+                    except queue.Empty:
+                        break
+            for th in threads:
+                th.join()
+        return self.t
+
+    def _infer(self, analysis: queue.Queue):
         try:
             while True:
                 item = self.queue.get()
                 if item is _END:
                     break
-                self._process(item)
-                if next_progress is not None and time.perf_counter() >= next_progress:
-                    print(self.t.progress_line(), file=self.log, flush=True)
-                    next_progress += self.progress_s
-        finally:  # on an inference failure, let the acquisition thread finish instead of blocking
-            self.stop_event.set()
-            while acq.is_alive():
-                try:
-                    self.queue.get(timeout=0.1)
-                except queue.Empty:
-                    pass
-            acq.join()
-        return self.t
+                rec, infer_s, t_start = None, 0.0, time.perf_counter()
+                if item.frame.error is None:
+                    rec = self.inspector.reconstruct(item.x)
+                    infer_s = time.perf_counter() - t_start
+                if self.overlap:
+                    analysis.put((item, rec, infer_s, t_start))
+                else:
+                    self._analyse(item, rec, infer_s, t_start)
+        except BaseException as e:  # the model failed: end the run; what was analysed is emitted
+            self.error = self.error or e
+        finally:
+            analysis.put(_END)
 
-    def _process(self, item: Item):
+    def _analyse(self, item: Item, rec, infer_s: float, t_start: float):
         frame = item.frame
         if frame.error is not None:
             self._drop(frame, "bad_frame", frame.error)
             return
-        t_start = time.perf_counter()
-        verdict, score, regions, lat = self.inspector.inspect(item.x, frame.image.shape[:2])
-        rec = self._base(frame)
-        rec.update(verdict=verdict, score=round(score, 6), regions=regions)
-        lat.update(acquire=frame.acquire_s, preprocess=item.preprocess_s, queue=t_start - item.t_queued)
+        verdict, score, regions, lat = self.inspector.analyse(item.x, rec, frame.image.shape[:2])
+        record = self._base(frame)
+        record.update(verdict=verdict, score=round(score, 6), regions=regions)
+        lat.update(acquire=frame.acquire_s, preprocess=item.preprocess_s, queue=t_start - item.t_queued, infer=infer_s)
         t_emit = time.perf_counter()
-        rec["latency_ms"] = {k: round(v * 1e3, 3) for k, v in lat.items()}
-        rec["latency_ms"]["total"] = round((frame.acquire_s + t_emit - frame.t_grab) * 1e3, 3)  # up to the emit
-        self._emit(rec)
+        record["latency_ms"] = {k: round(v * 1e3, 3) for k, v in lat.items()}
+        record["latency_ms"]["total"] = round((frame.acquire_s + t_emit - frame.t_grab) * 1e3, 3)  # up to the emit
+        self._emit(record)
         t_end = time.perf_counter()
         lat["emit"] = t_end - t_emit
         lat["total"] = frame.acquire_s + (t_end - frame.t_grab)  # frame arrival to verdict sent, plus the grab

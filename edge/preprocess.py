@@ -26,6 +26,8 @@ def tile_origins(length: int, tile: int, overlap: int) -> list[int]:
 class Preprocessor:
     """Owns the buffers for one frame shape; reallocates only when the shape changes."""
 
+    RING = 3  # stitched outputs alive at once: being written, queued, being analysed
+
     def __init__(self, p: Preprocess, model_hw: tuple[int, int], channels: int = 1):
         self.p = p
         self.model_h, self.model_w = model_hw
@@ -55,7 +57,10 @@ class Preprocessor:
             self.pad_h, self.pad_w = max(0, self.model_h - h), max(0, self.model_w - w)
             n = len(self.ys) * len(self.xs)
             self.batch = np.zeros((n, self.channels, self.model_h, self.model_w), np.float32)
-            self.out = np.zeros((h, w), np.float32)
+            # stitched outputs rotate through a small ring so a pipelined consumer can still read
+            # the previous frames' while this one is written (see Pipeline)
+            self.ring = [np.zeros((h, w), np.float32) for _ in range(self.RING)]
+            self.ring_pos = 0
             self.weight = None
             if n > 1 and self.p.tile_overlap:
                 weight = np.zeros((h, w), np.float32)
@@ -82,10 +87,12 @@ class Preprocessor:
 
     def stitch(self, outputs: np.ndarray) -> np.ndarray:
         """(n, C', h, w) outputs -> (H, W) float32 map of the first output channel; overlaps averaged."""
-        h, w = self.out.shape
-        if len(outputs) == 1:
-            return outputs[0, 0, :h, :w]
-        out = self.out
+        h, w = self.ring[0].shape
+        out = self.ring[self.ring_pos]
+        self.ring_pos = (self.ring_pos + 1) % self.RING
+        if len(outputs) == 1:  # copied: a runner's output is only valid until its next call
+            np.copyto(out, outputs[0, 0, :h, :w])
+            return out
         if self.weight is not None:
             out[:] = 0
         i = 0

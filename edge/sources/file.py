@@ -1,7 +1,9 @@
 """Replay: an image folder, a glob, a single image or a video file, optionally looped and paced.
 
 URI: file:///abs/dir | file:///abs/*.png | file://rel/path (relative to the config's folder)
-options: loop=0|1, fps=<float, 0 = as fast as the pipeline takes them>, start=<index>
+options: loop=0|1, fps=<float, 0 = as fast as the pipeline takes them>, start=<index>,
+  preload=0|1 (decode every image once at start and replay from memory, so acquisition costs what
+  a camera's copy does rather than a PNG decode; limited to 2 GiB of decoded frames)
 """
 
 from __future__ import annotations
@@ -12,21 +14,24 @@ from pathlib import Path
 from urllib.parse import SplitResult, unquote
 
 import cv2
-import numpy as np
 
 from ..errors import InputError
 from .base import EndOfStream, Frame, query_options
 
 IMAGE_SUFFIXES = {".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".pgm", ".ppm", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm"}
-OPTIONS = {"loop": (bool, False), "fps": (float, 0.0), "start": (int, 0)}
+OPTIONS = {"loop": (bool, False), "fps": (float, 0.0), "start": (int, 0), "preload": (bool, False)}
+PRELOAD_LIMIT = 2 << 30
 
 
 class FileSource:
     live = False
 
-    def __init__(self, files: list[Path] | None, video: Path | None, loop: bool, fps: float, start: int):
+    def __init__(self, files: list[Path] | None, video: Path | None, loop: bool, fps: float, start: int,
+                 preload: bool = False):
         self.files, self.video, self.loop, self.fps, self.start = files, video, loop, fps, start
+        self.preload = preload and files is not None
+        self._cache: list = []
         self._cap = None
         self._index = 0
         self._frame_id = 0
@@ -44,6 +49,8 @@ class FileSource:
         if path.suffix.lower() in VIDEO_SUFFIXES:
             if not path.is_file():
                 raise InputError(where, key, f"video file not found: {path}")
+            if opts["preload"]:
+                raise InputError(where, key, "URI option preload works for image files, not videos")
             return cls(None, path, opts["loop"], opts["fps"], opts["start"])
         if path.is_dir():
             files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -57,7 +64,7 @@ class FileSource:
             raise InputError(where, key, f"expected image files ({', '.join(sorted(IMAGE_SUFFIXES))}) at {path}, found none")
         if opts["start"] >= len(files):
             raise InputError(where, key, f"URI option start={opts['start']} is past the {len(files)} images")
-        return cls(files, None, opts["loop"], opts["fps"], opts["start"])
+        return cls(files, None, opts["loop"], opts["fps"], opts["start"], opts["preload"])
 
     def __enter__(self):
         self._index = self.start
@@ -67,6 +74,14 @@ class FileSource:
                 raise InputError(str(self.video), None, "cannot open the video (codec or file damaged)")
             if self.start:
                 self._cap.set(cv2.CAP_PROP_POS_FRAMES, self.start)
+        if self.preload:
+            self._cache, total = [], 0
+            for path in self.files:
+                image, error = self._read(path)
+                total += image.nbytes if image is not None else 0
+                if total > PRELOAD_LIMIT:
+                    raise InputError(str(path.parent), None, "preload: the decoded images exceed 2 GiB; replay without preload")
+                self._cache.append((image, error))
         self._next_due = time.perf_counter()
         return self
 
@@ -81,6 +96,15 @@ class FileSource:
             if self._next_due > now:
                 time.sleep(self._next_due - now)
             self._next_due = max(self._next_due, now) + 1.0 / self.fps
+
+    @staticmethod
+    def _read(path: Path):
+        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if image is None:
+            return None, f"unreadable image file {path}"
+        if image.ndim == 3 and image.shape[2] == 4:
+            image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+        return image, None
 
     def grab(self, timeout_s: float = 1.0) -> Frame:
         self._pace()
@@ -102,24 +126,14 @@ class FileSource:
                     raise EndOfStream
                 self._index = 0
             path = self.files[self._index]
-            self._index += 1
             name = path.name
-            image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-            error = None if image is not None else f"unreadable image file {path}"
-            if image is not None and image.ndim == 3 and image.shape[2] == 4:
-                image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+            if self.preload:
+                image, error = self._cache[self._index]
+                image = image.copy() if image is not None else None  # a frame owns its pixels, as a camera's does
+            else:
+                image, error = self._read(path)
+            self._index += 1
         t1 = time.perf_counter()
         frame = Frame(self._frame_id, image, timestamp=0, t_grab=t1, acquire_s=t1 - t0, name=name, error=error)
         self._frame_id += 1
         return frame
-
-
-def write_images(folder: Path, images: list[np.ndarray], prefix: str = "frame") -> list[Path]:
-    """Helper for demos and tests: write numbered PNGs."""
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i, img in enumerate(images):
-        p = folder / f"{prefix}_{i:04d}.png"
-        cv2.imwrite(str(p), img)
-        paths.append(p)
-    return paths

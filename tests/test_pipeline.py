@@ -1,0 +1,61 @@
+"""The pipeline in-process: its modes must not change a single verdict."""
+
+import json
+import io
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.backends import open_runner
+from edge.demo import MODEL, paint_defect, texture
+from edge.demo.build_model import DEMO_RECIPE
+from edge.outputs import JsonLinesOutput
+from edge.pipeline import Inspector, Pipeline
+from edge.recipe import Recipe
+from edge.schema import load
+from edge.sources import open_source
+from edge.telemetry import Telemetry
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory):
+    d = tmp_path_factory.mktemp("frames")
+    for i in range(10):
+        img = texture(300 + i, 512)
+        if i % 3 == 1:
+            paint_defect(img, i, 300 + i)
+        cv2.imwrite(str(d / f"f{i}.png"), (img * 255 + 0.5).astype(np.uint8))
+    return d
+
+
+def _run(frames, preload, overlap, n=25):
+    runner = open_runner(MODEL)
+    source = open_source(f"file://{frames}?loop=1&preload={int(preload)}")
+    out = JsonLinesOutput(stdout=False)
+    buf = io.StringIO()
+    out._stdout = buf  # capture the lines in memory
+    t = Telemetry(64, "cam", "st")
+    with runner, source:
+        p = Pipeline(source, Inspector(runner, load(Recipe, DEMO_RECIPE, "t"), "cam", "st"), [out], t,
+                     queue_size=2, max_frames=n, overlap=overlap)
+        p.run()
+    return [json.loads(l) for l in buf.getvalue().splitlines()], t
+
+
+def test_modes_give_identical_verdicts(frames):
+    results = {(pre, ov): _run(frames, pre, ov) for pre in (False, True) for ov in (False, True)}
+    base, t = results[(False, False)]
+    assert len(base) == 25 and t.grabbed == 25 and t.decided == 25
+    assert [l["verdict"] for l in base] == ["NG" if int(l["source"][1]) % 3 == 1 else "OK" for l in base]
+    for (pre, ov), (lines, _) in results.items():
+        assert [(l["frame_id"], l["verdict"], l["score"], l["regions"]) for l in lines] == \
+               [(l["frame_id"], l["verdict"], l["score"], l["regions"]) for l in base], (pre, ov)
+
+
+def test_percentiles_cover_every_stage(frames):
+    _, t = _run(frames, True, True, n=12)
+    pct = t.percentiles()
+    assert set(pct) == {"acquire", "preprocess", "queue", "infer", "detect", "decide", "emit", "total"}
+    assert pct["total"]["p50"] >= pct["infer"]["p50"] > 0
+    assert pct["total"]["max"] >= pct["total"]["p99"] >= pct["total"]["p95"] >= pct["total"]["p50"]
