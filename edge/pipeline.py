@@ -63,9 +63,17 @@ class Inspector:
         self.max_regions = recipe.decision.max_regions
 
     def warm_up(self, shape: tuple[int, ...]):
-        """One inference and detection on a blank frame: compiles kernels, sizes buffers."""
+        """Inference and detection on a blank frame, then detection of a synthetic defect, so
+        every kernel is compiled and every buffer sized before the first real part (a cold Numba
+        cache otherwise costs the first NG frame about a second)."""
         blank = np.full(shape, 128, np.uint8)
-        self.inspect(self.pre.to_model_space(blank), blank.shape[:2])
+        x = self.pre.to_model_space(blank)
+        self.inspect(x, blank.shape[:2])
+        src = (x if x.ndim == 2 else x[0]).copy()
+        rec = src.copy()
+        h, w = src.shape
+        src[h // 2 - 8:h // 2 + 8, w // 2 - 8:w // 2 + 8] += 1.0  # a bright square the "model" removed
+        self.analyse(src, rec, (h, w))
 
     def inspect(self, x: np.ndarray, frame_hw: tuple[int, int]):
         """Model-space frame -> (verdict, score, regions as dicts, {stage: seconds})."""

@@ -59,3 +59,26 @@ def test_percentiles_cover_every_stage(frames):
     assert set(pct) == {"acquire", "preprocess", "queue", "infer", "detect", "decide", "emit", "total"}
     assert pct["total"]["p50"] >= pct["infer"]["p50"] > 0
     assert pct["total"]["max"] >= pct["total"]["p99"] >= pct["total"]["p95"] >= pct["total"]["p50"]
+
+
+def test_warm_up_compiles_the_defect_path():
+    """After warm-up, the first NG frame must not pay for JIT compilation of fusion or regions.
+    A fresh interpreter, so no earlier test has compiled them."""
+    import subprocess
+    import sys
+    code = (
+        "from edge.backends import open_runner\n"
+        "from edge.demo import MODEL\n"
+        "from edge.demo.build_model import DEMO_RECIPE\n"
+        "from edge.pipeline import Inspector\n"
+        "from edge.recipe import Recipe\n"
+        "from edge.schema import load\n"
+        "from edge.detect.dct_kernel import fuse, features_and_stats\n"
+        "from edge.detect.regions import label_peaks\n"
+        "assert not fuse.signatures and not label_peaks.signatures\n"
+        "with open_runner(MODEL) as r:\n"
+        "    Inspector(r, load(Recipe, DEMO_RECIPE, 't'), 'c', 's').warm_up((512, 512))\n"
+        "print(len(features_and_stats.signatures), len(fuse.signatures), len(label_peaks.signatures))\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["1", "1", "1"], res.stdout
