@@ -26,10 +26,15 @@ def _port(v):
 @dataclass(frozen=True)
 class Camera:
     source: str = field(doc="frame source URI: file://... (replay) or genicam://... (camera)")
+    outputs: "Outputs | None" = field(None, doc="outputs for this camera, replacing the station-level outputs section")
     queue: int = field(4, check=rng(1, 1024), doc="frames buffered between acquisition and inference")
     drop_when_full: bool | None = field(
         None, doc="drop new frames (counted, reason queue_full) when the queue is full; "
                   "null = yes for cameras, no (wait) for replay")
+    reconnect_attempts: int = field(5, check=rng(0, 1000),
+                                    doc="a lost camera is reopened this many times (backoff doubling) before "
+                                        "edge-run exits with code 1 for systemd to restart it")
+    reconnect_backoff_s: float = field(0.5, check=rng(0.01, 60), doc="first wait before reopening; doubles, at most 30 s")
 
 
 @dataclass(frozen=True)
@@ -46,8 +51,54 @@ class JsonLines:
 
 
 @dataclass(frozen=True)
+class Mqtt:
+    enabled: bool = field(False, doc="publish every verdict to an MQTT broker")
+    host: str = field("127.0.0.1", doc="broker address")
+    port: int = field(1883, check=_port, doc="broker port")
+    topic_prefix: str = field("edge", doc="topics are <prefix>/<station>/<camera>/verdict and .../status")
+    qos: int = field(1, check=rng(0, 2), doc="MQTT QoS of verdicts (1: at least once)")
+    client_id: str | None = field(None, doc="null = edge-<station>-<camera>")
+    username: str | None = field(None, doc="broker user name")
+    password_env: str | None = field(None, doc="name of the environment variable holding the password")
+    keepalive: int = field(30, check=rng(5, 3600), doc="seconds between MQTT keep-alives")
+    timeout_s: float = field(5.0, check=rng(0.1, 120), doc="wait for CONNACK / PUBACK before treating the broker as down")
+
+
+@dataclass(frozen=True)
+class Modbus:
+    enabled: bool = field(False, doc="write every verdict to a PLC over Modbus TCP")
+    host: str = field("127.0.0.1", doc="PLC address")
+    port: int = field(502, check=_port, doc="PLC port")
+    unit: int = field(1, check=rng(0, 255), doc="Modbus unit (device) id")
+    coil: int = field(0, check=rng(0, 65535), doc="coil set to 1 for reject (NG or not inspected), 0 for OK")
+    register: int = field(0, check=rng(0, 65526), doc="first of the 10 holding registers (see docs/OPERATIONS.md)")
+    heartbeat_s: float = field(1.0, check=rng(0.05, 60), doc="heartbeat register period")
+    timeout_s: float = field(2.0, check=rng(0.05, 60), doc="request timeout before treating the PLC as down")
+
+
+@dataclass(frozen=True)
+class CameraLine:
+    enabled: bool = field(False, doc="pulse the camera's digital output line (GenICam cameras only)")
+    line: str = field("Line1", doc="LineSelector value of the output line")
+    user_output: str = field("UserOutput1", doc="UserOutputSelector value driving that line")
+    pulse_ms: float = field(20.0, check=rng(0.1, 10_000), doc="pulse width")
+    on: Literal["NG", "OK"] = field("NG", doc="which verdict pulses the line")
+
+
+@dataclass(frozen=True)
+class Spool:
+    dir: str | None = field(None, doc="where undelivered verdicts wait; null = $STATE_DIRECTORY/spool "
+                                      "(systemd) or ~/.local/state/edge-inspect/spool")
+    max_items: int = field(100_000, check=rng(10, 100_000_000), doc="per output; the oldest are dropped beyond it")
+
+
+@dataclass(frozen=True)
 class Outputs:
     jsonl: JsonLines = field(factory=JsonLines)
+    mqtt: Mqtt = field(factory=Mqtt)
+    modbus: Modbus = field(factory=Modbus)
+    camera_line: CameraLine = field(factory=CameraLine)
+    spool: Spool = field(factory=Spool)
 
 
 @dataclass(frozen=True)
@@ -66,6 +117,14 @@ class Telemetry:
 
 
 @dataclass(frozen=True)
+class ArchiveCfg:
+    enabled: bool = field(False, doc="keep NG frames with a heat-map overlay and their verdict")
+    dir: str | None = field(None, doc="null = $STATE_DIRECTORY/archive (systemd) or ~/.local/state/edge-inspect/archive")
+    max_mb: float = field(1024.0, check=rng(1, 10_000_000), doc="size cap; the oldest parts are removed first")
+    queue: int = field(16, check=rng(1, 1024), doc="NG frames waiting for the writer; beyond it they are counted, not kept")
+
+
+@dataclass(frozen=True)
 class StationFile:
     station: str = field("station", doc="station name, carried in every verdict")
     cameras: dict[str, Camera] = field(factory=dict, doc="cameras by name; --camera picks one")
@@ -74,6 +133,7 @@ class StationFile:
     detect: dict = field(factory=dict)
     decision: dict = field(factory=dict)
     outputs: Outputs = field(factory=Outputs)
+    archive: ArchiveCfg = field(factory=ArchiveCfg)
     telemetry: Telemetry = field(factory=Telemetry)
 
 
@@ -84,6 +144,9 @@ class StationConfig:
     path: str
     base_dir: Path
     overrides: dict
+
+    def outputs_for(self, name: str) -> "Outputs":
+        return self.camera(name).outputs or self.file.outputs
 
     def camera(self, name: str) -> Camera:
         if name not in self.file.cameras:
@@ -114,8 +177,9 @@ def parse(raw, path: str, base_dir: Path) -> StationConfig:
     cfg = StationConfig(sf, path, base_dir, overrides)
     if sf.model.path is not None and not cfg.resolve(sf.model.path).is_file():
         raise InputError(path, "model.path", f"model file not found: {cfg.resolve(sf.model.path)}")
-    if sf.outputs.jsonl.path is not None and not cfg.resolve(sf.outputs.jsonl.path).parent.is_dir():
-        raise InputError(path, "outputs.jsonl.path", f"folder does not exist: {cfg.resolve(sf.outputs.jsonl.path).parent}")
+    for key, outputs in [("outputs", sf.outputs)] + [(f"cameras.{n}.outputs", c.outputs) for n, c in sf.cameras.items()]:
+        if outputs is not None and outputs.jsonl.path is not None and not cfg.resolve(outputs.jsonl.path).parent.is_dir():
+            raise InputError(path, f"{key}.jsonl.path", f"folder does not exist: {cfg.resolve(outputs.jsonl.path).parent}")
     return cfg
 
 

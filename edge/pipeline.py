@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
 from datetime import datetime, timezone
 
 import numpy as np
@@ -23,6 +24,7 @@ from .backends.base import Runner
 from .detect import make_detector
 from .preprocess import Preprocessor
 from .recipe import Recipe
+from .errors import SourceError
 from .sources import EndOfStream, Frame, Source
 from .telemetry import Telemetry
 
@@ -58,6 +60,11 @@ class Inspector:
         self.runner, self.recipe, self.camera, self.station = runner, recipe, camera, station
         _, channels, h, w = runner.input_shape
         self.pre = Preprocessor(recipe.preprocess, (h, w), channels)
+        self.set_recipe(recipe)
+
+    def set_recipe(self, recipe: Recipe):
+        """Detection and decision from `recipe` (its preprocessing must match the running one)."""
+        self.recipe = recipe
         self.detector = make_detector(recipe.detect)
         self.min_area = recipe.decision.min_area
         self.max_regions = recipe.decision.max_regions
@@ -105,7 +112,8 @@ class Pipeline:
     def __init__(self, source: Source, inspector: Inspector, outputs: list, telemetry: Telemetry,
                  queue_size: int = 4, drop_when_full: bool | None = None, max_frames: int = 0,
                  progress_s: float = 0.0, first: Frame | None = None, overlap: bool = True,
-                 stop_event: threading.Event | None = None, log=sys.stderr):
+                 stop_event: threading.Event | None = None, reconnect: tuple[int, float] = (0, 0.5),
+                 log=sys.stderr):
         self.source, self.inspector, self.outputs, self.t = source, inspector, outputs, telemetry
         self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self.drop_when_full = source.live if drop_when_full is None else drop_when_full
@@ -113,6 +121,11 @@ class Pipeline:
         self.first = first
         self.overlap = overlap  # detect frame n while frame n+1 is inferred (else one after the other)
         self.stop_event = stop_event or threading.Event()
+        self.reconnect_attempts, self.reconnect_backoff = reconnect
+        self.last_grab = time.monotonic()      # for the watchdog: acquisition is alive
+        self.last_verdict = time.monotonic()   # for the watchdog: analysis is alive
+        self.reload_request: Callable | None = None  # set by SIGHUP; applied between frames
+        self.archive = None  # edge.archive.Archive for NG frames, or None
         self.error: BaseException | None = None
 
     # -- records --------------------------------------------------------------------------
@@ -145,15 +158,41 @@ class Pipeline:
                     frame = self.source.grab(0.5)
                 except EndOfStream:
                     break
+                except SourceError as e:
+                    if not self._reconnect(e):
+                        raise
+                    continue
+                self.last_grab = time.monotonic()
                 if frame is None:
                     self.t.timeout()
                     continue
                 grabbed += 1
                 self._enqueue(frame)
         except BaseException as e:  # a camera or source failure ends the run; frames queued still get verdicts
-            self.error = e
+            self.error = self.error or e
         finally:
             self.queue.put(_END)
+
+    def _reconnect(self, cause: Exception) -> bool:
+        """Reopen a lost source with exponential backoff. False when every attempt failed."""
+        delay = self.reconnect_backoff
+        for attempt in range(1, self.reconnect_attempts + 1):
+            self.t.reconnects += 1
+            print(f"edge-run: {cause}; reopening in {delay:.1f} s (attempt {attempt}/{self.reconnect_attempts})",
+                  file=self.log, flush=True)
+            if self.stop_event.wait(delay):
+                return False
+            self.source.__exit__(None, None, None)
+            try:
+                self.source.__enter__()
+                print(f"edge-run: source reopened after {attempt} attempt(s)", file=self.log, flush=True)
+                self.last_grab = time.monotonic()
+                return True
+            except Exception as e:  # still gone: the producer's or our own error, try again
+                cause = e
+                delay = min(delay * 2, 30.0)
+        self.error = SourceError(f"{cause}; gave up after {self.reconnect_attempts} reopen attempts")
+        return False
 
     def _enqueue(self, frame: Frame):
         self.t.grabbed_one()
@@ -190,10 +229,17 @@ class Pipeline:
         next_progress = time.perf_counter() + self.progress_s if self.progress_s else None
         try:
             while True:
-                got = analysis.get()
+                try:
+                    got = analysis.get(timeout=0.2)
+                except queue.Empty:
+                    self.last_verdict = time.monotonic()  # idle, not stuck
+                    self._apply_reload()
+                    continue
                 if got is _END:
                     break
+                self._apply_reload()
                 self._analyse(*got)
+                self.last_verdict = time.monotonic()
                 if next_progress is not None and time.perf_counter() >= next_progress:
                     print(self.t.progress_line(), file=self.log, flush=True)
                     next_progress += self.progress_s
@@ -208,6 +254,17 @@ class Pipeline:
             for th in threads:
                 th.join()
         return self.t
+
+    def _apply_reload(self):
+        """Swap in a reloaded recipe and outputs between two frames: none is skipped or dropped."""
+        request, self.reload_request = self.reload_request, None
+        if request is not None:
+            request(self)
+
+    def healthy(self, within_s: float) -> bool:
+        """Acquisition returned (a frame or a timeout) and analysis moved, both within `within_s`."""
+        now = time.monotonic()
+        return now - self.last_grab < within_s and now - self.last_verdict < within_s
 
     def _infer(self, analysis: queue.Queue):
         try:
@@ -236,6 +293,9 @@ class Pipeline:
         verdict, score, regions, lat = self.inspector.analyse(item.x, rec, frame.image.shape[:2])
         record = self._base(frame)
         record.update(verdict=verdict, score=round(score, 6), regions=regions)
+        if verdict == "NG" and self.archive is not None:
+            src = item.x if item.x.ndim == 2 else item.x[0]
+            self.archive.submit(record, src, rec, (frame.image.shape[0] / src.shape[0], frame.image.shape[1] / src.shape[1]))
         lat.update(acquire=frame.acquire_s, preprocess=item.preprocess_s, queue=t_start - item.t_queued, infer=infer_s)
         t_emit = time.perf_counter()
         record["latency_ms"] = {k: round(v * 1e3, 3) for k, v in lat.items()}

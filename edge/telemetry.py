@@ -11,6 +11,41 @@ import numpy as np
 STAGES = ("acquire", "preprocess", "queue", "infer", "detect", "decide", "emit", "total")
 
 
+class OutputStats:
+    """Delivery state of one network output: queue depth, lag from verdict to acknowledged delivery."""
+
+    def __init__(self, name: str, window: int = 1024):
+        self.name = name
+        self.connected = False
+        self.depth_memory = 0
+        self.depth_spool = 0
+        self.delivered = 0
+        self.disconnects = 0
+        self.overflow = 0       # records dropped because the bounded queue was full
+        self.last_error = ""
+        self._lag = np.zeros(window)
+        self._n = 0
+        self._lock = threading.Lock()
+
+    @property
+    def depth(self) -> int:
+        return self.depth_memory + self.depth_spool
+
+    def delivered_one(self, lag_s: float):
+        with self._lock:
+            self._lag[self._n % len(self._lag)] = lag_s
+            self._n += 1
+            self.delivered += 1
+
+    def lag_ms(self) -> dict[str, float]:
+        with self._lock:
+            data = self._lag[:min(self._n, len(self._lag))].copy()
+        if not data.size:
+            return {}
+        q = np.percentile(data, [50, 99]) * 1e3
+        return {"p50": q[0], "p99": q[1], "max": data.max() * 1e3}
+
+
 class Telemetry:
     """Thread-safe. Latencies in seconds in a ring buffer of `window` frames per stage."""
 
@@ -23,8 +58,18 @@ class Telemetry:
         self.dropped = Counter()    # reason -> frames
         self.grabbed = 0            # frames that reached the host
         self.timeouts = 0           # grabs that saw no frame in time (e.g. waiting for a trigger)
+        self.reconnects = 0         # attempts to reopen a lost camera
+        self.reloads = 0            # configurations reloaded by SIGHUP
         self.started = time.perf_counter()
+        self.outputs: dict[str, OutputStats] = {}
+        self.archive = None  # edge.archive.Archive when the NG archive is on
         self._lock = threading.Lock()
+
+    def output(self, name: str) -> OutputStats:
+        """The stats object of a network output (created on first use, kept across reloads)."""
+        if name not in self.outputs:
+            self.outputs[name] = OutputStats(name)
+        return self.outputs[name]
 
     def record(self, verdict: str, latencies: dict[str, float]):
         row = np.array([latencies.get(s, 0.0) for s in STAGES])
@@ -79,7 +124,9 @@ class Telemetry:
                  f"  frames grabbed {self.grabbed}, verdicts {self.decided} (OK {self.verdicts['OK']}, "
                  f"NG {self.verdicts['NG']}), dropped {sum(self.dropped.values())}"
                  + (" (" + ", ".join(f"{k} {v}" for k, v in sorted(self.dropped.items())) + ")" if self.dropped else "")
-                 + (f", grab timeouts {self.timeouts}" if self.timeouts else ""),
+                 + (f", grab timeouts {self.timeouts}" if self.timeouts else "")
+                 + (f", reconnect attempts {self.reconnects}" if self.reconnects else "")
+                 + (f", config reloads {self.reloads}" if self.reloads else ""),
                  f"  throughput {self.fps():.1f} frames/s over {time.perf_counter() - self.started:.1f} s"]
         pct = self.percentiles()
         if pct:
@@ -87,6 +134,16 @@ class Telemetry:
             for s in STAGES:
                 v = pct[s]
                 lines.append(f"  {s:<12}" + "".join(f"{v[k]:>9.3f}" for k in ("p50", "p95", "p99", "max", "mean")))
+        a = self.archive
+        if a is not None:
+            lines.append(f"  archive {a.folder}: written {a.written}, failed {a.failed}, skipped {a.skipped}, "
+                         f"removed for space {a.removed}" + (f", last error: {a.last_error}" if a.failed else ""))
+        for o in self.outputs.values():
+            lag = o.lag_ms()
+            lines.append(f"  output {o.name}: delivered {o.delivered}, queued {o.depth} (spool {o.depth_spool}), "
+                         f"disconnects {o.disconnects}, overflow {o.overflow}"
+                         + (f", lag p50 {lag['p50']:.2f} ms p99 {lag['p99']:.2f} ms" if lag else "")
+                         + (f", last error: {o.last_error}" if o.last_error and not o.connected else ""))
         return "\n".join(lines)
 
 
@@ -131,6 +188,27 @@ class PrometheusEndpoint:
         fps = GaugeMetricFamily("edge_throughput_fps", "Verdicts per second since start", labels=labels)
         fps.add_metric(ids, self.t.fps())
         yield fps
+        olabels = labels + ["output"]
+        depth = GaugeMetricFamily("edge_output_queue_depth", "Verdicts waiting for an output", labels=olabels)
+        conn = GaugeMetricFamily("edge_output_connected", "1 while the output is connected", labels=olabels)
+        delivered = CounterMetricFamily("edge_output_delivered", "Verdicts delivered and acknowledged", labels=olabels)
+        overflow = CounterMetricFamily("edge_output_overflow", "Verdicts dropped from a full output queue", labels=olabels)
+        lag = GaugeMetricFamily("edge_output_delivery_lag_ms", "Verdict to acknowledged delivery",
+                                labels=olabels + ["quantile"])
+        for o in self.t.outputs.values():
+            depth.add_metric(ids + [o.name], o.depth)
+            conn.add_metric(ids + [o.name], 1.0 if o.connected else 0.0)
+            delivered.add_metric(ids + [o.name], o.delivered)
+            overflow.add_metric(ids + [o.name], o.overflow)
+            for q, v in o.lag_ms().items():
+                lag.add_metric(ids + [o.name, q], v)
+        yield from (depth, conn, delivered, overflow, lag)
+        a = self.t.archive
+        if a is not None:
+            arch = CounterMetricFamily("edge_archive_frames", "NG frames by archive outcome", labels=labels + ["outcome"])
+            for outcome in ("written", "failed", "skipped"):
+                arch.add_metric(ids + [outcome], getattr(a, outcome))
+            yield arch
 
     def close(self):
         self.server.shutdown()

@@ -1,7 +1,55 @@
-"""Where verdicts go. Every output has emit(record: dict) and close()."""
+"""Where verdicts go. Every output has emit(record: dict) and close().
+
+JSON lines (stdout, file) are written directly. MQTT and Modbus go through QueuedOutput, which
+never blocks inspection and keeps verdicts on disk while the peer is down. The camera line is
+pulsed directly (a late pulse would mark the wrong part).
+"""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from .jsonl import JsonLinesOutput
 
-__all__ = ["JsonLinesOutput"]
+
+def default_spool_dir() -> Path:
+    state = os.environ.get("STATE_DIRECTORY")  # set by systemd's StateDirectory=
+    if state:
+        return Path(state.split(":")[0]) / "spool"
+    return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "edge-inspect" / "spool"
+
+
+def build_outputs(o, *, station: str, camera: str, telemetry, source, resolve, where: str, stdout: bool = True) -> list:
+    """Outputs for one camera from a config.Outputs section."""
+    from .delivery import QueuedOutput
+
+    outputs = [JsonLinesOutput(stdout=o.jsonl.stdout and stdout, path=resolve(o.jsonl.path) if o.jsonl.path else None)]
+    spool_dir = resolve(o.spool.dir) if o.spool.dir else default_spool_dir()
+    try:
+        if o.mqtt.enabled:
+            from .mqtt import MqttTransport
+            outputs.append(QueuedOutput(MqttTransport(o.mqtt, station, camera), spool_dir / f"{station}-{camera}-mqtt.sqlite",
+                                        o.spool.max_items, telemetry.output("mqtt"), idle_s=1.0))
+        if o.modbus.enabled:
+            from .modbus import ModbusTransport
+            outputs.append(QueuedOutput(ModbusTransport(o.modbus), spool_dir / f"{station}-{camera}-modbus.sqlite",
+                                        o.spool.max_items, telemetry.output("modbus"), idle_s=o.modbus.heartbeat_s))
+        if o.camera_line.enabled:
+            from .camera_line import CameraLineOutput
+            outputs.append(CameraLineOutput(o.camera_line, source, where))
+    except BaseException:
+        close_all(outputs)
+        raise
+    return outputs
+
+
+def close_all(outputs: list):
+    for out in outputs:
+        try:
+            out.close()
+        except Exception:
+            pass
+
+
+__all__ = ["JsonLinesOutput", "build_outputs", "close_all", "default_spool_dir"]

@@ -13,6 +13,7 @@ Buffer data is copied before the buffer is requeued (the producer reuses the mem
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -90,6 +91,8 @@ class GenICamSource:
             from harvesters.core import Harvester
         except ImportError:
             raise InputError(self.where, self.key, "genicam:// needs the camera extra: pip install 'edge-inspect[camera]'") from None
+        for name in [n for n in logging.root.manager.loggerDict if n.startswith("harvesters")] + ["harvesters"]:
+            logging.getLogger(name).setLevel(logging.CRITICAL)  # failures reach the user as SourceError
         self._h = Harvester()
         self._h.add_file(self.opts["cti"], check_existence=True)
         self._h.update()
@@ -105,15 +108,14 @@ class GenICamSource:
         return self
 
     def __exit__(self, *exc):
-        if self._ia is not None:
+        ia, self._ia = self._ia, None
+        h, self._h = self._h, None
+        for step in ((ia.stop, ia.destroy) if ia is not None else ()) + ((h.reset,) if h is not None else ()):
             try:
-                self._ia.stop()
-            finally:
-                self._ia.destroy()
-                self._ia = None
-        if self._h is not None:
-            self._h.reset()
-            self._h = None
+                step()
+            except Exception:  # a lost device fails its own teardown; release the rest regardless
+                pass
+        self._last_id = None
 
     def _search_key(self):
         infos = self._h.device_info_list
@@ -171,6 +173,18 @@ class GenICamSource:
             self._set(nm, "TriggerSource", o["trigger_source"] or "Line0")
         self.pixel_format = str(nm.PixelFormat.value) if nm.has_node("PixelFormat") else "Mono8"
 
+    def _probe(self):
+        """After a timeout: is the camera still there? (waiting for a trigger is fine, a lost device is not)"""
+        try:
+            self._ia.remote_device.node_map.Width.value
+        except Exception as e:
+            raise SourceError(f"camera {self.serial or self.device} does not answer: {str(e).splitlines()[0][:160]}") from None
+
+    @property
+    def node_map(self):
+        """The camera's GenICam node map while open (for the camera output line)."""
+        return self._ia.remote_device.node_map if self._ia is not None else None
+
     # -- acquisition -------------------------------------------------------------------------
     def fire_trigger(self):
         self._ia.remote_device.node_map.TriggerSoftware.execute()
@@ -180,9 +194,13 @@ class GenICamSource:
         if self.opts["trigger"] == "software":
             self.fire_trigger()
         t0 = time.perf_counter()
-        buf = self._ia.try_fetch(timeout=timeout)  # fetch(timeout=) can block forever in harvesters 1.4.3
+        try:
+            buf = self._ia.try_fetch(timeout=timeout)  # fetch(timeout=) can block forever in harvesters 1.4.3
+        except Exception as e:  # the producer's own exception types: device or stream gone
+            raise SourceError(f"camera {self.serial or self.device}: acquisition failed: {str(e).splitlines()[0][:160]}") from None
         t1 = time.perf_counter()
         if buf is None:
+            self._probe()
             return None
         with buf:  # requeued on exit: copy first
             frame_id = int(buf.module.frame_id)
