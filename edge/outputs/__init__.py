@@ -24,6 +24,14 @@ def build_outputs(o, *, station: str, camera: str, telemetry, source, resolve, w
     """Outputs for one camera from a config.Outputs section."""
     from .delivery import QueuedOutput
 
+    for enabled, module, extra, key in ((o.mqtt.enabled, "paho.mqtt.client", "mqtt", "mqtt"),
+                                        (o.modbus.enabled, "pymodbus.client", "modbus", "modbus")):
+        if enabled:
+            try:
+                __import__(module)
+            except ImportError:
+                from ..errors import InputError
+                raise InputError(where, f"outputs.{key}", f"needs {module.split('.')[0]}: pip install 'edge-inspect[{extra}]'") from None
     outputs = [JsonLinesOutput(stdout=o.jsonl.stdout and stdout, path=resolve(o.jsonl.path) if o.jsonl.path else None)]
     spool_dir = resolve(o.spool.dir) if o.spool.dir else default_spool_dir()
     try:
