@@ -191,13 +191,16 @@ class GenICamSource:
 
     def grab(self, timeout_s: float | None = None) -> Frame | None:
         timeout = self.opts["timeout_ms"] / 1000 if timeout_s is None else timeout_s
-        if self.opts["trigger"] == "software":
-            self.fire_trigger()
         t0 = time.perf_counter()
         try:
+            if self._ia is None:
+                raise SourceError("not open")
+            if self.opts["trigger"] == "software":
+                self.fire_trigger()
             buf = self._ia.try_fetch(timeout=timeout)  # fetch(timeout=) can block forever in harvesters 1.4.3
-        except Exception as e:  # the producer's own exception types: device or stream gone
-            raise SourceError(f"camera {self.serial or self.device}: acquisition failed: {str(e).splitlines()[0][:160]}") from None
+        except Exception as e:  # the producer's own exception types, or handles gone with the device
+            text = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+            raise SourceError(f"camera {self.serial or self.device}: acquisition failed: {text}") from None
         t1 = time.perf_counter()
         if buf is None:
             self._probe()

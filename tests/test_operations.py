@@ -1,0 +1,291 @@
+"""Station operations: systemd unit and notify protocol, SIGHUP reload, NG archive, camera faults."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, make_station, run_cli
+
+DEFECTS = (2, 5)
+
+
+def _start(cfg, *extra, env=None):
+    e = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
+    return subprocess.Popen([sys.executable, "-m", "edge.cli", "--config", str(cfg), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e)
+
+
+def _wait_line(stream, pattern, timeout=60):
+    deadline = time.time() + timeout
+    seen = []
+    while time.time() < deadline:
+        line = stream.readline()
+        if not line:
+            break
+        seen.append(line)
+        if re.search(pattern, line):
+            return line
+    raise AssertionError(f"no line matching {pattern!r}: {''.join(seen)[-2000:]}")
+
+
+# -- systemd ---------------------------------------------------------------------------------------
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+def test_unit_template_verifies_clean(tmp_path):
+    unit = (ROOT / "systemd" / "edge-run@.service").read_text()
+    exe = shutil.which("edge-run") or sys.executable
+    good = tmp_path / "edge-run@cam0.service"
+    good.write_text(unit.replace("/opt/edge-inspect/venv/bin/edge-run", exe))
+    res = subprocess.run(["systemd-analyze", "verify", str(good)], capture_output=True, text=True)
+    problems = [l for l in res.stderr.splitlines() if str(good) in l or "edge-run@" in l]
+    assert res.returncode == 0 and not problems, res.stderr
+    for key in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "StartLimitBurst=", "User=edge",
+                "ProtectSystem=strict", "NoNewPrivileges=yes", "PrivateTmp=yes", "ProtectHome=yes",
+                "NUMBA_CACHE_DIR=", "EnvironmentFile=", "ExecReload=/bin/kill -HUP"):
+        assert key in unit
+    # the check can fail: a damaged unit is reported
+    bad = tmp_path / "bad@cam0.service"
+    bad.write_text(good.read_text().replace("Type=notify", "Type=notifyy"))
+    res = subprocess.run(["systemd-analyze", "verify", str(bad)], capture_output=True, text=True)
+    assert "Failed to parse service type" in res.stderr
+
+
+def test_sd_notify_ready_watchdog_stopping(tmp_path):
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock.settimeout(0.2)
+    messages = []
+    done = threading.Event()
+
+    def read():
+        while not done.is_set():
+            try:
+                messages.append(sock.recv(4096).decode())
+            except socket.timeout:
+                pass
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    cfg = make_station(tmp_path, source_opts="?loop=1&fps=30")
+    proc = _start(cfg, "--quiet", env={"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "600000"})
+    try:
+        _wait_line(proc.stderr, "ready")
+        time.sleep(2.0)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    finally:
+        time.sleep(0.3)
+        done.set()
+        reader.join()
+        sock.close()
+    assert proc.returncode == 0
+    kinds = [m.split("\n")[0] for m in messages]
+    assert kinds[0] == "READY=1", messages[:3]
+    assert kinds[-1] == "STOPPING=1"
+    pings = kinds.count("WATCHDOG=1")
+    assert pings >= 5, f"{pings} watchdog pings in ~2 s at a 0.6 s watchdog"  # every interval/3
+    assert any("STATUS=[cam0]" in m for m in messages)
+
+
+def test_no_watchdog_ping_when_frames_stop_flowing(tmp_path):
+    """A stuck camera must let systemd's watchdog fire: pings stop when acquisition stalls."""
+    from edge.pipeline import Pipeline
+    p = Pipeline.__new__(Pipeline)
+    p.last_grab = p.last_verdict = time.monotonic()
+    assert p.healthy(1.0)
+    p.last_grab -= 2.0
+    assert not p.healthy(1.0)
+
+
+# -- SIGHUP ----------------------------------------------------------------------------------------
+
+def test_sighup_reloads_thresholds_without_dropping_a_frame(tmp_path):
+    cfg = make_station(tmp_path, source_opts="?loop=1&fps=40")
+    proc = _start(cfg)
+    _wait_line(proc.stderr, "ready")
+    time.sleep(1.0)
+    cfg.write_text(cfg.read_text() + "decision:\n  min_area: 1000000\n")  # no region can be NG now
+    proc.send_signal(signal.SIGHUP)
+    _wait_line(proc.stderr, "reloaded .*min_area 1000000")
+    time.sleep(1.0)
+    cfg.write_text(cfg.read_text() + "detect:\n  method: telepathy\n")  # a bad config is refused...
+    proc.send_signal(signal.SIGHUP)
+    _wait_line(proc.stderr, "reload refused, keeping the running config: .*detect.method")
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    lines = [json.loads(l) for l in out.splitlines()]
+    assert [l["frame_id"] for l in lines] == list(range(len(lines))), "a frame was skipped"
+    assert all(l["verdict"] in ("OK", "NG") for l in lines)
+    ng_ids = [l["frame_id"] for l in lines if l["verdict"] == "NG"]
+    assert ng_ids and max(ng_ids) < len(lines) - 40, "NG verdicts must stop after the reload"
+    assert "config reloads 1" in err  # ...and the refused one is not counted
+
+
+# -- NG archive ------------------------------------------------------------------------------------
+
+def _archive_yaml(folder, max_mb=100):
+    return f"archive:\n  enabled: true\n  dir: {folder}\n  max_mb: {max_mb}\n"
+
+
+def test_archive_keeps_ng_frames_with_overlay_and_record(tmp_path):
+    cfg = make_station(tmp_path, extra_yaml=_archive_yaml(tmp_path / "archive"))
+    res = run_cli(["--config", str(cfg), "--quiet"])
+    assert res.returncode == 0, res.stderr
+    files = sorted((tmp_path / "archive" / "cam0").iterdir())
+    assert len(files) == 3 * len(DEFECTS)
+    records = [json.loads(p.read_text()) for p in files if p.suffix == ".json"]
+    assert sorted(r["frame_id"] for r in records) == list(DEFECTS) and all(r["verdict"] == "NG" for r in records)
+    import cv2
+    over = cv2.imread(str(next(p for p in files if p.name.endswith("_overlay.png"))))
+    gray = cv2.imread(str(next(p for p in files if p.suffix == ".png" and "overlay" not in p.name)), cv2.IMREAD_UNCHANGED)
+    assert over.shape == (384, 384, 3) and gray.shape == (384, 384)
+    assert "archive" in res.stderr and "written 2, failed 0" in res.stderr
+
+
+def test_archive_size_cap_removes_oldest_first(tmp_path):
+    cfg = make_station(tmp_path, count=12, defects=tuple(range(12)),
+                       extra_yaml=_archive_yaml(tmp_path / "archive", max_mb=1.0))
+    res = run_cli(["--config", str(cfg), "--quiet"])
+    assert res.returncode == 0, res.stderr
+    folder = tmp_path / "archive" / "cam0"
+    total = sum(p.stat().st_size for p in folder.iterdir())
+    assert total <= 1024 * 1024
+    kept = sorted(json.loads(p.read_text())["frame_id"] for p in folder.glob("*.json"))
+    assert kept and kept == list(range(12 - len(kept), 12)), kept  # the newest survive
+    assert "removed for space" in res.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_archive_disk_full_degrades_to_counting(tmp_path):
+    """Fault injection with a real full file system: a 200 KiB tmpfs."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount tmpfs here")
+    try:
+        cfg = make_station(tmp_path, count=16, defects=tuple(range(16)), size=512,
+                           extra_yaml=_archive_yaml(mnt, max_mb=100))
+        res = run_cli(["--config", str(cfg)])
+        lines = [json.loads(l) for l in res.stdout.splitlines()]
+    finally:
+        subprocess.run(["umount", str(mnt)])
+    assert res.returncode == 0, res.stderr
+    assert len(lines) == 16 and all(l["verdict"] == "NG" for l in lines), "inspection must carry on"
+    m = re.search(r"archive .*: written (\d+), failed (\d+), skipped (\d+)", res.stderr)
+    written, failed, skipped = map(int, m.groups())
+    assert failed > 0 and written + failed + skipped == 16
+    assert "No space left on device" in res.stderr
+
+
+# -- camera faults (real TLSimu producer) -------------------------------------------------------------
+
+def _tlsimu():
+    pytest.importorskip("harvesters")
+    from edge.sources.genicam import simulator_cti
+    if simulator_cti() is None:
+        pytest.skip("TLSimu.cti not found in the genicam wheel")
+
+
+def _camera_pipeline(uri, attempts, frames=40):
+    import io
+    from edge.backends import open_runner
+    from edge.demo import MODEL
+    from edge.demo.build_model import DEMO_RECIPE
+    from edge.outputs import JsonLinesOutput
+    from edge.pipeline import Inspector, Pipeline
+    from edge.recipe import Recipe
+    from edge.schema import load
+    from edge.sources import open_source
+    from edge.telemetry import Telemetry
+    runner = open_runner(MODEL)
+    source = open_source(uri)
+    out = JsonLinesOutput(stdout=False)
+    out._stdout = io.StringIO()
+    log = io.StringIO()
+    runner.__enter__()
+    source.__enter__()
+    p = Pipeline(source, Inspector(runner, load(Recipe, DEMO_RECIPE, "t"), "cam", "st"), [out], Telemetry(64, "cam", "st"),
+                 max_frames=frames, reconnect=(attempts, 0.05), log=log)
+    return p, source, out, log
+
+
+def _unplug(source):
+    """A lost camera: the acquirer's device handles go away under the running source, so every
+    further call fails, as with an unplugged camera. (Closing the GenTL data stream under a
+    running acquirer instead crashes TLSimu itself, so that is not used.)"""
+    source._ia.destroy()
+
+
+@pytest.mark.camera
+def test_lost_camera_is_reopened_and_frames_continue(tmp_path):
+    _tlsimu()
+    p, source, out, log = _camera_pipeline("genicam://SN_InterfaceA_0?trigger=software&timeout_ms=500", attempts=3)
+    grabbed_before = []
+    real_grab = source.grab
+
+    def grab(timeout_s=None):
+        f = real_grab(timeout_s)
+        grabbed_before.append(f)
+        if len(grabbed_before) == 10:
+            _unplug(source)
+        return f
+
+    source.grab = grab
+    try:
+        p.run()
+    finally:
+        source.__exit__(None, None, None)
+    lines = [json.loads(l) for l in out._stdout.getvalue().splitlines()]
+    assert p.error is None, p.error
+    assert len(lines) == 40 and p.t.reconnects == 1
+    assert "source reopened after 1 attempt" in log.getvalue()
+
+
+@pytest.mark.camera
+def test_camera_gone_for_good_exits_nonzero_after_the_attempts(tmp_path):
+    _tlsimu()
+    p, source, out, log = _camera_pipeline("genicam://SN_InterfaceA_0?trigger=software&timeout_ms=500", attempts=3)
+    real_grab = source.grab
+    count = [0]
+
+    def grab(timeout_s=None):
+        count[0] += 1
+        if count[0] == 5:
+            _unplug(source)
+            source.device = "SN_UNPLUGGED"  # and it does not come back under its serial
+        return real_grab(timeout_s)
+
+    source.grab = grab
+    try:
+        p.run()
+    finally:
+        source.__exit__(None, None, None)
+    from edge.errors import SourceError
+    assert isinstance(p.error, SourceError) and "gave up after 3 reopen attempts" in str(p.error)
+    assert p.t.reconnects == 3
+    assert len(out._stdout.getvalue().splitlines()) == 4  # every frame grabbed before the loss has its verdict
+
+
+@pytest.mark.camera
+def test_camera_line_output_refused_on_a_camera_without_line_nodes(tmp_path):
+    _tlsimu()
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text("cameras:\n  cam0:\n    source: genicam://SN_InterfaceA_0?trigger=software\n"
+                   "outputs:\n  camera_line:\n    enabled: true\n")
+    res = run_cli(["--config", str(cfg), "--frames", "1"])
+    assert res.returncode == 2
+    assert "outputs.camera_line: the camera has no LineSelector, LineMode, LineSource, UserOutputSelector, " \
+           "UserOutputValue node(s)" in res.stderr
