@@ -66,8 +66,7 @@ class Inspector:
         """Detection and decision from `recipe` (its preprocessing must match the running one)."""
         self.recipe = recipe
         self.detector = make_detector(recipe.detect)
-        self.min_area = recipe.decision.min_area
-        self.max_regions = recipe.decision.max_regions
+        self.decision = recipe.decision
 
     def warm_up(self, shape: tuple[int, ...]):
         """Inference and detection on a blank frame, then detection of a synthetic defect, so
@@ -101,10 +100,13 @@ class Inspector:
         det = self.detector(src, rec)
         t2 = time.perf_counter()
         fy, fx = frame_hw[0] / src.shape[0], frame_hw[1] / src.shape[1]
-        defects = [r.scaled(fx, fy) for r in det.regions if r.area >= self.min_area]
-        verdict = "NG" if defects else "OK"
-        regions = [r.as_dict() for r in defects[:self.max_regions]]
+        d = self.decision
+        defects = [r for r in (r.scaled(fx, fy) for r in det.regions) if r.area >= d.min_area]
+        ng = det.score >= d.score_threshold if d.rule == "score" else bool(defects)
+        verdict = "NG" if ng else "OK"
+        regions = [r.as_dict() for r in defects[:d.max_regions]]
         t3 = time.perf_counter()
+        self.last_detection = det  # for evaluation and the archive; valid until the next call
         return verdict, det.score, regions, {"detect": t2 - t1, "decide": t3 - t2}
 
 

@@ -74,8 +74,18 @@ class Detect:
 
 @dataclass(frozen=True)
 class Decision:
-    min_area: int = field(16, check=rng(1), doc="NG when any defect region has at least this many pixels")
+    rule: Literal["regions", "score"] = field(
+        "regions", doc="regions: NG when a defect region reaches min_area; score: NG when the image score "
+                       "reaches score_threshold (calibrated on good images by edge-train)")
+    min_area: int = field(16, check=rng(1), doc="smallest defect region, in frame pixels, that makes (rule regions) "
+                                                "or is reported as (both rules) a defect")
+    score_threshold: float | None = field(None, doc="image score at or above which a frame is NG (rule score)")
     max_regions: int = field(32, check=rng(0), doc="at most this many regions (largest first) are reported per frame")
+
+    def validate(self, where, prefix):
+        if self.rule == "score" and self.score_threshold is None:
+            raise InputError(where, f"{prefix}.score_threshold" if prefix else "score_threshold",
+                             "expected a number when rule is score, got null")
 
 
 @dataclass(frozen=True)

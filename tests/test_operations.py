@@ -289,3 +289,20 @@ def test_camera_line_output_refused_on_a_camera_without_line_nodes(tmp_path):
     assert res.returncode == 2
     assert "outputs.camera_line: the camera has no LineSelector, LineMode, LineSource, UserOutputSelector, " \
            "UserOutputValue node(s)" in res.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_verdict_file_on_a_full_disk_does_not_stop_inspection(tmp_path):
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount tmpfs here")
+    try:
+        cfg = make_station(tmp_path, count=8, source_opts="?loop=1",
+                           extra_yaml=f"outputs:\n  jsonl:\n    path: {mnt}/verdicts.jsonl\n")
+        res = run_cli(["--config", str(cfg), "--frames", "120"])
+    finally:
+        subprocess.run(["umount", str(mnt)])
+    assert res.returncode == 0, res.stderr
+    assert len(res.stdout.splitlines()) == 120  # stdout still gets every verdict
+    assert "No space left on device" in res.stderr and "frames grabbed 120, verdicts 120" in res.stderr

@@ -78,18 +78,38 @@ class DctFusionDetector:
                                                 "marked_patches": int((diff > self.p.epsilon).sum())})
 
 
+    def score_map(self, src: np.ndarray, rec: np.ndarray) -> np.ndarray:
+        """Continuous per-pixel score for pixel AUROC: the residual weighted by its patch's evidence,
+        |src - rec| * min(1, |df| / epsilon). On marked patches it is the residual itself, so a
+        threshold of mu + gamma*sigma reproduces eq. 21 there; pixels outside every patch score 0."""
+        p = self.p
+        _, diff, _, _, _ = self.analyse(src, rec)
+        h, w = src.shape
+        weight = np.zeros((h, w), np.float32)
+        gain = np.minimum(1.0, diff / p.epsilon) if p.epsilon > 0 else (diff > 0).astype(np.float32)
+        for r in range(diff.shape[0]):  # overlapping patches keep the strongest evidence
+            for c in range(diff.shape[1]):
+                view = weight[r * p.stride:r * p.stride + p.patch, c * p.stride:c * p.stride + p.patch]
+                np.maximum(view, gain[r, c], out=view)
+        return np.abs(src - rec) * weight
+
+
 class SquaredResidualDetector:
     """Seed 002: v = (src - rec)^2 (eq. 9), mean filter, threshold max(mean + k*std, floor)."""
 
     def __init__(self, p: SquaredResidual):
         self.p = p
 
-    def __call__(self, src, rec) -> Detection:
+    def score_map(self, src, rec) -> np.ndarray:
+        """The mean-filtered squared residual: what the adaptive threshold cuts."""
         v = np.square(src - rec, dtype=np.float32)
-        filtered = cv2.blur(v, (self.p.kernel, self.p.kernel), borderType=cv2.BORDER_REFLECT)
+        return cv2.blur(v, (self.p.kernel, self.p.kernel), borderType=cv2.BORDER_REFLECT)
+
+    def __call__(self, src, rec) -> Detection:
+        filtered = self.score_map(src, rec)
         mean, std = cv2.meanStdDev(filtered)
         threshold = max(float(mean[0, 0] + self.p.k * std[0, 0]), self.p.floor)
-        mask = (filtered >= threshold).view(np.uint8) if threshold > 0 else np.zeros(v.shape, np.uint8)
+        mask = (filtered >= threshold).view(np.uint8) if threshold > 0 else np.zeros(filtered.shape, np.uint8)
         regions = find_regions(mask, filtered) if mask.any() else []
         return Detection(mask, float(filtered.max()), regions, {"threshold": threshold})
 
@@ -99,6 +119,9 @@ class ProbabilityDetector:
 
     def __init__(self, p: Probability):
         self.p = p
+
+    def score_map(self, src, rec) -> np.ndarray:
+        return rec
 
     def __call__(self, src, rec) -> Detection:
         mask = (rec >= self.p.threshold).view(np.uint8)

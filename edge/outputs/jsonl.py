@@ -11,7 +11,9 @@ from pathlib import Path
 class JsonLinesOutput:
     def __init__(self, stdout: bool = True, path: Path | None = None):
         self._stdout = sys.stdout if stdout else None
+        self.path = path
         self._file = open(path, "a", buffering=1) if path is not None else None
+        self.failed = 0  # lines the file did not take (disk full, ...); inspection goes on
         self._lock = threading.Lock()  # drops are reported from the acquisition thread
 
     def emit(self, record: dict):
@@ -21,9 +23,18 @@ class JsonLinesOutput:
                 self._stdout.write(line)
                 self._stdout.flush()
             if self._file is not None:
-                self._file.write(line)
+                try:
+                    self._file.write(line)
+                except OSError as e:
+                    self.failed += 1
+                    if self.failed == 1 or self.failed % 1000 == 0:
+                        print(f"edge-run: cannot write {self.path}: {e.strerror} ({self.failed} lines lost so far)",
+                              file=sys.stderr, flush=True)
 
     def close(self):
         if self._file is not None:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError:
+                pass
             self._file = None

@@ -1,0 +1,97 @@
+"""edge-train's YAML, validated with the station's schema (same one-line errors, exit code 2)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from edge.errors import InputError
+from edge.schema import field, load, rng
+
+METHOD_DEFAULTS = {
+    # size: frames resized to size x size; patch: training crop (None = whole frame)
+    "cae001": {"size": 512, "patch": None, "batch": 4, "loss": "weighted_ssim", "detect": "dct_fusion", "lr": 1e-3},
+    "renet_d": {"size": 256, "patch": 32, "batch": 64, "loss": "renet", "detect": "squared_residual", "lr": 2e-3},
+    "skip_ae": {"size": 256, "patch": 128, "batch": 16, "loss": "aw_ssim", "detect": "squared_residual", "lr": 1e-3},
+    "unet": {"size": 256, "patch": 128, "batch": 16, "loss": "bce_dice", "detect": "probability", "lr": 1e-3},
+}
+
+
+@dataclass(frozen=True)
+class Stage2:
+    epochs: int = field(0, check=rng(0, 10_000), doc="seed 003 stage 2 epochs on ADGA defects (skip_ae); 0 = none")
+    alpha: float = field(0.8, check=rng(0, 1), doc="eq. 10: alpha * AW-SSIM + (1 - alpha) * LPIPS")
+    lpips_weights: str | None = field(None, doc="AlexNet+LPIPS state_dict file; needed when alpha < 1")
+    time_share: float = field(0.3, check=rng(0, 0.9), doc="share of time_budget_min kept for stage 2")
+
+
+@dataclass(frozen=True)
+class LossCfg:
+    alpha: float = field(0.15, check=rng(0, 1), doc="renet: alpha * L1 + (1 - alpha)(1 - SSIM)")
+    aw_weights: tuple[float, float, float] = field((1 / 3, 1 / 3, 1 / 3), doc="aw_ssim: luminance, contrast, structure")
+    sigma0: float = field(0.5, check=rng(0.1, 10), doc="aw_ssim: initial Gaussian sigma")
+    sigma_k: float = field(0.005, check=rng(0, 1), doc="aw_ssim: sigma increment per step (reset per epoch)")
+    variance_patch: int = field(11, check=rng(3, 63), doc="weighted_ssim: side of the variance patch (eq. 7)")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    method: Literal["cae001", "renet_d", "skip_ae", "unet"] = field("renet_d", doc="which seed method")
+    data: str = field(doc="folder of good images or MVTec-style tree")
+    out: str = field("runs/model", doc="output folder: model.onnx, checkpoint.pt, loss.png, train.json")
+    size: int | None = field(None, check=rng(32, 4096), doc="frames resized to size x size; null = method default")
+    patch: int | None = field(None, check=rng(8, 4096), doc="training crop; null = method default")
+    batch: int | None = field(None, check=rng(1, 4096))
+    epochs: int = field(100, check=rng(1, 100_000))
+    steps_per_epoch: int = field(50, check=rng(1, 1_000_000), doc="batches per epoch (patches are drawn at random)")
+    time_budget_min: float = field(15.0, check=rng(0.05, 100_000), doc="training stops after this, epochs or not")
+    lr: float | None = field(None, check=rng(0, 1, lo_open=True))
+    seed: int = field(0)
+    holdout: float = field(0.1, check=rng(0, 0.5), doc="share of good images kept out for threshold calibration")
+    target_far: float = field(0.05, check=rng(0, 1, lo_open=True), doc="false-alarm rate the image threshold is set for")
+    loss: LossCfg = field(factory=LossCfg)
+    stage2: Stage2 = field(factory=Stage2)
+    detect: dict = field(factory=dict, doc="overrides of the recipe's detect section")
+    device: Literal["auto", "cpu", "cuda"] = field("auto")
+    threads: int = field(0, check=rng(0, 256), doc="torch CPU threads; 0 = all cores")
+
+    def validate(self, where, prefix):
+        m = METHOD_DEFAULTS[self.method]
+        size, patch = self.size or m["size"], self.patch or m["patch"]
+        if self.method == "cae001" and size != 512:
+            raise InputError(where, "size", "expected 512: seed 001's network of Table 4 takes 1x512x512")
+        if patch is not None and patch > size:
+            raise InputError(where, "patch", f"expected at most size ({size}), got {patch}")
+        if self.stage2.epochs and self.stage2.alpha < 1 and self.stage2.lpips_weights is None:
+            raise InputError(where, "stage2.lpips_weights",
+                             "expected a file of pretrained AlexNet/LPIPS weights (they cannot be downloaded here); "
+                             "or set stage2.alpha: 1.0 to train stage 2 on AW-SSIM alone")
+
+    def resolved(self) -> dict:
+        m = METHOD_DEFAULTS[self.method]
+        return {"size": self.size or m["size"], "patch": self.patch or m["patch"], "batch": self.batch or m["batch"],
+                "lr": self.lr or m["lr"], "loss": m["loss"], "detect": m["detect"]}
+
+
+def load_config(path: str | Path, overrides: dict | None = None) -> tuple[TrainConfig, Path]:
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except FileNotFoundError:
+        raise InputError(str(p), None, "config file not found") from None
+    except yaml.YAMLError as e:
+        raise InputError(str(p), None, f"not valid YAML ({getattr(e, 'problem', 'parse error')})") from None
+    if not isinstance(raw, dict):
+        raise InputError(str(p), None, "expected a mapping at the top level")
+    raw.update(overrides or {})
+    cfg = load(TrainConfig, raw, str(p))
+    base = p.resolve().parent
+    data = Path(cfg.data) if Path(cfg.data).is_absolute() else base / cfg.data
+    if not data.exists():
+        raise InputError(str(p), "data", f"no such folder: {data}")
+    if cfg.stage2.lpips_weights and not (base / cfg.stage2.lpips_weights).is_file():
+        raise InputError(str(p), "stage2.lpips_weights", f"file not found: {base / cfg.stage2.lpips_weights}")
+    return cfg, base

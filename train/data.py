@@ -1,0 +1,92 @@
+"""Image data for training and evaluation: a folder of good images, or an MVTec-style tree
+(train/good, test/<type>, ground_truth/<type>/<name>_mask.png). Grayscale, float32 in [0, 1],
+resized to the model's size."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.errors import InputError
+from edge.sources.file import IMAGE_SUFFIXES
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def load_gray(path: Path, size: int | None) -> np.ndarray:
+    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if img is None:
+        raise InputError(str(path), None, "unreadable image")
+    if size is not None and img.shape != (size, size):
+        img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+    return img.astype(np.float32) / 255.0
+
+
+def good_images(root: Path) -> list[Path]:
+    """train/good of an MVTec tree, or the folder itself."""
+    root = Path(root)
+    folder = root / "train" / "good" if (root / "train" / "good").is_dir() else root
+    if not folder.is_dir():
+        raise InputError(str(root), None, "expected a folder of good images or an MVTec tree with train/good")
+    files = _images(folder)
+    if not files:
+        raise InputError(str(folder), None, f"expected good images ({', '.join(sorted(IMAGE_SUFFIXES))}), found none")
+    return files
+
+
+def split_holdout(files: list[Path], fraction: float) -> tuple[list[Path], list[Path]]:
+    """Deterministic: every k-th file (by name) is held out for threshold calibration."""
+    if fraction <= 0:
+        return files, []
+    k = max(2, round(1 / fraction))
+    return [f for i, f in enumerate(files) if i % k != k - 1], [f for i, f in enumerate(files) if i % k == k - 1]
+
+
+@dataclass
+class TestItem:
+    path: Path
+    kind: str                 # "good" or the defect type
+    mask: Path | None         # ground-truth mask, None for good images (and types without masks)
+
+
+def test_items(root: Path) -> list[TestItem]:
+    root = Path(root)
+    test = root / "test"
+    if not test.is_dir():
+        raise InputError(str(root), None, "expected an MVTec-style tree with test/<type>/ (and ground_truth/<type>/)")
+    items = []
+    for kind_dir in sorted(p for p in test.iterdir() if p.is_dir()):
+        for img in _images(kind_dir):
+            mask = None
+            if kind_dir.name != "good":
+                candidate = root / "ground_truth" / kind_dir.name / f"{img.stem}_mask.png"
+                mask = candidate if candidate.is_file() else None
+            items.append(TestItem(img, kind_dir.name, mask))
+    if not items:
+        raise InputError(str(test), None, "no test images found")
+    return items
+
+
+def load_mask(path: Path | None, shape: tuple[int, int]) -> np.ndarray:
+    if path is None:
+        return np.zeros(shape, np.uint8)
+    m = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if m is None:
+        raise InputError(str(path), None, "unreadable mask")
+    if m.shape != shape:
+        m = cv2.resize(m, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+    return (m >= 128).astype(np.uint8)
+
+
+def random_patches(images: np.ndarray, patch: int, count: int, rng: np.random.Generator) -> np.ndarray:
+    """`count` random patch x patch crops from (N, H, W) images."""
+    n, h, w = images.shape
+    idx = rng.integers(0, n, count)
+    ys = rng.integers(0, h - patch + 1, count)
+    xs = rng.integers(0, w - patch + 1, count)
+    return np.stack([images[i, y:y + patch, x:x + patch] for i, y, x in zip(idx, ys, xs)])

@@ -1,0 +1,67 @@
+"""ONNX export with the inspection recipe in the metadata, and the PyTorch/ONNX Runtime parity check."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edge.recipe import RECIPE_KEY, Recipe, recipe_json
+from edge.schema import load
+
+OPSET = 17
+
+
+def export_onnx(model: torch.nn.Module, size: int, path: Path, recipe: dict) -> Path:
+    """Fixed input (1, 1, size, size) named `image`, output `output`; recipe validated first."""
+    import onnx
+
+    rec = load(Recipe, recipe, "export recipe")
+    model = model.eval().cpu()
+    dummy = torch.rand(1, 1, size, size)
+    with contextlib.redirect_stdout(io.StringIO()), torch.no_grad():  # the exporter narrates its passes
+        torch.onnx.export(model, (dummy,), str(path), input_names=["image"], output_names=["output"],
+                          opset_version=OPSET, dynamo=True, external_data=False)
+    m = onnx.load(str(path))
+    onnx.helper.set_model_props(m, {RECIPE_KEY: recipe_json(rec)})
+    onnx.save(m, str(path))
+    return path
+
+
+def set_recipe(path: Path, recipe: dict):
+    """Replace the recipe in an exported model (after calibration)."""
+    import onnx
+
+    rec = load(Recipe, recipe, "calibrated recipe")
+    m = onnx.load(str(path))
+    del m.metadata_props[:]
+    onnx.helper.set_model_props(m, {RECIPE_KEY: recipe_json(rec)})
+    onnx.save(m, str(path))
+
+
+def read_recipe(path: Path) -> dict:
+    import onnx
+    for p in onnx.load(str(path), load_external_data=False).metadata_props:
+        if p.key == RECIPE_KEY:
+            return json.loads(p.value)
+    return {}
+
+
+def parity(model: torch.nn.Module, path: Path, size: int, samples: int = 3, seed: int = 0) -> float:
+    """Largest |PyTorch - ONNX Runtime| over random inputs."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(seed)
+    worst = 0.0
+    model = model.eval().cpu()
+    for _ in range(samples):
+        x = rng.random((1, 1, size, size), dtype=np.float32)
+        with torch.no_grad():
+            ref = model(torch.from_numpy(x)).numpy()
+        worst = max(worst, float(np.abs(sess.run(None, {"image": x})[0] - ref).max()))
+    return worst

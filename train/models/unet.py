@@ -1,0 +1,36 @@
+"""Seed 000's segmentation network: a U-Net with a single-channel defect probability output,
+trained supervised on synthetic pseudo-defects. Four levels, double 3x3 conv + BN + ReLU per
+level, max-pool down, transposed-conv up, skip concatenation at every level (the U-Net design)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _double(cin, cout):
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, 1, 1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+                         nn.Conv2d(cout, cout, 3, 1, 1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class UNet(nn.Module):
+    input_multiple = 16
+
+    def __init__(self, width: int = 16):
+        super().__init__()
+        c = [width * 2 ** i for i in range(5)]
+        self.downs = nn.ModuleList([_double(1, c[0])] + [_double(c[i], c[i + 1]) for i in range(4)])
+        self.ups = nn.ModuleList(nn.ConvTranspose2d(c[i + 1], c[i], 2, 2) for i in reversed(range(4)))
+        self.merges = nn.ModuleList(_double(2 * c[i], c[i]) for i in reversed(range(4)))
+        self.head = nn.Conv2d(c[0], 1, 1)
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for i, down in enumerate(self.downs):
+            x = down(x if i == 0 else self.pool(x))
+            skips.append(x)
+        skips.pop()
+        for up, merge in zip(self.ups, self.merges):
+            x = merge(torch.cat([up(x), skips.pop()], dim=1))
+        return torch.sigmoid(self.head(x))
