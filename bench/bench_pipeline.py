@@ -21,8 +21,8 @@ import onnx
 from bench.common import machine, save
 from bench.models import conv_autoencoder
 from edge.backends import open_runner
-from edge.demo import MODEL, paint_defect, texture
-from edge.demo.build_model import DEMO_RECIPE
+from edge.demo import paint_defect, texture
+from edge.demo.build_model import DEMO_RECIPE, build_lowpass_autoencoder
 from edge.outputs import JsonLinesOutput
 from edge.pipeline import Inspector, Pipeline
 from edge.recipe import RECIPE_KEY, Recipe, recipe_json
@@ -95,10 +95,12 @@ def main(argv=None):
         m = conv_autoencoder(256)
         onnx.helper.set_model_props(m, {RECIPE_KEY: recipe_json(load(Recipe, DEMO_RECIPE, "bench"))})
         onnx.save(m, cae)
+        lowpass = tmp / "lowpass.onnx"
+        onnx.save(build_lowpass_autoencoder(), lowpass)
         for size in (512, 1024):
             frames = tmp / f"frames{size}"
             make_frames(frames, 32, size)
-            for name, model in (("demo lowpass AE", MODEL), ("conv AE 16-32-64", cae)):
+            for name, model in (("demo lowpass AE", lowpass), ("conv AE 16-32-64", cae)):
                 bare, fps, ratio = [], {v: [] for v in VARIANTS}, {v: [] for v in VARIANTS}
                 for _ in range(rounds):
                     bare.append(bare_fps(model, frames, n))

@@ -115,11 +115,11 @@ class Pipeline:
                  queue_size: int = 4, drop_when_full: bool | None = None, max_frames: int = 0,
                  progress_s: float = 0.0, first: Frame | None = None, overlap: bool = True,
                  stop_event: threading.Event | None = None, reconnect: tuple[int, float] = (0, 0.5),
-                 log=sys.stderr):
+                 log=None):
         self.source, self.inspector, self.outputs, self.t = source, inspector, outputs, telemetry
         self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self.drop_when_full = source.live if drop_when_full is None else drop_when_full
-        self.max_frames, self.progress_s, self.log = max_frames, progress_s, log
+        self.max_frames, self.progress_s, self.log = max_frames, progress_s, log or sys.stderr
         self.first = first
         self.overlap = overlap  # detect frame n while frame n+1 is inferred (else one after the other)
         self.stop_event = stop_event or threading.Event()

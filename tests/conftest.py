@@ -15,6 +15,17 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
+@pytest.fixture(scope="session")
+def lowpass_model(tmp_path_factory):
+    """The analytic low-pass autoencoder (256x256, the demo recipe) as a file: predictable verdicts
+    on the synthetic textures, whatever model the package ships."""
+    import onnx
+    from edge.demo.build_model import build_lowpass_autoencoder
+    path = tmp_path_factory.mktemp("models") / "lowpass.onnx"
+    onnx.save(build_lowpass_autoencoder(), path)
+    return path
+
+
 def textured(seed: int, h: int, w: int) -> np.ndarray:
     """A real-looking surface texture in [0, 1] (the demo generator's, cropped/tiled to h x w)."""
     from edge.demo import texture

@@ -199,10 +199,9 @@ def _tlsimu():
         pytest.skip("TLSimu.cti not found in the genicam wheel")
 
 
-def _camera_pipeline(uri, attempts, frames=40):
+def _camera_pipeline(model, uri, attempts, frames=40):
     import io
     from edge.backends import open_runner
-    from edge.demo import MODEL
     from edge.demo.build_model import DEMO_RECIPE
     from edge.outputs import JsonLinesOutput
     from edge.pipeline import Inspector, Pipeline
@@ -210,7 +209,7 @@ def _camera_pipeline(uri, attempts, frames=40):
     from edge.schema import load
     from edge.sources import open_source
     from edge.telemetry import Telemetry
-    runner = open_runner(MODEL)
+    runner = open_runner(model)
     source = open_source(uri)
     out = JsonLinesOutput(stdout=False)
     out._stdout = io.StringIO()
@@ -230,9 +229,9 @@ def _unplug(source):
 
 
 @pytest.mark.camera
-def test_lost_camera_is_reopened_and_frames_continue(tmp_path):
+def test_lost_camera_is_reopened_and_frames_continue(tmp_path, lowpass_model):
     _tlsimu()
-    p, source, out, log = _camera_pipeline("genicam://SN_InterfaceA_0?trigger=software&timeout_ms=500", attempts=3)
+    p, source, out, log = _camera_pipeline(lowpass_model, "genicam://SN_InterfaceA_0?trigger=software&timeout_ms=500", attempts=3)
     grabbed_before = []
     real_grab = source.grab
 
@@ -255,9 +254,9 @@ def test_lost_camera_is_reopened_and_frames_continue(tmp_path):
 
 
 @pytest.mark.camera
-def test_camera_gone_for_good_exits_nonzero_after_the_attempts(tmp_path):
+def test_camera_gone_for_good_exits_nonzero_after_the_attempts(tmp_path, lowpass_model):
     _tlsimu()
-    p, source, out, log = _camera_pipeline("genicam://SN_InterfaceA_0?trigger=software&timeout_ms=500", attempts=3)
+    p, source, out, log = _camera_pipeline(lowpass_model, "genicam://SN_InterfaceA_0?trigger=software&timeout_ms=500", attempts=3)
     real_grab = source.grab
     count = [0]
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edge.backends import open_runner
-from edge.demo import MODEL, paint_defect, texture
+from edge.demo import paint_defect, texture
 from edge.demo.build_model import DEMO_RECIPE
 from edge.outputs import JsonLinesOutput
 from edge.pipeline import Inspector, Pipeline
@@ -29,8 +29,8 @@ def frames(tmp_path_factory):
     return d
 
 
-def _run(frames, preload, overlap, n=25):
-    runner = open_runner(MODEL)
+def _run(model, frames, preload, overlap, n=25):
+    runner = open_runner(model)
     source = open_source(f"file://{frames}?loop=1&preload={int(preload)}")
     out = JsonLinesOutput(stdout=False)
     buf = io.StringIO()
@@ -43,8 +43,8 @@ def _run(frames, preload, overlap, n=25):
     return [json.loads(l) for l in buf.getvalue().splitlines()], t
 
 
-def test_modes_give_identical_verdicts(frames):
-    results = {(pre, ov): _run(frames, pre, ov) for pre in (False, True) for ov in (False, True)}
+def test_modes_give_identical_verdicts(frames, lowpass_model):
+    results = {(pre, ov): _run(lowpass_model, frames, pre, ov) for pre in (False, True) for ov in (False, True)}
     base, t = results[(False, False)]
     assert len(base) == 25 and t.grabbed == 25 and t.decided == 25
     assert [l["verdict"] for l in base] == ["NG" if int(l["source"][1]) % 3 == 1 else "OK" for l in base]
@@ -53,22 +53,22 @@ def test_modes_give_identical_verdicts(frames):
                [(l["frame_id"], l["verdict"], l["score"], l["regions"]) for l in base], (pre, ov)
 
 
-def test_percentiles_cover_every_stage(frames):
-    _, t = _run(frames, True, True, n=12)
+def test_percentiles_cover_every_stage(frames, lowpass_model):
+    _, t = _run(lowpass_model, frames, True, True, n=12)
     pct = t.percentiles()
     assert set(pct) == {"acquire", "preprocess", "queue", "infer", "detect", "decide", "emit", "total"}
     assert pct["total"]["p50"] >= pct["infer"]["p50"] > 0
     assert pct["total"]["max"] >= pct["total"]["p99"] >= pct["total"]["p95"] >= pct["total"]["p50"]
 
 
-def test_warm_up_compiles_the_defect_path():
+def test_warm_up_compiles_the_defect_path(lowpass_model):
     """After warm-up, the first NG frame must not pay for JIT compilation of fusion or regions.
     A fresh interpreter, so no earlier test has compiled them."""
     import subprocess
     import sys
     code = (
         "from edge.backends import open_runner\n"
-        "from edge.demo import MODEL\n"
+        "from pathlib import Path\n"
         "from edge.demo.build_model import DEMO_RECIPE\n"
         "from edge.pipeline import Inspector\n"
         "from edge.recipe import Recipe\n"
@@ -76,7 +76,7 @@ def test_warm_up_compiles_the_defect_path():
         "from edge.detect.dct_kernel import fuse, features_and_stats\n"
         "from edge.detect.regions import label_peaks\n"
         "assert not fuse.signatures and not label_peaks.signatures\n"
-        "with open_runner(MODEL) as r:\n"
+        f"with open_runner(Path({str(lowpass_model)!r})) as r:\n"
         "    Inspector(r, load(Recipe, DEMO_RECIPE, 't'), 'c', 's').warm_up((512, 512))\n"
         "print(len(features_and_stats.signatures), len(fuse.signatures), len(label_peaks.signatures))\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

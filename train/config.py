@@ -39,10 +39,11 @@ class LossCfg:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    method: Literal["cae001", "renet_d", "skip_ae", "unet"] = field("renet_d", doc="which seed method")
     data: str = field(doc="folder of good images or MVTec-style tree")
+    method: Literal["cae001", "renet_d", "skip_ae", "unet"] = field("renet_d", doc="which seed method")
     out: str = field("runs/model", doc="output folder: model.onnx, checkpoint.pt, loss.png, train.json")
     size: int | None = field(None, check=rng(32, 4096), doc="frames resized to size x size; null = method default")
+    width: int | None = field(None, check=rng(2, 512), doc="model channel width; null = the model's default")
     patch: int | None = field(None, check=rng(8, 4096), doc="training crop; null = method default")
     batch: int | None = field(None, check=rng(1, 4096))
     epochs: int = field(100, check=rng(1, 100_000))
@@ -63,6 +64,8 @@ class TrainConfig:
         size, patch = self.size or m["size"], self.patch or m["patch"]
         if self.method == "cae001" and size != 512:
             raise InputError(where, "size", "expected 512: seed 001's network of Table 4 takes 1x512x512")
+        if self.width is not None and self.method == "cae001":
+            raise InputError(where, "width", "expected null: seed 001's network has the fixed widths of Table 4")
         if patch is not None and patch > size:
             raise InputError(where, "patch", f"expected at most size ({size}), got {patch}")
         if self.stage2.epochs and self.stage2.alpha < 1 and self.stage2.lpips_weights is None:

@@ -32,7 +32,8 @@ from .models import build, weight_bytes
 class Progress:
     """A one-line progress display on stderr (a line per epoch when not a terminal)."""
 
-    def __init__(self, stream=sys.stderr):
+    def __init__(self, stream=None):
+        stream = stream or sys.stderr  # looked up now: stderr may have been replaced since import
         self.stream, self.tty = stream, stream.isatty()
 
     def update(self, text: str, final: bool = False):
@@ -57,8 +58,8 @@ def _dice_bce(prob, target):
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, base: Path, log=sys.stderr):
-        self.cfg, self.log = cfg, log
+    def __init__(self, cfg: TrainConfig, base: Path, log=None):
+        self.cfg, self.log = cfg, log or sys.stderr
         self.r = cfg.resolved()
         self.world = int(os.environ.get("WORLD_SIZE", 1))
         self.rank = int(os.environ.get("RANK", 0))
@@ -76,7 +77,7 @@ class Trainer:
         files = good_images(data)
         self.train_files, self.holdout_files = split_holdout(files, cfg.holdout)
         self.images = np.stack([load_gray(f, self.r["size"]) for f in self.train_files])
-        self.model = build(cfg.method).to(self.device)
+        self.model = build(cfg.method, **({"width": cfg.width} if cfg.width else {})).to(self.device)
         self.net = self.model
         if self.world > 1:
             self.net = torch.nn.parallel.DistributedDataParallel(
@@ -173,7 +174,7 @@ class Trainer:
                 loss.backward()
                 self.opt.step()
                 self.aw.step()
-                losses.append(float(loss))
+                losses.append(loss.item())
                 self.elapsed += time.perf_counter() - t0
                 if self.rank == 0:
                     bar.update(f"[{self.cfg.method}] stage {stage} epoch {self.epoch + 1}/{epochs} "

@@ -3,10 +3,12 @@
 `edge-run` with no --config runs camera cam0 on these, with ONNX Runtime on the CPU, so a
 newcomer sees the whole path without a camera, a GPU or a dataset.
 
-The demo model (demo_model.onnx, built by edge/demo/build_model.py) is an autoencoder with
-fixed, analytic weights: a 4x4 average-pool encoder to a 64x64 code and a bilinear decoder. It
-reconstructs the smooth demo texture and cannot reproduce small sharp defects. It is untrained;
-the trained demo model arrives with the training issue.
+demo_model.onnx is ReNet-D (seed 002, ~0.3 MB) trained by `python -m train.demo_model` on crops
+of scikit-image's gravel photo, calibrated on held-out crops. The replay frames are other crops of
+that photo (generated on first use, so no third-party image is copied into the repository),
+three of twelve with a painted defect. They need the `demo` extra (scikit-image).
+
+texture() and paint_defect() also make the synthetic surfaces that tests and benchmarks use.
 """
 
 from __future__ import annotations
@@ -19,9 +21,45 @@ import numpy as np
 
 HERE = Path(__file__).parent
 MODEL = HERE / "demo_model.onnx"
+MODEL_SIZE = 256
 FRAMES = 12
 DEFECT_FRAMES = (3, 7, 10)  # 0-based frame numbers that carry a painted defect
 SIZE = 512
+
+
+def _gravel() -> np.ndarray:
+    try:
+        from skimage import data
+    except ImportError:
+        from ..errors import InputError
+        raise InputError("<embedded default>", None,
+                         "the demo frames need scikit-image: pip install 'edge-inspect[demo]'") from None
+    return data.gravel()
+
+
+def training_crops() -> list[np.ndarray]:
+    """256x256 crops (and flips) from the top half of the gravel photo: the demo model's good images."""
+    g = _gravel()[:256 + 64]
+    crops = []
+    for x in range(0, g.shape[1] - 256 + 1, 32):
+        for y in (0, 32, 64):
+            c = g[y:y + 256, x:x + 256]
+            crops += [c, c[:, ::-1].copy()]
+    return crops
+
+
+def gravel_frames(count: int = FRAMES, defect_frames=DEFECT_FRAMES) -> list[np.ndarray]:
+    """Replay frames: 256x256 crops of the photo's bottom half (not seen in training), some defective."""
+    g = _gravel()[320:]
+    rng = np.random.default_rng(7)
+    frames = []
+    for i in range(count):
+        y, x = int(rng.integers(0, g.shape[0] - 256 + 1)), int(rng.integers(0, g.shape[1] - 256 + 1))
+        img = g[y:y + 256, x:x + 256].astype(np.float32) / 255
+        if i in defect_frames:
+            paint_defect(img, i, 7000 + i)
+        frames.append((img * 255 + 0.5).astype(np.uint8))
+    return frames
 
 
 def texture(seed: int, size: int = SIZE) -> np.ndarray:
@@ -54,22 +92,12 @@ def paint_defect(img: np.ndarray, kind: int, seed: int) -> np.ndarray:
     return img
 
 
-def make_frames(count: int = FRAMES, defect_frames=DEFECT_FRAMES, size: int = SIZE, seed: int = 7) -> list[np.ndarray]:
-    frames = []
-    for i in range(count):
-        img = texture(seed * 1000 + i, size)
-        if i in defect_frames:
-            paint_defect(img, i, seed * 1000 + i)
-        frames.append((img * 255 + 0.5).astype(np.uint8))
-    return frames
-
-
 def frames_dir() -> Path:
     """The demo replay folder, generated on first use under the user's cache directory."""
-    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edge-inspect" / "demo-frames-v1"
+    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edge-inspect" / "demo-frames-v2"
     if len(list(root.glob("*.png"))) != FRAMES:
         root.mkdir(parents=True, exist_ok=True)
-        for i, img in enumerate(make_frames()):
+        for i, img in enumerate(gravel_frames()):
             tag = "defect" if i in DEFECT_FRAMES else "good"
             cv2.imwrite(str(root / f"part_{i:03d}_{tag}.png"), img)
     return root

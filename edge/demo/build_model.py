@@ -1,6 +1,8 @@
-"""Build edge/demo/demo_model.onnx: python -m edge.demo.build_model [out.onnx]
+"""An analytic low-pass autoencoder as ONNX, for tests and benchmarks whose verdicts must not
+depend on a trained model: python -m edge.demo.build_model out.onnx
 
-Needs the `onnx` package (dev extra); the station itself does not.
+Needs the `onnx` package (dev extra); the station itself does not. (The packaged demo model is
+trained: python -m train.demo_model.)
 """
 
 from __future__ import annotations
@@ -53,7 +55,9 @@ def main(argv=None):
     import onnx
 
     args = sys.argv[1:] if argv is None else argv
-    out = Path(args[0]) if args else Path(__file__).with_name("demo_model.onnx")
+    if not args:
+        raise SystemExit("usage: python -m edge.demo.build_model out.onnx")
+    out = Path(args[0])
     onnx.save(build_lowpass_autoencoder(), out)
     print(f"wrote {out} ({out.stat().st_size} bytes)")
 

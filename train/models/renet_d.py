@@ -25,7 +25,7 @@ def _block(conv, cout, pool=False):
 class ReNetD(nn.Module):
     input_multiple = 8
 
-    def __init__(self, width: int = 16):
+    def __init__(self, width: int = 12):
         super().__init__()
         w = width
         self.inputs = nn.ModuleList(nn.Conv2d(1, w, k, 1, k // 2) for k in (1, 3, 5))

@@ -1,0 +1,168 @@
+"""edge-train / edge-eval on small generated data: loss goes down, resume, export parity, the
+station runs the exported model, evaluation metrics on constructed cases, calibration."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from conftest import SHARED_DATA, textured  # noqa: E402
+from edge.errors import InputError  # noqa: E402
+from train.cli import edge_eval_main, edge_train_main  # noqa: E402
+from train.config import load_config  # noqa: E402
+from train.evaluate import Result, auroc, metrics  # noqa: E402
+
+
+def _mvtec(root: Path, n_train=24, size=160):
+    """A tiny MVTec-style tree of generated textures, with painted defects and their masks."""
+    from edge.demo import paint_defect
+    for d in ("train/good", "test/good", "test/pit", "ground_truth/pit"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    for i in range(n_train):
+        cv2.imwrite(str(root / "train/good" / f"{i:03d}.png"), (textured(100 + i, size, size) * 255).astype(np.uint8))
+    for i in range(6):
+        cv2.imwrite(str(root / "test/good" / f"g{i}.png"), (textured(300 + i, size, size) * 255).astype(np.uint8))
+        img = textured(400 + i, size, size).copy()
+        before = img.copy()
+        paint_defect(img, 0, 400 + i)  # kind 0: a dark pit
+        cv2.imwrite(str(root / "test/pit" / f"d{i}.png"), (img * 255).astype(np.uint8))
+        cv2.imwrite(str(root / "ground_truth/pit" / f"d{i}_mask.png"), ((np.abs(img - before) > 0) * 255).astype(np.uint8))
+    return root
+
+
+def _config(tmp_path, **extra):
+    data = _mvtec(tmp_path / "data")
+    cfg = {"method": "renet_d", "data": str(data), "out": str(tmp_path / "run"), "size": 160, "patch": 32,
+           "batch": 16, "width": 6, "epochs": 6, "steps_per_epoch": 8, "time_budget_min": 5, "seed": 1,
+           "holdout": 0.2, **extra}
+    path = tmp_path / "train.yaml"
+    import yaml
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_training_reduces_the_loss_then_exports_calibrates_and_resumes(tmp_path, capsys):
+    path = _config(tmp_path)
+    assert edge_train_main(["--config", str(path)]) == 0
+    run = tmp_path / "run"
+    summary = json.loads((run / "train.json").read_text())
+    losses = [h["loss"] for h in summary["history"]]
+    assert len(losses) == 6 and losses[-1] < losses[0] * 0.8, losses
+    s = summary["summary"]
+    assert s["onnx_parity_max_abs"] < 1e-4
+    assert s["train_images"] == 20 and s["holdout_images"] == 4  # every 5th file held out
+    for name in ("model.onnx", "checkpoint.pt", "loss.png"):
+        assert (run / name).is_file()
+    from train.export import read_recipe
+    recipe = read_recipe(run / "model.onnx")
+    assert recipe["model_family"] == "renet_d" and recipe["preprocess"]["size"] == [160, 160]
+    assert recipe["decision"]["rule"] == "score" and recipe["decision"]["score_threshold"] > 0
+    assert recipe["detect"]["squared_residual"]["floor"] == recipe["decision"]["score_threshold"]
+    # resume: more epochs continue from the checkpoint instead of starting over
+    import yaml
+    cfg = yaml.safe_load(path.read_text())
+    cfg["epochs"] = 8
+    path.write_text(yaml.safe_dump(cfg))
+    assert edge_train_main(["--config", str(path)]) == 0
+    history = json.loads((run / "train.json").read_text())["history"]
+    assert [h["epoch"] for h in history] == list(range(1, 9))
+    assert "resumed from" in capsys.readouterr().err
+
+
+def test_the_station_runs_the_exported_model(tmp_path):
+    path = _config(tmp_path, epochs=2)
+    assert edge_train_main(["--config", str(path)]) == 0
+    res = subprocess.run([sys.executable, "-m", "edge.cli", "--engine", str(tmp_path / "run/model.onnx"), "--frames", "4"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    lines = [json.loads(l) for l in res.stdout.splitlines()]
+    assert len(lines) == 4 and all(l["verdict"] in ("OK", "NG") for l in lines)
+    assert "renet_d" in res.stderr
+
+
+def test_edge_eval_writes_metrics_and_pictures(tmp_path):
+    path = _config(tmp_path)
+    assert edge_train_main(["--config", str(path)]) == 0
+    out = tmp_path / "eval"
+    assert edge_eval_main(["--model", str(tmp_path / "run/model.onnx"), "--data", str(tmp_path / "data"),
+                           "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert set(m) == {"overall", "pit"} and m["overall"]["images"] == 12 and m["overall"]["defective"] == 6
+    for key in ("image_auroc", "pixel_auroc", "pixel_precision", "pixel_recall", "pixel_f1", "dr", "far", "miou"):
+        assert 0.0 <= m["overall"][key] <= 1.0
+    assert m["overall"]["pixel_auroc"] > 0.6  # dark pits on a smooth texture are found even after a short run
+    assert (out / "roc.png").stat().st_size > 1000 and (out / "overlays.png").stat().st_size > 1000
+
+
+def test_auroc_on_known_cases():
+    assert auroc(np.array([0.1, 0.2, 0.8, 0.9]), np.array([0, 0, 1, 1])) == 1.0
+    assert auroc(np.array([0.9, 0.8, 0.2, 0.1]), np.array([0, 0, 1, 1])) == 0.0
+    assert auroc(np.array([0.5, 0.5, 0.5, 0.5]), np.array([0, 1, 0, 1])) == 0.5
+    assert auroc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])) == 0.75  # sklearn's documented example
+
+
+def test_metrics_on_a_constructed_case():
+    z = np.zeros((4, 4), np.uint8)
+    truth = z.copy()
+    truth[0, :2] = 1
+    pred = z.copy()
+    pred[0, 1:3] = 1  # 1 true positive, 1 false positive, 1 false negative
+    sm = truth.astype(np.float32)
+    results = [Result("good", 0.1, "OK", z, np.zeros((4, 4), np.float32), z, z, z),
+               Result("good", 0.7, "NG", z, np.zeros((4, 4), np.float32), z, z, z),
+               Result("scratch", 0.9, "NG", pred, sm, truth, z, z),
+               Result("scratch", 0.3, "OK", z, np.zeros((4, 4), np.float32), truth, z, z)]
+    m = metrics(results)["overall"]
+    assert m["image_auroc"] == 0.75 and m["dr"] == 0.5 and m["far"] == 0.5
+    assert m["pixel_precision"] == 0.5 and m["pixel_recall"] == 0.25 and m["pixel_f1"] == pytest.approx(1 / 3)
+    assert m["miou"] == pytest.approx((1 / 3 + 0) / 2)
+
+
+@pytest.mark.parametrize("extra,key,expected", [
+    ({"method": "cae001", "size": 256}, "size", "expected 512"),
+    ({"method": "skip_ae", "stage2": {"epochs": 3}}, "stage2.lpips_weights", "cannot be downloaded here"),
+    ({"method": "renet_d", "patch": 512, "size": 256}, "patch", "expected at most size (256)"),
+    ({"method": "gan"}, "method", "expected one of 'cae001'"),
+])
+def test_bad_training_configs(tmp_path, extra, key, expected):
+    path = _config(tmp_path, **extra)
+    with pytest.raises(InputError) as err:
+        load_config(path)
+    assert err.value.key == key and expected in err.value.line()
+
+
+def test_cli_exit_2_on_missing_data(tmp_path):
+    path = tmp_path / "t.yaml"
+    path.write_text("data: nowhere\n")
+    res = subprocess.run([sys.executable, "-c", f"import sys; from train.cli import edge_train_main as m; sys.exit(m(['--config', {str(path)!r}]))"],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and f"{path}: data: no such folder" in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.slow
+def test_two_process_ddp_with_torchrun(tmp_path):
+    """torchrun, 2 CPU processes (gloo): both train, rank 0 writes the model."""
+    path = _config(tmp_path, epochs=2, steps_per_epoch=3, holdout=0.0)
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "train.cli_entry", "--config", str(path)],
+                         capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = json.loads((tmp_path / "run/train.json").read_text())["summary"]
+    assert summary["world_size"] == 2 and (tmp_path / "run/model.onnx").is_file()
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "magnetic_tile").is_dir(), reason="../shared/data/magnetic_tile is absent")
+def test_real_data_tree_is_read(tmp_path):
+    from train.data import good_images, test_items
+    root = SHARED_DATA / "magnetic_tile"
+    items = test_items(root)
+    assert len(good_images(root)) == 761
+    assert {i.kind for i in items} == {"good", "blowhole", "break", "crack", "fray", "uneven"}
+    assert sum(i.mask is not None for i in items) == len([i for i in items if i.kind != "good"])

@@ -1,0 +1,215 @@
+"""edge-eval and threshold calibration. Both run the model through the station's own code
+(edge.pipeline.Inspector: preprocessing, tiling, ONNX Runtime, edge.detect, the decision), so the
+numbers are the station's. No torch here.
+
+Metrics: image AUROC (image score), pixel AUROC (the detector's continuous score map), pixel
+precision/recall/F1 of the detector's binary mask (seeds 001-002), DR / FAR / mIoU (seed 000):
+DR = defective images judged NG, FAR = good images judged NG, mIoU = mean IoU of predicted and
+true masks over defective images. Each overall and per defect type (that type's images with the
+good ones for the AUROCs).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from scipy.stats import rankdata
+
+from edge.backends import open_runner
+from edge.pipeline import Inspector
+from edge.recipe import Recipe, recipe_from_metadata
+from edge.schema import load, merge
+
+from .data import load_mask, test_items
+
+
+def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney, ties averaged); nan without both classes."""
+    labels = labels.astype(bool)
+    pos, neg = labels.sum(), (~labels).sum()
+    if pos == 0 or neg == 0:
+        return float("nan")
+    ranks = rankdata(scores)
+    return float((ranks[labels].sum() - pos * (pos + 1) / 2) / (pos * neg))
+
+
+def roc_points(scores: np.ndarray, labels: np.ndarray, points: int = 200):
+    thresholds = np.unique(np.quantile(scores, np.linspace(0, 1, points)))[::-1]
+    labels = labels.astype(bool)
+    tpr = [(scores[labels] >= t).mean() for t in thresholds]
+    fpr = [(scores[~labels] >= t).mean() for t in thresholds]
+    return [0.0] + fpr + [1.0], [0.0] + tpr + [1.0]
+
+
+@dataclass
+class Result:
+    kind: str
+    score: float
+    verdict: str
+    pred: np.ndarray      # binary mask at model resolution
+    score_map: np.ndarray
+    truth: np.ndarray
+    image: np.ndarray
+    rec: np.ndarray
+
+
+def open_inspector(model: Path, recipe_overrides: dict | None = None) -> tuple[Inspector, object]:
+    runner = open_runner(model).__enter__()
+    raw = recipe_from_metadata(runner.metadata, str(model))
+    recipe = load(Recipe, merge(raw, recipe_overrides or {}), str(model))
+    return Inspector(runner, recipe, "eval", "eval"), runner
+
+
+def inspect_file(ins: Inspector, path: Path):
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise OSError(f"unreadable image {path}")
+    x = ins.pre.to_model_space(img)
+    rec = ins.reconstruct(x).copy()
+    verdict, score, _, _ = ins.analyse(x, rec, img.shape[:2])
+    src = x if x.ndim == 2 else x[0]
+    return src, rec, verdict, score, ins.last_detection
+
+
+def calibrate(model: Path, good_files: list[Path], target_far: float) -> dict:
+    """Thresholds from held-out good images: the image score threshold that flags `target_far` of
+    them, and the method's pixel threshold (dct_fusion epsilon at the 99.9th percentile of good
+    patch differences; squared_residual floor at the image threshold). Returns the recipe to store."""
+    from .export import read_recipe
+
+    recipe = read_recipe(model)
+    method = recipe["detect"]["method"]
+    ins, runner = open_inspector(model)
+    scores, diffs = [], []
+    try:
+        for f in good_files:
+            src, rec, _, score, _ = inspect_file(ins, f)
+            scores.append(score)
+            if method == "dct_fusion":
+                diffs.append(ins.detector.analyse(src, rec)[1].ravel().copy())
+    finally:
+        runner.__exit__(None, None, None)
+    scores = np.array(scores)
+    threshold = float(np.quantile(scores, 1 - target_far, method="higher"))
+    if method == "dct_fusion":
+        recipe["detect"]["dct_fusion"]["epsilon"] = float(np.quantile(np.concatenate(diffs), 0.999))
+    elif method == "squared_residual":
+        recipe["detect"]["squared_residual"]["floor"] = threshold
+    recipe["decision"].update(rule="score", score_threshold=threshold)
+    recipe.setdefault("training", {})["calibration"] = (
+        f"{len(good_files)} held-out good images, target false-alarm rate {target_far}, "
+        f"measured {float((scores >= threshold).mean()):.3f}")
+    return recipe
+
+
+def run_eval(model: Path, data: Path, limit: int = 0) -> list[Result]:
+    ins, runner = open_inspector(model)
+    results = []
+    try:
+        items = test_items(data)
+        if limit:
+            by_kind: dict[str, list] = {}
+            for it in items:
+                by_kind.setdefault(it.kind, []).append(it)
+            items = [it for group in by_kind.values() for it in group[:limit]]
+        for it in items:
+            src, rec, verdict, score, det = inspect_file(ins, it.path)
+            results.append(Result(it.kind, score, verdict, det.mask.copy(), ins.detector.score_map(src, rec).copy(),
+                                  load_mask(it.mask, src.shape), src.copy(), rec))
+    finally:
+        runner.__exit__(None, None, None)
+    return results
+
+
+def metrics(results: list[Result]) -> dict:
+    def block(rs: list[Result]) -> dict:
+        labels = np.array([r.kind != "good" for r in rs])
+        scores = np.array([r.score for r in rs])
+        pix_scores = np.concatenate([r.score_map.ravel() for r in rs])
+        pix_truth = np.concatenate([r.truth.ravel() for r in rs])
+        pred = np.concatenate([r.pred.ravel() for r in rs]).astype(bool)
+        truth = pix_truth.astype(bool)
+        tp, fp, fn = (pred & truth).sum(), (pred & ~truth).sum(), (~pred & truth).sum()
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        ng = np.array([r.verdict == "NG" for r in rs])
+        ious = [((r.pred > 0) & (r.truth > 0)).sum() / max(1, ((r.pred > 0) | (r.truth > 0)).sum())
+                for r in rs if r.kind != "good"]
+        return {"images": len(rs), "defective": int(labels.sum()),
+                "image_auroc": auroc(scores, labels), "pixel_auroc": auroc(pix_scores, pix_truth),
+                "pixel_precision": float(precision), "pixel_recall": float(recall),
+                "pixel_f1": float(2 * precision * recall / (precision + recall)) if precision + recall else 0.0,
+                "dr": float(ng[labels].mean()) if labels.any() else float("nan"),
+                "far": float(ng[~labels].mean()) if (~labels).any() else float("nan"),
+                "miou": float(np.mean(ious)) if ious else float("nan")}
+
+    good = [r for r in results if r.kind == "good"]
+    kinds = sorted({r.kind for r in results} - {"good"})
+    out = {"overall": block(results)}
+    for k in kinds:
+        out[k] = block(good + [r for r in results if r.kind == k])
+    return out
+
+
+def _tile(a: np.ndarray, size: int = 128, normalise: bool = False) -> np.ndarray:
+    a = a.astype(np.float32)
+    if normalise:
+        a = a / (float(np.percentile(a, 99.5)) or 1.0)
+    t = cv2.resize(np.clip(a * 255, 0, 255).astype(np.uint8), (size, size), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(t, cv2.COLOR_GRAY2BGR)
+
+
+def overlay_grid(results: list[Result], path: Path, per_kind: int = 2):
+    """Rows of input | reconstruction | residual | predicted mask | true mask, a few per type."""
+    rows = []
+    header = np.full((20, 128 * 5, 3), 255, np.uint8)
+    for i, name in enumerate(("input", "reconstruction", "residual", "predicted", "truth")):
+        cv2.putText(header, name, (i * 128 + 4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
+    rows.append(header)
+    for kind in sorted({r.kind for r in results}):
+        for r in [r for r in results if r.kind == kind][:per_kind]:
+            row = np.hstack([_tile(r.image), _tile(r.rec), _tile(np.abs(r.image - r.rec), normalise=True),
+                             _tile(r.pred), _tile(r.truth)])
+            cv2.putText(row, f"{kind} {r.verdict}", (4, 124), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 255), 1)
+            rows.append(row)
+    cv2.imwrite(str(path), np.vstack(rows))
+
+
+def roc_figure(results: list[Result], path: Path, title: str):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = np.array([r.kind != "good" for r in results])
+    scores = np.array([r.score for r in results])
+    rng = np.random.default_rng(0)
+    pix_s = np.concatenate([r.score_map.ravel() for r in results])
+    pix_t = np.concatenate([r.truth.ravel() for r in results])
+    pick = rng.choice(len(pix_s), min(len(pix_s), 2_000_000), replace=False)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+    for ax, (s, t, name) in zip(axes, ((scores, labels, "image"), (pix_s[pick], pix_t[pick], "pixel"))):
+        fpr, tpr = roc_points(s, t)
+        ax.plot(fpr, tpr, label=f"AUROC {auroc(s, t):.3f}")
+        ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+        ax.set_xlabel("false positive rate")
+        ax.set_ylabel("true positive rate")
+        ax.set_title(f"{title}: {name}")
+        ax.legend(loc="lower right")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def evaluate(model: Path, data: Path, out: Path, limit: int = 0) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    results = run_eval(model, data, limit)
+    m = metrics(results)
+    (out / "metrics.json").write_text(json.dumps(m, indent=2))
+    roc_figure(results, out / "roc.png", model.stem)
+    overlay_grid(results, out / "overlays.png")
+    return m
