@@ -80,3 +80,41 @@ def wait_port(port: int, timeout: float = 10.0):
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def wait_line(stream, pattern, timeout=60):
+    """Read `stream` line by line until one matches `pattern`; the match object."""
+    import re
+    import time
+    deadline = time.time() + timeout
+    seen = []
+    while time.time() < deadline:
+        line = stream.readline()
+        if not line:
+            break
+        seen.append(line)
+        m = re.search(pattern, line)
+        if m:
+            return m
+    raise AssertionError(f"no line matching {pattern!r} in: {''.join(seen)[-2000:]}")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """mount(size) -> a real tmpfs of that size (e.g. '200k'), unmounted after the test."""
+    import subprocess
+    mounted = []
+
+    def mount(size: str):
+        if os.geteuid() != 0:
+            pytest.skip("mounting a small tmpfs needs root")
+        mnt = tmp_path / f"disk{len(mounted)}"
+        mnt.mkdir()
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], capture_output=True).returncode:
+            pytest.skip("cannot mount tmpfs here")
+        mounted.append(mnt)
+        return mnt
+
+    yield mount
+    for mnt in mounted:
+        subprocess.run(["umount", str(mnt)])

@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, wait_line
 from edge.demo import MODEL, paint_defect, texture
 from edge.demo.build_model import DEMO_RECIPE, build_lowpass_autoencoder
 
@@ -34,8 +34,8 @@ def station(tmp_path):
             paint_defect(img, i, 100 + i)
         cv2.imwrite(str(frames / f"p{i}.png"), (img * 255 + 0.5).astype(np.uint8))
     cfg = tmp_path / "station.yaml"
-    cfg.write_text(f"station: t\ncameras:\n  cam0:\n    source: file://parts\nmodel:\n  path: ae.onnx\n"
-                   f"outputs:\n  jsonl:\n    path: verdicts.jsonl\n")
+    cfg.write_text("station: t\ncameras:\n  cam0:\n    source: file://parts\nmodel:\n  path: ae.onnx\n"
+                   "outputs:\n  jsonl:\n    path: verdicts.jsonl\n")
     return tmp_path, cfg
 
 
@@ -100,20 +100,6 @@ def _start(cfg, *extra):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
-def _wait_for(proc, pattern, timeout=60):
-    deadline = time.time() + timeout
-    seen = []
-    while time.time() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        seen.append(line)
-        m = re.search(pattern, line)
-        if m:
-            return m
-    raise AssertionError(f"no line matching {pattern!r} in: {''.join(seen)}")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_stops_cleanly_with_every_grabbed_frame_accounted_for(station, sig):
@@ -121,8 +107,8 @@ def test_signal_stops_cleanly_with_every_grabbed_frame_accounted_for(station, si
     cfg.write_text(cfg.read_text().replace("file://parts", "file://parts?loop=1&fps=40")
                    + "telemetry:\n  prometheus:\n    enabled: true\n    port: 0\n")
     proc = _start(cfg)
-    port = int(_wait_for(proc, r"metrics on http://127\.0\.0\.1:(\d+)/metrics").group(1))
-    _wait_for(proc, r"ready")
+    port = int(wait_line(proc.stderr, r"metrics on http://127\.0\.0\.1:(\d+)/metrics").group(1))
+    wait_line(proc.stderr, r"ready")
     time.sleep(1.5)
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     assert re.search(r'edge_verdicts_total\{camera="cam0",station="t",verdict="OK"\} [1-9]', body), body

@@ -10,11 +10,10 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, make_station, run_cli
+from conftest import ROOT, make_station, run_cli, wait_line
 
 DEFECTS = (2, 5)
 
@@ -23,19 +22,6 @@ def _start(cfg, *extra, env=None):
     e = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     return subprocess.Popen([sys.executable, "-m", "edge.cli", "--config", str(cfg), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e)
-
-
-def _wait_line(stream, pattern, timeout=60):
-    deadline = time.time() + timeout
-    seen = []
-    while time.time() < deadline:
-        line = stream.readline()
-        if not line:
-            break
-        seen.append(line)
-        if re.search(pattern, line):
-            return line
-    raise AssertionError(f"no line matching {pattern!r}: {''.join(seen)[-2000:]}")
 
 
 # -- systemd ---------------------------------------------------------------------------------------
@@ -80,7 +66,7 @@ def test_sd_notify_ready_watchdog_stopping(tmp_path):
     cfg = make_station(tmp_path, source_opts="?loop=1&fps=30")
     proc = _start(cfg, "--quiet", env={"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "600000"})
     try:
-        _wait_line(proc.stderr, "ready")
+        wait_line(proc.stderr, "ready")
         time.sleep(2.0)
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=60)
@@ -113,15 +99,15 @@ def test_no_watchdog_ping_when_frames_stop_flowing(tmp_path):
 def test_sighup_reloads_thresholds_without_dropping_a_frame(tmp_path):
     cfg = make_station(tmp_path, source_opts="?loop=1&fps=40")
     proc = _start(cfg)
-    _wait_line(proc.stderr, "ready")
+    wait_line(proc.stderr, "ready")
     time.sleep(1.0)
     cfg.write_text(cfg.read_text() + "decision:\n  min_area: 1000000\n")  # no region can be NG now
     proc.send_signal(signal.SIGHUP)
-    _wait_line(proc.stderr, "reloaded .*min_area 1000000")
+    wait_line(proc.stderr, "reloaded .*min_area 1000000")
     time.sleep(1.0)
     cfg.write_text(cfg.read_text() + "detect:\n  method: telepathy\n")  # a bad config is refused...
     proc.send_signal(signal.SIGHUP)
-    _wait_line(proc.stderr, "reload refused, keeping the running config: .*detect.method")
+    wait_line(proc.stderr, "reload refused, keeping the running config: .*detect.method")
     time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
@@ -168,20 +154,12 @@ def test_archive_size_cap_removes_oldest_first(tmp_path):
     assert "removed for space" in res.stderr
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
-def test_archive_disk_full_degrades_to_counting(tmp_path):
+def test_archive_disk_full_degrades_to_counting(tmp_path, small_disk):
     """Fault injection with a real full file system: a 200 KiB tmpfs."""
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(mnt)], capture_output=True).returncode:
-        pytest.skip("cannot mount tmpfs here")
-    try:
-        cfg = make_station(tmp_path, count=16, defects=tuple(range(16)), size=512,
-                           extra_yaml=_archive_yaml(mnt, max_mb=100))
-        res = run_cli(["--config", str(cfg)])
-        lines = [json.loads(l) for l in res.stdout.splitlines()]
-    finally:
-        subprocess.run(["umount", str(mnt)])
+    mnt = small_disk("200k")
+    cfg = make_station(tmp_path, count=16, defects=tuple(range(16)), size=512, extra_yaml=_archive_yaml(mnt, max_mb=100))
+    res = run_cli(["--config", str(cfg)])
+    lines = [json.loads(l) for l in res.stdout.splitlines()]
     assert res.returncode == 0, res.stderr
     assert len(lines) == 16 and all(l["verdict"] == "NG" for l in lines), "inspection must carry on"
     m = re.search(r"archive .*: written (\d+), failed (\d+), skipped (\d+)", res.stderr)
@@ -290,18 +268,10 @@ def test_camera_line_output_refused_on_a_camera_without_line_nodes(tmp_path):
            "UserOutputValue node(s)" in res.stderr
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
-def test_verdict_file_on_a_full_disk_does_not_stop_inspection(tmp_path):
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", str(mnt)], capture_output=True).returncode:
-        pytest.skip("cannot mount tmpfs here")
-    try:
-        cfg = make_station(tmp_path, count=8, source_opts="?loop=1",
-                           extra_yaml=f"outputs:\n  jsonl:\n    path: {mnt}/verdicts.jsonl\n")
-        res = run_cli(["--config", str(cfg), "--frames", "120"])
-    finally:
-        subprocess.run(["umount", str(mnt)])
+def test_verdict_file_on_a_full_disk_does_not_stop_inspection(tmp_path, small_disk):
+    mnt = small_disk("8k")
+    cfg = make_station(tmp_path, count=8, source_opts="?loop=1", extra_yaml=f"outputs:\n  jsonl:\n    path: {mnt}/verdicts.jsonl\n")
+    res = run_cli(["--config", str(cfg), "--frames", "120"])
     assert res.returncode == 0, res.stderr
     assert len(res.stdout.splitlines()) == 120  # stdout still gets every verdict
     assert "No space left on device" in res.stderr and "frames grabbed 120, verdicts 120" in res.stderr

@@ -13,7 +13,6 @@ import tempfile
 from pathlib import Path
 
 import cv2
-import numpy as np
 import yaml
 
 from edge import demo
