@@ -93,6 +93,8 @@ def edge_eval_main(argv=None):
     ap.add_argument("--data", required=True)
     ap.add_argument("--out", help="output folder (default: eval/ beside the model)")
     ap.add_argument("--limit", type=int, default=0, help="at most N images per test folder (quick checks)")
+    ap.add_argument("--detect", choices=("dct_fusion", "squared_residual", "probability"),
+                    help="evaluate with this detection method instead of the model's recipe (uncalibrated)")
     args = ap.parse_args(argv)
     model = Path(args.model)
     if not model.is_file():
@@ -101,7 +103,8 @@ def edge_eval_main(argv=None):
         raise InputError("<command line>", "--data", f"no such folder: {args.data}")
     from .evaluate import evaluate
     out = Path(args.out) if args.out else model.parent / "eval"
-    m = evaluate(model, Path(args.data), out, args.limit)
+    overrides = {"detect": {"method": args.detect}, "decision": {"rule": "regions"}} if args.detect else None
+    m = evaluate(model, Path(args.data), out, args.limit, overrides)
     print(json.dumps(m, indent=2))
     o = m["overall"]
     print(f"edge-eval: image AUROC {o['image_auroc']:.4f}, pixel AUROC {o['pixel_auroc']:.4f}, "

@@ -106,8 +106,8 @@ def calibrate(model: Path, good_files: list[Path], target_far: float) -> dict:
     return recipe
 
 
-def run_eval(model: Path, data: Path, limit: int = 0) -> list[Result]:
-    ins, runner = open_inspector(model)
+def run_eval(model: Path, data: Path, limit: int = 0, overrides: dict | None = None) -> list[Result]:
+    ins, runner = open_inspector(model, overrides)
     results = []
     try:
         items = test_items(data)
@@ -205,9 +205,9 @@ def roc_figure(results: list[Result], path: Path, title: str):
     plt.close(fig)
 
 
-def evaluate(model: Path, data: Path, out: Path, limit: int = 0) -> dict:
+def evaluate(model: Path, data: Path, out: Path, limit: int = 0, overrides: dict | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
-    results = run_eval(model, data, limit)
+    results = run_eval(model, data, limit, overrides)
     m = metrics(results)
     (out / "metrics.json").write_text(json.dumps(m, indent=2))
     roc_figure(results, out / "roc.png", model.stem)

@@ -3,8 +3,8 @@
 `edge-run` with no --config runs camera cam0 on these, with ONNX Runtime on the CPU, so a
 newcomer sees the whole path without a camera, a GPU or a dataset.
 
-demo_model.onnx is ReNet-D (seed 002, ~0.3 MB) trained by `python -m train.demo_model` on crops
-of scikit-image's gravel photo, calibrated on held-out crops. The replay frames are other crops of
+demo_model.onnx is a U-Net (seed 000, ~0.5 MB) trained by `python -m train.demo_model` on
+pseudo-defects painted on crops of scikit-image's gravel photo, calibrated on held-out crops. The replay frames are other crops of
 that photo (generated on first use, so no third-party image is copied into the repository),
 three of twelve with a painted defect. They need the `demo` extra (scikit-image).
 
@@ -21,7 +21,7 @@ import numpy as np
 
 HERE = Path(__file__).parent
 MODEL = HERE / "demo_model.onnx"
-MODEL_SIZE = 256
+MODEL_SIZE = 192  # frames and training crops; ReNet-D runs on 32x32 blocks of it
 FRAMES = 12
 DEFECT_FRAMES = (3, 7, 10)  # 0-based frame numbers that carry a painted defect
 SIZE = 512
@@ -38,24 +38,26 @@ def _gravel() -> np.ndarray:
 
 
 def training_crops() -> list[np.ndarray]:
-    """256x256 crops (and flips) from the top half of the gravel photo: the demo model's good images."""
-    g = _gravel()[:256 + 64]
+    """Crops (and mirror images) from the top 320 rows of the gravel photo: the demo model's good images."""
+    s = MODEL_SIZE
+    g = _gravel()[:320]
     crops = []
-    for x in range(0, g.shape[1] - 256 + 1, 32):
-        for y in (0, 32, 64):
-            c = g[y:y + 256, x:x + 256]
+    for x in range(0, g.shape[1] - s + 1, 32):
+        for y in range(0, g.shape[0] - s + 1, 32):
+            c = g[y:y + s, x:x + s]
             crops += [c, c[:, ::-1].copy()]
     return crops
 
 
 def gravel_frames(count: int = FRAMES, defect_frames=DEFECT_FRAMES) -> list[np.ndarray]:
-    """Replay frames: 256x256 crops of the photo's bottom half (not seen in training), some defective."""
+    """Replay frames: crops of the photo's bottom 192 rows (never seen in training), some defective."""
+    s = MODEL_SIZE
     g = _gravel()[320:]
     rng = np.random.default_rng(7)
     frames = []
     for i in range(count):
-        y, x = int(rng.integers(0, g.shape[0] - 256 + 1)), int(rng.integers(0, g.shape[1] - 256 + 1))
-        img = g[y:y + 256, x:x + 256].astype(np.float32) / 255
+        x = int(rng.integers(0, g.shape[1] - s + 1))
+        img = g[:s, x:x + s].astype(np.float32) / 255
         if i in defect_frames:
             paint_defect(img, i, 7000 + i)
         frames.append((img * 255 + 0.5).astype(np.uint8))
