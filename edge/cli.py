@@ -17,7 +17,6 @@ import os
 import signal
 import sys
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 from . import sdnotify
@@ -33,15 +32,6 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "source ends or SIGINT/SIGTERM)")
     ap.add_argument("--quiet", action="store_true", help="no JSON lines on stdout (the summary still goes to stderr)")
     return ap
-
-
-@dataclass
-class Loaded:
-    cfg: object
-    cam: object
-    model_path: Path
-    model_where: str
-    recipe: object
 
 
 def _read_config(args):

@@ -56,7 +56,3 @@ class OnnxRuntimeRunner:
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         return self._session.run([self.output_name], {self.input_name: batch})[0]
-
-    @property
-    def session(self):
-        return self._session
