@@ -41,11 +41,11 @@ class Preprocessor:
             image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         if p.size is not None and image.shape[:2] != tuple(p.size):
             image = cv2.resize(image, (p.size[1], p.size[0]), interpolation=cv2.INTER_AREA)
-        x = image.astype(np.float32)
         a = p.scale / p.std
         b = -p.mean / p.std
-        if a != 1.0 or b != 0.0:
-            x = cv2.multiply(x, a) if b == 0.0 else x * np.float32(a) + np.float32(b)
+        x = np.multiply(image, np.float32(a), dtype=np.float32)  # convert and scale in one pass
+        if b != 0.0:
+            x += np.float32(b)
         if x.ndim == 3:
             x = np.ascontiguousarray(x.transpose(2, 0, 1))
         return x

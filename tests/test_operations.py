@@ -189,14 +189,14 @@ def _camera_pipeline(model, uri, attempts, frames=40):
     from edge.telemetry import Telemetry
     runner = open_runner(model)
     source = open_source(uri)
-    out = JsonLinesOutput(stdout=False)
-    out._stdout = io.StringIO()
+    lines = io.StringIO()
+    out = JsonLinesOutput(stream=lines)
     log = io.StringIO()
     runner.__enter__()
     source.__enter__()
     p = Pipeline(source, Inspector(runner, load(Recipe, DEMO_RECIPE, "t"), "cam", "st"), [out], Telemetry(64, "cam", "st"),
                  max_frames=frames, reconnect=(attempts, 0.05), log=log)
-    return p, source, out, log
+    return p, source, lines, log
 
 
 def _unplug(source):
@@ -225,7 +225,7 @@ def test_lost_camera_is_reopened_and_frames_continue(tmp_path, lowpass_model):
         p.run()
     finally:
         source.__exit__(None, None, None)
-    lines = [json.loads(l) for l in out._stdout.getvalue().splitlines()]
+    lines = [json.loads(l) for l in out.getvalue().splitlines()]
     assert p.error is None, p.error
     assert len(lines) == 40 and p.t.reconnects == 1
     assert "source reopened after 1 attempt" in log.getvalue()
@@ -253,7 +253,7 @@ def test_camera_gone_for_good_exits_nonzero_after_the_attempts(tmp_path, lowpass
     from edge.errors import SourceError
     assert isinstance(p.error, SourceError) and "gave up after 3 reopen attempts" in str(p.error)
     assert p.t.reconnects == 3
-    assert len(out._stdout.getvalue().splitlines()) == 4  # every frame grabbed before the loss has its verdict
+    assert len(out.getvalue().splitlines()) == 4  # every frame grabbed before the loss has its verdict
 
 
 @pytest.mark.camera

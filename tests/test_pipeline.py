@@ -32,9 +32,8 @@ def frames(tmp_path_factory):
 def _run(model, frames, preload, overlap, n=25):
     runner = open_runner(model)
     source = open_source(f"file://{frames}?loop=1&preload={int(preload)}")
-    out = JsonLinesOutput(stdout=False)
     buf = io.StringIO()
-    out._stdout = buf  # capture the lines in memory
+    out = JsonLinesOutput(stream=buf)
     t = Telemetry(64, "cam", "st")
     with runner, source:
         p = Pipeline(source, Inspector(runner, load(Recipe, DEMO_RECIPE, "t"), "cam", "st"), [out], t,

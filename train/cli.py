@@ -37,10 +37,12 @@ def _guard(fn):
 
 
 def recipe_for(cfg, r: dict, summary: dict) -> dict:
-    from edge.schema import merge
+    from edge.schema import merge, to_dict
+
+    from .data import training_preprocess
     detect = merge({"method": r["detect"]}, cfg.detect)
     return {"model_family": cfg.method,
-            "preprocess": {"grayscale": True, "size": [r["size"], r["size"]], "scale": 1 / 255, "mean": 0.0, "std": 1.0},
+            "preprocess": to_dict(training_preprocess(r["size"])),
             "detect": detect, "decision": {"rule": "regions", "min_area": 16},
             "training": {"data": str(cfg.data), "images": str(summary["train_images"]),
                          "holdout": str(summary["holdout_images"]), "epochs": str(summary["epochs"]),

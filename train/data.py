@@ -11,6 +11,8 @@ import cv2
 import numpy as np
 
 from edge.errors import InputError
+from edge.preprocess import Preprocessor
+from edge.recipe import Preprocess
 from edge.sources.file import IMAGE_SUFFIXES
 
 
@@ -18,13 +20,19 @@ def _images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def training_preprocess(size: int | None) -> Preprocess:
+    """The preprocessing a model is trained with; export writes this same object into the recipe."""
+    return Preprocess(size=(size, size) if size is not None else None)
+
+
 def load_gray(path: Path, size: int | None) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    """The image as the station will feed it to the model (edge.preprocess, grey, resized,
+    scaled to [0, 1]), so training and the station cannot disagree."""
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise InputError(str(path), None, "unreadable image")
-    if size is not None and img.shape != (size, size):
-        img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
-    return img.astype(np.float32) / 255.0
+    p = training_preprocess(size)
+    return Preprocessor(p, img.shape[:2] if size is None else (size, size)).to_model_space(img)
 
 
 def good_images(root: Path) -> list[Path]:

@@ -104,32 +104,28 @@ class QueuedOutput:
                         next_try = time.monotonic() + delay
                         delay = min(delay * 2, self.backoff[1])
                     continue
-                if spool.depth:
+                if spool.depth:  # the spool only ever holds records older than memory's
                     seq, t, record = spool.peek()
                 else:
                     with self._cond:
-                        if not self._mem:
-                            if closing:
-                                break
+                        if not self._mem and not closing:
                             self._cond.wait(self.idle_s)
-                            if not self._mem:
-                                seq = None
-                            else:
-                                seq, (t, record) = -1, self._mem[0]
-                        else:
-                            seq, (t, record) = -1, self._mem[0]
-                    if seq is None:
+                        head = self._mem[0] if self._mem else None
+                    if head is None:
+                        if closing:
+                            break
                         try:
                             self.transport.idle()
                         except Exception as e:
                             connected = self._lost(e)
                         continue
+                    seq, (t, record) = None, head  # None: the record is memory's head
                 try:
                     self.transport.send(record)
                 except Exception as e:
                     connected = self._lost(e)
                     continue
-                if seq == -1:
+                if seq is None:
                     with self._cond:
                         self._mem.popleft()
                         self.stats.depth_memory = len(self._mem)

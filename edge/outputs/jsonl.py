@@ -9,8 +9,9 @@ from pathlib import Path
 
 
 class JsonLinesOutput:
-    def __init__(self, stdout: bool = True, path: Path | None = None):
-        self._stdout = sys.stdout if stdout else None
+    def __init__(self, stdout: bool = True, path: Path | None = None, stream=None):
+        """`stream` replaces stdout (any text stream with write/flush)."""
+        self._stdout = stream if stream is not None else (sys.stdout if stdout else None)
         self.path = path
         self._file = open(path, "a", buffering=1) if path is not None else None
         self.failed = 0  # lines the file did not take (disk full, ...); inspection goes on
