@@ -27,7 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="edge-run", description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", help="station YAML (default: the embedded demo station)")
     ap.add_argument("--camera", default="cam0", help="camera name from the config (default cam0)")
-    ap.add_argument("--engine", help="model to run (.onnx); overrides the config's model.path")
+    ap.add_argument("--engine", help="model to run: .onnx (ONNX Runtime) or a build-engine engine "
+                                             "(.plan with its .json sidecar, TensorRT on the GPU); overrides "
+                                             "the config's model.path")
     ap.add_argument("--frames", type=int, default=0, help="stop after N grabbed frames (default: until the "
                                                           "source ends or SIGINT/SIGTERM)")
     ap.add_argument("--quiet", action="store_true", help="no JSON lines on stdout (the summary still goes to stderr)")
@@ -138,7 +140,7 @@ def run(args) -> int:
     cfg = _read_config(args)
     cam = cfg.camera(args.camera)
     model_path, model_where = _model_path(args, cfg)
-    runner = open_runner(model_path, cfg.file.model.backend, cfg.file.model.threads, model_where)
+    runner = open_runner(model_path, cfg.file.model.backend, cfg.file.model.threads, model_where, cfg.file.model.cuda)
     recipe = _recipe(runner, model_path, cfg)
     source = open_source(cam.source, where=cfg.path, key=f"cameras.{args.camera}.source", base_dir=cfg.base_dir)
     tcfg = cfg.file.telemetry

@@ -39,9 +39,13 @@ class Camera:
 
 @dataclass(frozen=True)
 class Model:
-    path: str | None = field(None, doc="ONNX model (relative to this file); null = the packaged demo model")
-    backend: Literal["auto", "onnxruntime"] = field("auto", doc="runner; auto picks by file type")
+    path: str | None = field(None, doc="ONNX model, or a TensorRT engine (.plan/.engine) with its <engine>.json "
+                                       "sidecar from build-engine (relative to this file); null = the packaged demo model")
+    backend: Literal["auto", "onnxruntime", "tensorrt"] = field(
+        "auto", doc="runner; auto picks by file type (.onnx: ONNX Runtime on the CPU, else TensorRT on the GPU)")
     threads: int = field(0, check=rng(0, 256), doc="ONNX Runtime intra-op threads; 0 = one per core")
+    cuda: Literal["auto", "cuda-python", "pycuda"] = field(
+        "auto", doc="device-memory layer of the TensorRT runner; auto takes cuda-python, then pycuda")
 
 
 @dataclass(frozen=True)

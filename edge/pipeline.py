@@ -37,6 +37,7 @@ class Item:
     x: np.ndarray | None  # model-space frame
     preprocess_s: float
     t_queued: float
+    gpu: dict | None = None  # upload/compute/download seconds from the GPU runner's CUDA events
 
 
 def run_tiles(runner: Runner, batch: np.ndarray) -> np.ndarray:
@@ -92,6 +93,20 @@ class Inspector:
     def reconstruct(self, x: np.ndarray) -> np.ndarray:
         """Tiles -> model -> stitched output (H, W); stays valid for Preprocessor.RING - 1 more calls."""
         return self.pre.stitch(run_tiles(self.runner, self.pre.tiles(x)))
+
+    def can_submit(self) -> bool:
+        """The runner takes frames asynchronously (GPU) and a frame is one tile of its batch."""
+        return hasattr(self.runner, "submit") and getattr(self.pre, "batch", None) is not None \
+            and len(self.pre.batch) == self.runner.input_shape[0]
+
+    def submit(self, x: np.ndarray):
+        """Start inference of one frame without waiting (see Pipeline._infer_overlapped)."""
+        return self.runner.submit(self.pre.tiles(x))
+
+    def collect(self, handle) -> tuple[np.ndarray, dict]:
+        """Wait for a submitted frame: (stitched output, GPU stage timings in seconds)."""
+        out = self.runner.collect(handle)
+        return self.pre.stitch(out), dict(self.runner.last_timings)
 
     def analyse(self, x: np.ndarray, rec: np.ndarray, frame_hw: tuple[int, int]):
         """Detection and decision on a reconstructed frame."""
@@ -269,6 +284,8 @@ class Pipeline:
         return now - self.last_grab < within_s and now - self.last_verdict < within_s
 
     def _infer(self, analysis: queue.Queue):
+        if self.inspector.can_submit():
+            return self._infer_overlapped(analysis)
         try:
             while True:
                 item = self.queue.get()
@@ -287,6 +304,51 @@ class Pipeline:
         finally:
             analysis.put(_END)
 
+    def _infer_overlapped(self, analysis: queue.Queue):
+        """GPU runner: frame n+1 is submitted (copied to pinned memory, uploaded, launched) before
+        frame n is collected, so its upload overlaps frame n's compute and download on the other
+        stream. A frame waits for a successor only while one is already queued: never for the camera."""
+        ins, pending = self.inspector, None
+
+        def finish(p):
+            item, handle, t_start = p
+            rec, gpu = ins.collect(handle)
+            item.gpu = gpu
+            result = (item, rec, time.perf_counter() - t_start, t_start)
+            analysis.put(result) if self.overlap else self._analyse(*result)
+
+        try:
+            while True:
+                if pending is not None:
+                    try:
+                        item = self.queue.get_nowait()
+                    except queue.Empty:
+                        finish(pending)
+                        pending = None
+                        continue
+                else:
+                    item = self.queue.get()
+                if item is _END:
+                    break
+                if item.frame.error is not None:
+                    if pending is not None:
+                        finish(pending)
+                        pending = None
+                    analysis.put((item, None, 0.0, time.perf_counter())) if self.overlap else self._analyse(
+                        item, None, 0.0, time.perf_counter())
+                    continue
+                started = (item, ins.submit(item.x), time.perf_counter())
+                if pending is not None:
+                    finish(pending)
+                pending = started
+            if pending is not None:
+                finish(pending)
+                pending = None
+        except BaseException as e:
+            self.error = self.error or e
+        finally:
+            analysis.put(_END)
+
     def _analyse(self, item: Item, rec, infer_s: float, t_start: float):
         frame = item.frame
         if frame.error is not None:
@@ -299,6 +361,8 @@ class Pipeline:
             src = item.x if item.x.ndim == 2 else item.x[0]
             self.archive.submit(record, src, rec, (frame.image.shape[0] / src.shape[0], frame.image.shape[1] / src.shape[1]))
         lat.update(acquire=frame.acquire_s, preprocess=item.preprocess_s, queue=t_start - item.t_queued, infer=infer_s)
+        if item.gpu:
+            lat.update(item.gpu)
         t_emit = time.perf_counter()
         record["latency_ms"] = {k: round(v * 1e3, 3) for k, v in lat.items()}
         record["latency_ms"]["total"] = round((frame.acquire_s + t_emit - frame.t_grab) * 1e3, 3)  # up to the emit

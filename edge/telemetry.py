@@ -9,6 +9,8 @@ from collections import Counter
 import numpy as np
 
 STAGES = ("acquire", "preprocess", "queue", "infer", "detect", "decide", "emit", "total")
+# within infer, measured by CUDA events on the GPU runner (zero, and not printed, on the CPU)
+GPU_STAGES = ("upload", "compute", "download")
 
 
 class OutputStats:
@@ -51,9 +53,9 @@ class Telemetry:
 
     def __init__(self, window: int = 2048, camera: str = "", station: str = ""):
         self.window, self.camera, self.station = window, camera, station
-        self._lat = np.zeros((len(STAGES), window), np.float64)
+        self._lat = np.zeros((len(STAGES + GPU_STAGES), window), np.float64)
         self._n = 0  # frames recorded (ring position = _n % window)
-        self._max = np.zeros(len(STAGES))
+        self._max = np.zeros(len(STAGES + GPU_STAGES))
         self.verdicts = Counter()   # OK / NG
         self.dropped = Counter()    # reason -> frames
         self.grabbed = 0            # frames that reached the host
@@ -72,7 +74,7 @@ class Telemetry:
         return self.outputs[name]
 
     def record(self, verdict: str, latencies: dict[str, float]):
-        row = np.array([latencies.get(s, 0.0) for s in STAGES])
+        row = np.array([latencies.get(s, 0.0) for s in STAGES + GPU_STAGES])
         with self._lock:
             self._lat[:, self._n % self.window] = row
             np.maximum(self._max, row, out=self._max)
@@ -106,7 +108,7 @@ class Telemetry:
         q = np.percentile(data, [50, 95, 99], axis=1) * 1e3
         mean = data.mean(axis=1) * 1e3
         return {s: {"p50": q[0, i], "p95": q[1, i], "p99": q[2, i], "max": mx[i] * 1e3, "mean": mean[i]}
-                for i, s in enumerate(STAGES)}
+                for i, s in enumerate(STAGES + GPU_STAGES) if s in STAGES or mx[i] > 0}
 
     def fps(self) -> float:
         elapsed = time.perf_counter() - self.started
@@ -131,7 +133,7 @@ class Telemetry:
         pct = self.percentiles()
         if pct:
             lines.append(f"  {'stage (ms)':<12}{'p50':>9}{'p95':>9}{'p99':>9}{'max':>9}{'mean':>9}")
-            for s in STAGES:
+            for s in STAGES + tuple(g for g in GPU_STAGES if g in pct):
                 v = pct[s]
                 lines.append(f"  {s:<12}" + "".join(f"{v[k]:>9.3f}" for k in ("p50", "p95", "p99", "max", "mean")))
         a = self.archive

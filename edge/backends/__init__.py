@@ -8,7 +8,8 @@ from ..errors import InputError
 from .base import Runner
 
 
-def open_runner(path: Path, backend: str = "auto", threads: int = 0, where: str = "<command line>") -> Runner:
+def open_runner(path: Path, backend: str = "auto", threads: int = 0, where: str = "<command line>",
+                cuda: str = "auto") -> Runner:
     path = Path(path)
     if not path.is_file():
         raise InputError(where, "model.path", f"model file not found: {path}")
@@ -18,8 +19,10 @@ def open_runner(path: Path, backend: str = "auto", threads: int = 0, where: str 
     if backend == "onnxruntime":
         from .onnxruntime import OnnxRuntimeRunner
         return OnnxRuntimeRunner(path, threads)
-    raise InputError(where, "model.path",
-                     f"expected an .onnx model: the TensorRT backend ({path.name}) is not built yet")
+    if backend == "tensorrt":
+        from .tensorrt import open_engine
+        return open_engine(path, where, cuda)
+    raise InputError(where, "model.backend", f"expected auto, onnxruntime or tensorrt, got {backend!r}")
 
 
 __all__ = ["open_runner", "Runner"]

@@ -1,0 +1,316 @@
+"""build-engine: a trained ONNX model -> a TensorRT engine a station can trust, plus its sidecar.
+
+    build-engine model.onnx -o renet.plan [--fp16 | --int8 --calib-dir DIR] [--shape HxW] [--batch N]
+                 [--timing-cache FILE] [--workspace MiB] [--hw-compat ampere+|same-cc]
+                 [--version-compatible] [--dla-core N] [--flavour auto|tensorrt|tensorrt-rtx] [--force]
+
+FP16 and INT8 graphs are made here (ModelOpt AutoCast; ModelOpt entropy calibration on good
+images through the station's preprocessing) and must pass the accuracy gate against the FP32 graph
+before an engine is written. Exit codes: 0 built (or up to date), 1 build failure, 2 bad input,
+3 refused by the accuracy gate (override with --force).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from edge.errors import InputError
+
+EXIT_GATE = 3
+
+
+def _shape(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+        if h < 8 or w < 8:
+            raise ValueError
+        return h, w
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW with sizes >= 8 (e.g. 1024x1024), got {text!r}") from None
+
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+        if v < 1:
+            raise ValueError
+        return v
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="build-engine", description=__doc__.split("\n\n")[0])
+    ap.add_argument("model", help="trained ONNX model (FP32, or already FP16 / Q/DQ INT8 with --reference)")
+    ap.add_argument("-o", "--output", required=True, help="engine file to write (its sidecar is <engine>.json)")
+    prec = ap.add_mutually_exclusive_group()
+    prec.add_argument("--fp16", action="store_true", help="convert to FP16 (ModelOpt AutoCast; I/O and "
+                                                          "sensitive ops stay FP32)")
+    prec.add_argument("--int8", action="store_true", help="INT8 Q/DQ by ModelOpt calibration on --calib-dir")
+    ap.add_argument("--calib-dir", help="good images (a folder or an MVTec tree): INT8 calibration and the "
+                                        "accuracy gate's held-out set")
+    ap.add_argument("--calib-images", type=_positive, default=64, help="images drawn for calibration (default 64)")
+    ap.add_argument("--gate-images", type=_positive, default=50,
+                    help="held-out good images for the gate, each also with a synthetic defect (default 50: 100 frames, so one flipped verdict still meets 99 %%)")
+    ap.add_argument("--calib-method", choices=("entropy", "max"), default="entropy",
+                    help="INT8 range calibration (default entropy)")
+    ap.add_argument("--seed", type=int, default=0, help="draw of calibration/gate images and defects (default 0)")
+    ap.add_argument("--reference", help="the FP32 ONNX to gate against when MODEL is already FP16 or Q/DQ")
+    ap.add_argument("--shape", type=_shape, help="input HxW (fully convolutional models: run whole frames)")
+    ap.add_argument("--batch", type=_positive, help="input batch (default: the model's, or 1)")
+    ap.add_argument("--timing-cache", help="TensorRT timing cache file, read and updated (TensorRT 10/11)")
+    ap.add_argument("--workspace", type=_positive, metavar="MiB", help="builder workspace limit")
+    ap.add_argument("--hw-compat", choices=("none", "ampere+", "same-cc"), default="none",
+                    help="hardware compatibility (TensorRT-RTX: ampere+ = its portable set, same-cc = this GPU)")
+    ap.add_argument("--version-compatible", action="store_true", help="runs on later TensorRT of the same major")
+    ap.add_argument("--dla-core", type=int, help="Jetson DLA core (GPU fallback for layers DLA cannot run)")
+    ap.add_argument("--flavour", default="auto", choices=("auto", "tensorrt", "tensorrt-rtx"),
+                    help="TensorRT flavour (default: TensorRT if installed, else TensorRT-RTX)")
+    ap.add_argument("--max-auroc-drop", type=float, default=0.5, help="gate: allowed pixel AUROC drop in points")
+    ap.add_argument("--min-agreement", type=float, default=0.99, help="gate: needed verdict agreement (0..1)")
+    ap.add_argument("--force", action="store_true", help="write the engine even when the gate refuses")
+    ap.add_argument("--save-onnx", help="also save the converted ONNX graph here (even when the gate refuses it)")
+    ap.add_argument("--rebuild", action="store_true", help="build even when the engine is up to date")
+    return ap
+
+
+def _load_onnx(path: Path, where: str):
+    import onnx
+
+    if not path.is_file():
+        raise InputError(where, None, f"ONNX model not found: {path}")
+    try:
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+    except Exception as e:  # protobuf DecodeError on truncated files, ValidationError, ...
+        raise InputError(str(path), None, f"not a valid ONNX model (truncated or not ONNX: "
+                                          f"{type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+    if len(model.graph.input) != 1:
+        raise InputError(str(path), None, f"expected one image input, found {len(model.graph.input)}")
+    return model
+
+
+def _recipe(model, where: str) -> dict:
+    from edge.recipe import Recipe, recipe_from_metadata
+    from edge.schema import load
+
+    raw = recipe_from_metadata({p.key: p.value for p in model.metadata_props}, where)
+    load(Recipe, raw, where)
+    return raw
+
+
+def _build_key(model_bytes: bytes, args, flavour, calib: list[Path]) -> str:
+    h = hashlib.sha256(model_bytes)
+    opts = {k: v for k, v in vars(args).items() if k not in ("output", "rebuild", "force", "save_onnx", "model")}
+    h.update(json.dumps(opts, sort_keys=True, default=str).encode())
+    h.update(flavour.describe().encode())
+    if args.reference:
+        h.update(Path(args.reference).read_bytes())
+    for f in calib:
+        st = f.stat()
+        h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()
+
+
+def _up_to_date(out: Path, key: str) -> bool:
+    from edge.backends.sidecar import read_sidecar, sha256_file
+
+    if not out.is_file():
+        return False
+    try:
+        s = read_sidecar(out)
+    except InputError:
+        return False
+    return s["build"].get("key") == key and s["engine"].get("sha256") == sha256_file(out)
+
+
+def _progress(label: str):
+    def show(i, n):
+        if i == n or i % max(1, n // 10) == 0:
+            print(f"{label}: {i}/{n}", file=sys.stderr, flush=True)
+    return show
+
+
+def _write_atomic(path: Path, data: bytes):
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def run(args) -> int:
+    import onnx
+
+    from calib.images import model_tiles, split_good
+    from calib.quantize import print_progress, quantize_int8
+    from edge.backends.sidecar import FORMAT, VERSION, sha256_file, sidecar_path
+    from edge.backends.trt_flavours import pick
+    from edge.gpu import probe_gpu
+    from edge.recipe import Recipe
+    from edge.schema import load
+
+    from .builder import BuildOptions, build_engine
+    from .gate import Tolerance, format_report, run_gate
+    from .graph import input_dims, with_input_shape
+    from .precision import graph_precision, to_fp16
+
+    cmd = "<command line>"
+    model_path, out = Path(args.model), Path(args.output)
+    if not out.parent.is_dir():
+        raise InputError(cmd, "--output", f"folder {out.parent} does not exist")
+    if not 0 <= args.min_agreement <= 1:
+        raise InputError(cmd, "--min-agreement", f"expected 0..1, got {args.min_agreement}")
+    flavour = pick(args.flavour)
+    model = _load_onnx(model_path, cmd)
+    recipe_raw = _recipe(model, str(model_path))
+    if not recipe_raw:
+        print(f"build-engine: warning: {model_path.name} carries no inspection recipe; edge-run will use the "
+              f"defaults", file=sys.stderr)
+    recipe = load(Recipe, recipe_raw, str(model_path))
+    given = graph_precision(model)
+    want = "fp16" if args.fp16 else "int8" if args.int8 else given
+    if given != "fp32" and want != given:
+        raise InputError(str(model_path), None, f"the graph is already {given}; asked for {want}")
+    reference_path = Path(args.reference) if args.reference else None
+    if given != "fp32" and reference_path is None and not args.force:
+        raise InputError(cmd, "--reference", f"{model_path.name} is already {given}: the accuracy gate needs the "
+                                             f"FP32 model (--reference fp32.onnx), or --force to skip it")
+    calib, holdout = [], []
+    if args.calib_dir:
+        calib, holdout = split_good(Path(args.calib_dir), args.calib_images, args.gate_images, args.seed)
+    elif want == "int8" and given == "fp32":
+        raise InputError(cmd, "--calib-dir", "INT8 calibration needs good images: --calib-dir DIR")
+    elif want != "fp32" and not args.force:
+        raise InputError(cmd, "--calib-dir", f"the {want} accuracy gate needs good images: --calib-dir DIR "
+                                             f"(or --force to build without the gate)")
+    key = _build_key(model.SerializeToString(), args, flavour, calib + holdout)
+    if not args.rebuild and _up_to_date(out, key):
+        print(f"build-engine: {out} is up to date (same model, options, images and {flavour.describe()}); "
+              f"--rebuild to build again", file=sys.stderr)
+        return 0
+    gpu = probe_gpu()
+    t_start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="build-engine-") as tmp:
+        tmp = Path(tmp)
+        if args.shape or args.batch:
+            model = with_input_shape(model, args.batch, args.shape, str(model_path))
+            if reference_path is not None:
+                ref = with_input_shape(_load_onnx(reference_path, "--reference"), args.batch, args.shape,
+                                       str(reference_path))
+                reference_path = tmp / "reference.onnx"
+                onnx.save(ref, str(reference_path))
+        base = tmp / "model.onnx"
+        onnx.save(model, str(base))
+        dims = input_dims(model)
+        input_shape = tuple(int(d) if isinstance(d, int) and d > 0 else 1 for d in dims)
+        candidate = base
+        gate_report = None
+        if given == "fp32" and want != "fp32":
+            reference_path = base
+            tiles = model_tiles(calib, recipe.preprocess, input_shape) if calib else None
+            candidate = tmp / f"model.{want}.onnx"
+            t = time.perf_counter()
+            if want == "fp16":
+                to_fp16(base, candidate, tiles)
+            else:
+                print(f"calibrating: {len(calib)} good images -> {len(tiles)} tiles ({args.calib_method})",
+                      file=sys.stderr)
+                quantize_int8(base, tiles, candidate, args.calib_method, progress=print_progress())
+            print(f"build-engine: {want} graph in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+        if args.save_onnx:  # before the gate, so a refused graph can still be examined (edge-eval)
+            Path(args.save_onnx).write_bytes(candidate.read_bytes())
+        if want != "fp32":
+            if holdout and reference_path is not None:
+                tol = Tolerance(args.max_auroc_drop, args.min_agreement)
+                gate_report = run_gate(reference_path, candidate, holdout, tol, args.seed, _progress("gate"))
+                print(format_report(gate_report, want), file=sys.stderr)
+                if not gate_report["passed"]:
+                    if not args.force:
+                        hint = " (INT8: try --calib-method max)" if want == "int8" and args.calib_method == "entropy" else ""
+                        print(f"build-engine: refused: the {want} graph is outside the accuracy tolerance{hint}; "
+                              f"no engine written (--force writes it anyway)", file=sys.stderr)
+                        return EXIT_GATE
+                    print("build-engine: --force: writing the engine despite the gate", file=sys.stderr)
+            else:
+                gate_report = {"passed": None, "skipped": "--force without images or reference"}
+                print("build-engine: warning: accuracy gate skipped (--force)", file=sys.stderr)
+        opts = BuildOptions(workspace_mib=args.workspace, hw_compat=args.hw_compat,
+                            version_compatible=args.version_compatible, dla_core=args.dla_core,
+                            timing_cache=Path(args.timing_cache) if args.timing_cache else None,
+                            profile_shape=input_shape)
+        built = build_engine(candidate.read_bytes(), flavour, opts, gpu, str(model_path))
+    _write_atomic(out, built.data)
+    sidecar = {
+        "format": FORMAT, "version": VERSION,
+        "engine": {"file": out.name, "sha256": sha256_file(out), "bytes": len(built.data)},
+        "onnx": {"file": model_path.name, "sha256": sha256_file(model_path)},
+        "tensorrt": {"flavour": flavour.name, "version": flavour.version},
+        "target": built.target,
+        "precision": want,
+        "io": {"inputs": built.inputs, "outputs": built.outputs},
+        "layers": built.layers,
+        "gate": gate_report,
+        "build": {"command": ["build-engine", *_argv_of(args)], "key": key, "build_s": round(built.build_s, 3),
+                  "total_s": round(time.perf_counter() - t_start, 3), "notes": built.notes,
+                  "calibration": {"images": len(calib), "method": args.calib_method, "seed": args.seed}
+                  if want == "int8" and given == "fp32" else None},
+        "recipe": recipe_raw,
+    }
+    _write_atomic(sidecar_path(out), (json.dumps(sidecar, indent=2) + "\n").encode())
+    print(summary(out, sidecar), file=sys.stderr)
+    return 0
+
+
+def _argv_of(args) -> list[str]:
+    """The command line that rebuilds this engine, for the sidecar's rebuild hint."""
+    argv = [str(args.model), "-o", str(args.output)]
+    for flag in ("fp16", "int8", "version_compatible", "force"):
+        if getattr(args, flag):
+            argv.append("--" + flag.replace("_", "-"))
+    for opt in ("calib_dir", "calib_images", "gate_images", "calib_method", "seed", "reference", "batch",
+                "timing_cache", "workspace", "hw_compat", "dla_core", "flavour"):
+        v = getattr(args, opt)
+        if v is not None and v != build_parser().get_default(opt):
+            argv += ["--" + opt.replace("_", "-"), str(v)]
+    if args.shape:
+        argv += ["--shape", f"{args.shape[0]}x{args.shape[1]}"]
+    return argv
+
+
+def summary(out: Path, s: dict) -> str:
+    layers = "; ".join(f"{g}: " + ", ".join(f"{n} {p}" for p, n in sorted(v.items())) for g, v in sorted(s["layers"].items()))
+    t = s["target"]
+    where = (f"compute capability {', '.join(t['compute_capabilities'])}" if t.get("compute_capabilities")
+             else f"{t['gpu']} (cc {t['compute_capability']}, hw-compat {t['hardware_compatibility']})")
+    inp = s["io"]["inputs"][0]
+    lines = [f"build-engine: wrote {out} ({s['engine']['bytes'] / 1e6:.2f} MB) and {out.name}.json",
+             f"  precision  {s['precision']}   {s['tensorrt']['flavour']} {s['tensorrt']['version']}   for {where}",
+             f"  input      {inp['name']} {'x'.join(map(str, inp['shape']))} {inp['dtype']}",
+             f"  layers     {layers}",
+             f"  build      {s['build']['build_s']:.2f} s (total {s['build']['total_s']:.1f} s)"]
+    lines += [f"  note       {n}" for n in s["build"]["notes"]]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except InputError as e:
+        print(f"build-engine: error: {e.line()}", file=sys.stderr)
+        return 2
+    except Exception as e:
+        if os.environ.get("EDGE_DEBUG"):
+            raise
+        print(f"build-engine: failed: {type(e).__name__}: {e} (set EDGE_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

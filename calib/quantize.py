@@ -1,0 +1,130 @@
+"""INT8 post-training quantization of an ONNX model to Q/DQ with NVIDIA ModelOpt, on the CPU.
+
+Entropy calibration (TensorRT's classic choice) or max. The output keeps the input model's
+metadata (the inspection recipe), which ModelOpt drops. The quantized model runs in ONNX Runtime
+too, so its accuracy is checked before any engine is built (build_engines.gate).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from edge.errors import InputError
+
+
+def _need_modelopt():
+    try:
+        from modelopt.onnx.quantization import quantize
+    except ImportError as e:
+        raise InputError("<command line>", "--int8", f"INT8 quantization needs NVIDIA ModelOpt ({e}); "
+                                                     "pip install -e '.[build]'") from None
+    return quantize
+
+
+class _Progress:
+    """ONNX Runtime CalibrationDataReader that feeds one tile at a time and shows how far it got."""
+
+    def __init__(self, name: str, data: np.ndarray, show):
+        self.name, self.data, self.show, self.i = name, data, show, 0
+
+    def get_next(self):
+        if self.i >= len(self.data):
+            return None
+        x = self.data[self.i:self.i + 1]
+        self.i += 1
+        if self.show:
+            self.show(self.i, len(self.data))
+        return {self.name: x}
+
+    def rewind(self):
+        self.i = 0
+
+    def set_range(self, start_index: int, end_index: int):  # ORT asks for it on some paths
+        self.i = start_index
+
+
+def copy_metadata(src, dst):
+    del dst.metadata_props[:]
+    for p in src.metadata_props:
+        dst.metadata_props.add(key=p.key, value=p.value)
+
+
+COMPUTE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+
+
+def output_heads(model) -> list[str]:
+    """Names of the compute nodes that produce the graph outputs (through element-wise ops such as
+    Sigmoid or Add). They stay in floating point: the output is what the residual analysis and the
+    calibrated thresholds read, and 8 bits there flip verdicts near the threshold."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    heads, todo, seen = [], [o.name for o in model.graph.output], set()
+    while todo:
+        n = producer.get(todo.pop())
+        if n is None or n.name in seen:
+            continue
+        seen.add(n.name)
+        if n.op_type in COMPUTE_OPS:
+            heads.append(n.name)
+        else:
+            todo.extend(n.input)
+    return heads
+
+
+def quantize_int8(onnx_path: Path, data: np.ndarray, out_path: Path, method: str = "entropy",
+                  progress=None, keep_heads: bool = True) -> Path:
+    """Q/DQ model at out_path from calibration tiles `data` (N, C, H, W); with keep_heads the
+    output layers stay FP32 (see output_heads)."""
+    import onnx
+    import re
+
+    quantize = _need_modelopt()
+    src = onnx.load(str(onnx_path))
+    exclude = [f"^{re.escape(n)}$" for n in output_heads(src)] if keep_heads else None
+    name = src.graph.input[0].name
+    log = io.StringIO()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_out = Path(tmp) / "q.onnx"
+        try:
+            with quiet(log):
+                quantize(str(onnx_path), quantize_mode="int8", calibration_data_reader=_Progress(name, data, progress),
+                         calibration_method=method, calibration_eps=["cpu"], output_path=str(tmp_out),
+                         nodes_to_exclude=exclude,
+                         high_precision_dtype="fp32", log_level="ERROR")
+        except Exception as e:
+            tail = log.getvalue().strip().splitlines()[-3:]
+            raise RuntimeError(f"ModelOpt quantization failed: {type(e).__name__}: {e} {' | '.join(tail)}") from None
+        q = onnx.load(str(tmp_out))
+    copy_metadata(src, q)
+    onnx.save(q, str(out_path))
+    return Path(out_path)
+
+
+def has_qdq(model) -> bool:
+    return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
+
+
+def print_progress(stream=None):
+    s = stream or sys.stderr  # bound now: quantize_int8 redirects sys.stderr while it runs
+
+    def show(i, n):
+        if i == n or i % max(1, n // 20) == 0:
+            print(f"\rcalibrating: {i}/{n} tiles", end="\n" if i == n else "", file=s, flush=True)
+    return show
+
+
+@contextlib.contextmanager
+def quiet(log: io.StringIO):
+    """ModelOpt and ONNX Runtime narrate on stdout, stderr and their own loggers; keep it for errors."""
+    logging.disable(logging.WARNING)
+    try:
+        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            yield
+    finally:
+        logging.disable(logging.NOTSET)

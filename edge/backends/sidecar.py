@@ -1,0 +1,114 @@
+"""The engine's JSON sidecar (`<engine>.json`): what the engine was built from, for what, and how.
+
+build-engine writes it next to the engine; edge-run reads the inspection recipe from it and
+refuses an engine that does not fit the installed TensorRT or the GPU, naming the mismatch and
+the command that rebuilds it. No TensorRT import here: the check runs before any runtime starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+from pathlib import Path
+
+from ..errors import InputError
+from ..gpu import GpuInfo, parse_cc
+
+FORMAT = "edge-inspect engine sidecar"
+VERSION = 1
+AMPERE = (8, 0)
+
+
+def sidecar_path(engine: Path) -> Path:
+    engine = Path(engine)
+    return engine.with_name(engine.name + ".json")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_sidecar(engine: Path) -> dict:
+    path = sidecar_path(engine)
+    if not path.is_file():
+        raise InputError(str(engine), None, f"no sidecar {path.name} next to the engine: build engines with "
+                                            f"build-engine, which writes it")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(str(path), None, f"expected a JSON sidecar, got {type(e).__name__}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise InputError(str(path), "format", f"expected {FORMAT!r}")
+    if data.get("version") != VERSION:
+        raise InputError(str(path), "version", f"expected {VERSION}, got {data.get('version')!r}")
+    for key in ("engine", "tensorrt", "target", "precision", "io", "recipe", "build"):
+        if key not in data:
+            raise InputError(str(path), key, "missing")
+    return data
+
+
+def rebuild_command(sidecar: dict) -> str:
+    argv = sidecar.get("build", {}).get("command")
+    return shlex.join(argv) if argv else "build-engine <model.onnx> -o <engine>"
+
+
+def _runtime_ok(built: str, installed: str, version_compatible: bool) -> bool:
+    if built == installed:
+        return True
+    b, i = built.split("."), installed.split(".")
+    # a version-compatible engine runs on the same major release, this version or later
+    return version_compatible and b[0] == i[0] and tuple(map(int, i[:3])) >= tuple(map(int, b[:3]))
+
+
+def gpu_mismatch(target: dict, gpu: GpuInfo) -> str | None:
+    """Why this GPU cannot run an engine built for `target`, or None when it can."""
+    cc = gpu.cc_tuple
+    level = target.get("hardware_compatibility", "none")
+    if target.get("compute_capabilities"):  # TensorRT-RTX: the list it compiled for
+        ok = [parse_cc(c.rstrip("+")) for c in target["compute_capabilities"]]
+        open_ended = [parse_cc(c.rstrip("+")) for c in target["compute_capabilities"] if c.endswith("+")]
+        if cc in ok or any(cc[0] == o[0] and cc >= o for o in open_ended):
+            return None
+        return (f"built for compute capability {', '.join(target['compute_capabilities'])}, "
+                f"this GPU ({gpu.name}) is {gpu.compute_capability}")
+    if level == "ampere+":
+        return None if cc >= AMPERE else f"built ampere+, this GPU ({gpu.name}) is {gpu.compute_capability}"
+    built_cc = target.get("compute_capability")
+    if built_cc is None or parse_cc(built_cc) != cc:
+        return (f"built on compute capability {built_cc} ({target.get('gpu')}), this GPU ({gpu.name}) is "
+                f"{gpu.compute_capability}")
+    return None
+
+
+def check_sidecar(engine: Path, sidecar: dict, flavour_name: str | None, flavour_version: str | None,
+                  gpu: GpuInfo | None) -> None:
+    """Raise InputError naming the first mismatch between the engine and this machine."""
+    engine = Path(engine)
+    again = f"; rebuild on this station with: {rebuild_command(sidecar)}"
+    where = str(engine)
+    digest = sidecar["engine"].get("sha256")
+    if digest and sha256_file(engine) != digest:
+        raise InputError(where, None, f"the engine does not match its sidecar {sidecar_path(engine).name} "
+                                      f"(sha256 differs: replaced or damaged){again}")
+    built = sidecar["tensorrt"]
+    if flavour_name is None:
+        raise InputError(where, None, f"built with {built['flavour']} {built['version']}, which is not "
+                                      f"installed here{again}")
+    if flavour_name != built["flavour"]:
+        raise InputError(where, None, f"built with {built['flavour']} {built['version']}, installed is "
+                                      f"{flavour_name} {flavour_version}{again}")
+    if not _runtime_ok(built["version"], flavour_version, sidecar["target"].get("version_compatible", False)):
+        raise InputError(where, None, f"built with {built['flavour']} {built['version']}, installed is "
+                                      f"{flavour_version} (engines are tied to the TensorRT version unless built "
+                                      f"--version-compatible){again}")
+    if gpu is None:
+        raise InputError(where, None, "needs an NVIDIA GPU and none was found (no driver or no device); "
+                                      "use the .onnx model with the ONNX Runtime backend on this machine")
+    why = gpu_mismatch(sidecar["target"], gpu)
+    if why:
+        raise InputError(where, None, why + again)

@@ -1,0 +1,71 @@
+"""edge.cuda on pycuda (builds only where the NVIDIA driver is: JetPack, GPU hosts)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pycuda.driver as cuda
+
+
+class _Stream:
+    def __init__(self):
+        self.obj = cuda.Stream()
+        self.handle = int(self.obj.handle)
+
+    def synchronize(self):
+        self.obj.synchronize()
+
+
+class _Event:
+    def __init__(self):
+        self.obj = cuda.Event()
+
+    def record(self, stream):
+        self.obj.record(stream.obj)
+
+    def synchronize(self):
+        self.obj.synchronize()
+
+
+class PyCudaMemory:
+    name = "pycuda"
+
+    def __init__(self, device: int = 0):
+        try:
+            cuda.init()
+            self.ctx = cuda.Device(device).retain_primary_context()  # shared with TensorRT's runtime API use
+        except cuda.Error as e:
+            raise RuntimeError(str(e)) from None
+        self.ctx.push()
+        self._keep = []
+
+    def pinned(self, shape, dtype) -> np.ndarray:
+        a = cuda.pagelocked_empty(shape, dtype)
+        self._keep.append(a)
+        return a
+
+    def device(self, nbytes: int) -> int:
+        buf = cuda.mem_alloc(nbytes)
+        self._keep.append(buf)
+        return int(buf)
+
+    def stream(self):
+        return _Stream()
+
+    def event(self):
+        return _Event()
+
+    def elapsed_ms(self, start, end) -> float:
+        return float(end.obj.time_since(start.obj))
+
+    def htod(self, dst: int, src: np.ndarray, stream):
+        cuda.memcpy_htod_async(dst, src, stream.obj)
+
+    def dtoh(self, dst: np.ndarray, src: int, stream):
+        cuda.memcpy_dtoh_async(dst, src, stream.obj)
+
+    def close(self):
+        self._keep.clear()
+        try:
+            self.ctx.pop()
+        except cuda.Error:
+            pass

@@ -1,0 +1,232 @@
+"""build-engine: real engines from the project's own models, built by TensorRT-RTX on this CPU
+(no GPU needed to build), FP16 / INT8 Q/DQ graphs checked under ONNX Runtime, the accuracy gate,
+the sidecar and its compatibility checks, and the bad-input errors."""
+
+import hashlib
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorrt_rtx_bindings", reason="TensorRT-RTX wheels not installed (the build extra)")
+pytest.importorskip("modelopt", reason="nvidia-modelopt not installed (the build extra)")
+
+from edge.backends.sidecar import check_sidecar, read_sidecar, sidecar_path  # noqa: E402
+from edge.demo import MODEL  # noqa: E402
+from edge.errors import InputError  # noqa: E402
+from edge.gpu import GpuInfo  # noqa: E402
+from conftest import run_cli  # noqa: E402
+
+
+def build(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "build_engines.cli", *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def one_line_error(r):
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    return [line for line in r.stderr.splitlines() if "error:" in line]
+
+
+@pytest.fixture(scope="module")
+def good_dir(tmp_path_factory):
+    """Good images: crops of the scikit-image gravel photo the demo model was trained on."""
+    import cv2
+    from edge import demo
+    folder = tmp_path_factory.mktemp("good")
+    crops = demo.training_crops()
+    for i in range(0, len(crops), 2):
+        cv2.imwrite(str(folder / f"g{i:03d}.png"), crops[i])
+    return folder
+
+
+@pytest.fixture(scope="module")
+def fp32_engine(tmp_path_factory):
+    out = tmp_path_factory.mktemp("fp32") / "demo.plan"
+    r = build(MODEL, "-o", out)
+    assert r.returncode == 0, r.stderr
+    return out, r
+
+
+def test_fp32_engine_and_sidecar(fp32_engine):
+    import onnx
+    out, r = fp32_engine
+    s = read_sidecar(out)
+    assert out.stat().st_size > 100_000 and s["engine"]["sha256"] == sha(out)
+    assert s["onnx"]["sha256"] == sha(MODEL)
+    assert s["tensorrt"]["flavour"] == "tensorrt-rtx" and s["tensorrt"]["version"].startswith("1.")
+    assert s["precision"] == "fp32" and s["gate"] is None
+    assert s["io"]["inputs"] == [{"name": "image", "shape": [1, 1, 192, 192], "dtype": "float32"}]
+    assert s["io"]["outputs"][0]["shape"] == [1, 1, 192, 192]
+    meta = {p.key: p.value for p in onnx.load(str(MODEL)).metadata_props}
+    assert s["recipe"] == json.loads(meta["edge_recipe"])  # edge-run reads the recipe from here
+    assert "8.6" in s["target"]["compute_capabilities"]
+    assert set(s["layers"]["convolution"]) == {"float32"}
+    assert "wrote" in r.stderr and "precision  fp32" in r.stderr
+
+
+def test_second_build_is_skipped_and_a_rebuild_gives_the_same_engine(fp32_engine):
+    out, _ = fp32_engine
+    before = sha(out)
+    r = build(MODEL, "-o", out)
+    assert r.returncode == 0 and "up to date" in r.stderr
+    r = build(MODEL, "-o", out, "--rebuild")
+    assert r.returncode == 0 and "wrote" in r.stderr
+    assert sha(out) == before  # TensorRT-RTX builds are deterministic
+
+
+def test_fp16_engine(tmp_path, good_dir):
+    import onnx
+    import onnxruntime as ort
+    out, graph = tmp_path / "demo16.plan", tmp_path / "demo16.onnx"
+    r = build(MODEL, "-o", out, "--fp16", "--calib-dir", good_dir, "--save-onnx", graph)
+    assert r.returncode == 0, r.stderr
+    s = read_sidecar(out)
+    assert s["precision"] == "fp16" and s["gate"]["passed"] is True
+    assert s["layers"]["convolution"] == {"float16": 19}
+    assert s["io"]["inputs"][0]["dtype"] == "float32"  # I/O stays FP32: the station feeds float32
+    m = onnx.load(str(graph))
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in m.graph.initializer)
+    x = np.random.default_rng(0).random((1, 1, 192, 192), dtype=np.float32)
+    a = ort.InferenceSession(str(MODEL), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+    b = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+    assert np.abs(a - b).mean() < 1e-3
+
+
+def test_int8_qdq_engine_passes_the_gate(tmp_path, good_dir):
+    out, graph = tmp_path / "demo8.plan", tmp_path / "demo8.onnx"
+    r = build(MODEL, "-o", out, "--int8", "--calib-method", "max", "--calib-dir", good_dir, "--save-onnx", graph)
+    assert r.returncode == 0, r.stderr
+    s = read_sidecar(out)
+    assert s["precision"] == "int8"
+    assert s["layers"]["convolution"].get("int8", 0) >= 10  # the Q/DQ convolutions run in INT8
+    assert s["layers"]["convolution"].get("float32", 0) >= 1  # the output head stays FP32
+    g = s["gate"]
+    assert g["passed"] and g["pixel_auroc_drop_points"] <= 0.5 and g["verdict_agreement"] >= 0.99
+    assert g["pixel_auroc_candidate"] > 0.9  # the Q/DQ model, under ONNX Runtime, still finds the defects
+    assert s["build"]["calibration"]["method"] == "max"
+
+
+def damage(src, dst, factor=0.05):
+    """A deliberately broken quantization: every activation scale shrunk, so activations clip."""
+    import onnx
+    from onnx import numpy_helper
+    m = onnx.load(str(src))
+    act_scales = {n.input[1] for n in m.graph.node if n.op_type == "QuantizeLinear"}
+    weights = {n.output[0] for n in m.graph.node if n.op_type == "Constant"}
+    for init in m.graph.initializer:
+        if init.name in act_scales and init.name not in weights:
+            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * np.float32(factor), init.name))
+    onnx.save(m, str(dst))
+
+
+def test_gate_refuses_a_damaged_quantization(tmp_path, good_dir):
+    good_q = tmp_path / "q.onnx"
+    r = build(MODEL, "-o", tmp_path / "ok.plan", "--int8", "--calib-method", "max", "--calib-dir", good_dir,
+              "--save-onnx", good_q)
+    assert r.returncode == 0, r.stderr
+    damage(good_q, tmp_path / "bad.onnx")
+    out = tmp_path / "bad.plan"
+    r = build(tmp_path / "bad.onnx", "-o", out, "--int8", "--reference", MODEL, "--calib-dir", good_dir)
+    assert r.returncode == 3, r.stderr
+    assert "result          FAIL" in r.stderr and "refused" in r.stderr
+    assert not out.exists() and not sidecar_path(out).exists()
+    r = build(tmp_path / "bad.onnx", "-o", out, "--int8", "--reference", MODEL, "--calib-dir", good_dir, "--force")
+    assert r.returncode == 0, r.stderr
+    assert read_sidecar(out)["gate"]["passed"] is False  # the sidecar says it was forced through
+
+
+def test_shape_override_runs_whole_frames(tmp_path):
+    out = tmp_path / "big.plan"
+    r = build(MODEL, "-o", out, "--shape", "384x384")
+    assert r.returncode == 0, r.stderr
+    assert read_sidecar(out)["io"]["inputs"][0]["shape"] == [1, 1, 384, 384]
+
+
+def test_bad_inputs_give_one_line_errors(tmp_path, good_dir):
+    out = tmp_path / "x.plan"
+    lines = one_line_error(build(tmp_path / "missing.onnx", "-o", out))
+    assert "ONNX model not found" in lines[0]
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(MODEL.read_bytes()[:5000])
+    lines = one_line_error(build(truncated, "-o", out))
+    assert "truncated.onnx" in lines[0] and "not a valid ONNX model" in lines[0]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    lines = one_line_error(build(MODEL, "-o", out, "--int8", "--calib-dir", empty))
+    assert "found none" in lines[0]
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for i in range(6):
+        (broken / f"b{i}.png").write_bytes(b"not an image")
+    lines = one_line_error(build(MODEL, "-o", out, "--int8", "--calib-dir", broken))
+    assert "unreadable image" in lines[0] and "b" in lines[0]
+    lines = one_line_error(build(MODEL, "-o", out, "--int8"))
+    assert "--calib-dir" in lines[0]
+    lines = one_line_error(build(MODEL, "-o", out, "--dla-core", "0"))
+    assert "DLA" in lines[0]
+    lines = one_line_error(build(MODEL, "-o", out, "--shape", "12y"))
+    assert not out.exists()
+
+
+# -- the sidecar's compatibility checks (no GPU needed: the GPU is described, never used) ----------
+
+def test_sidecar_mismatches_name_the_cause_and_the_rebuild(fp32_engine, tmp_path):
+    out, _ = fp32_engine
+    s = read_sidecar(out)
+    ampere = GpuInfo("NVIDIA RTX A4000", "8.6")
+    check_sidecar(out, s, "tensorrt-rtx", s["tensorrt"]["version"], ampere)  # fits: no error
+    cases = [
+        (("tensorrt", "10.3.0", ampere), "installed is tensorrt 10.3.0"),
+        (("tensorrt-rtx", "1.0.0.21", ampere), "installed is 1.0.0.21"),
+        ((None, None, ampere), "not installed here"),
+        (("tensorrt-rtx", s["tensorrt"]["version"], GpuInfo("NVIDIA H100", "9.0")), "this GPU (NVIDIA H100) is 9.0"),
+        (("tensorrt-rtx", s["tensorrt"]["version"], None), "needs an NVIDIA GPU"),
+    ]
+    for (name, version, gpu), expected in cases:
+        with pytest.raises(InputError) as e:
+            check_sidecar(out, s, name, version, gpu)
+        assert expected in e.value.line()
+        if gpu is not None:
+            assert "build-engine" in e.value.line() and str(MODEL) in e.value.line()  # how to rebuild
+
+
+def test_version_compatible_and_hardware_levels():
+    from edge.backends.sidecar import _runtime_ok, gpu_mismatch
+    assert _runtime_ok("10.3.0", "10.7.0", True) and not _runtime_ok("10.3.0", "10.7.0", False)
+    assert not _runtime_ok("10.7.0", "10.3.0", True) and not _runtime_ok("10.3.0", "11.0.0", True)
+    orin = GpuInfo("Orin", "8.7")
+    assert gpu_mismatch({"hardware_compatibility": "ampere+"}, orin) is None
+    assert gpu_mismatch({"hardware_compatibility": "ampere+"}, GpuInfo("T4", "7.5")) is not None
+    assert gpu_mismatch({"hardware_compatibility": "none", "compute_capability": "8.7", "gpu": "Orin"}, orin) is None
+    assert "8.6" in gpu_mismatch({"hardware_compatibility": "none", "compute_capability": "8.6", "gpu": "A4000"}, orin)
+
+
+def test_engine_replaced_behind_its_sidecar(fp32_engine, tmp_path):
+    out, _ = fp32_engine
+    copy = tmp_path / "copy.plan"
+    copy.write_bytes(out.read_bytes()[:-10] + b"0123456789")
+    sidecar_path(copy).write_text(sidecar_path(out).read_text())
+    with pytest.raises(InputError, match="does not match its sidecar"):
+        check_sidecar(copy, read_sidecar(copy), "tensorrt-rtx", read_sidecar(copy)["tensorrt"]["version"],
+                      GpuInfo("A4000", "8.6"))
+
+
+def test_edge_run_refuses_an_engine_it_cannot_run_here(fp32_engine, tmp_path):
+    from edge.gpu import probe_gpu
+    if probe_gpu() is not None:
+        pytest.skip("this machine has a GPU: the GPU tests cover running the engine")
+    out, _ = fp32_engine
+    r = run_cli(["--engine", str(out), "--frames", "1"])
+    assert r.returncode == 2 and "needs an NVIDIA GPU" in r.stderr and "Traceback" not in r.stderr
+    lone = tmp_path / "lone.plan"
+    lone.write_bytes(out.read_bytes())
+    r = run_cli(["--engine", str(lone), "--frames", "1"])
+    assert r.returncode == 2 and "no sidecar lone.plan.json" in r.stderr
