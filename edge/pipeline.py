@@ -96,8 +96,9 @@ class Inspector:
 
     def can_submit(self) -> bool:
         """The runner takes frames asynchronously (GPU) and a frame is one tile of its batch."""
+        fixed = self.runner.input_shape[0]
         return hasattr(self.runner, "submit") and getattr(self.pre, "batch", None) is not None \
-            and len(self.pre.batch) == self.runner.input_shape[0]
+            and fixed in (0, len(self.pre.batch))
 
     def submit(self, x: np.ndarray):
         """Start inference of one frame without waiting (see Pipeline._infer_overlapped)."""
