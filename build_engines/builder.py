@@ -46,8 +46,6 @@ class _Progress:
     """Top-level builder phases on one line each, with the time they took."""
 
     def __init__(self, trt, stream):
-        self.base = trt.IProgressMonitor
-
         class Monitor(trt.IProgressMonitor):
             def __init__(m):
                 trt.IProgressMonitor.__init__(m)

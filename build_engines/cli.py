@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="held-out good images for the gate, each also with a synthetic defect (default 50: 100 frames, so one flipped verdict still meets 99 %%)")
     ap.add_argument("--calib-method", choices=("entropy", "max"), default="entropy",
                     help="INT8 range calibration (default entropy)")
+    ap.add_argument("--int8-calibrator", choices=("modelopt", "tensorrt"), default="modelopt",
+                    help="modelopt: Q/DQ graph (every flavour); tensorrt: TensorRT 10's IInt8EntropyCalibrator2 "
+                         "with a cache file <engine>.calib (no Q/DQ; not gated: the graph stays FP32 in ONNX)")
     ap.add_argument("--seed", type=int, default=0, help="draw of calibration/gate images and defects (default 0)")
     ap.add_argument("--reference", help="the FP32 ONNX to gate against when MODEL is already FP16 or Q/DQ")
     ap.add_argument("--shape", type=_shape, help="input HxW (fully convolutional models: run whole frames)")
@@ -211,7 +214,19 @@ def run(args) -> int:
         input_shape = tuple(int(d) if isinstance(d, int) and d > 0 else 1 for d in dims)
         candidate = base
         gate_report = None
-        if given == "fp32" and want != "fp32":
+        calibrator = None
+        if want == "int8" and args.int8_calibrator == "tensorrt":
+            from calib.trt_calibrator import make_entropy_calibrator
+            if not flavour.has_calibrators:
+                raise InputError(cmd, "--int8-calibrator", f"{flavour.describe()} has no calibrators "
+                                                           "(TensorRT 10 only): use modelopt")
+            tiles = model_tiles(calib, recipe.preprocess, input_shape)
+            calibrator = make_entropy_calibrator(flavour.trt, tiles, out.with_name(out.name + ".calib"),
+                                                 model.graph.input[0].name, input_shape[0])
+            gate_report = {"passed": None, "skipped": "TensorRT calibrator: the INT8 ranges exist only in the engine"}
+            print("build-engine: warning: the accuracy gate cannot check a TensorRT-calibrated engine on the CPU "
+                  "(no Q/DQ graph); prefer --int8-calibrator modelopt", file=sys.stderr)
+        elif given == "fp32" and want != "fp32":
             reference_path = base
             tiles = model_tiles(calib, recipe.preprocess, input_shape) if calib else None
             candidate = tmp / f"model.{want}.onnx"
@@ -225,7 +240,7 @@ def run(args) -> int:
             print(f"build-engine: {want} graph in {time.perf_counter() - t:.1f} s", file=sys.stderr)
         if args.save_onnx:  # before the gate, so a refused graph can still be examined (edge-eval)
             Path(args.save_onnx).write_bytes(candidate.read_bytes())
-        if want != "fp32":
+        if want != "fp32" and calibrator is None:
             if holdout and reference_path is not None:
                 tol = Tolerance(args.max_auroc_drop, args.min_agreement)
                 gate_report = run_gate(reference_path, candidate, holdout, tol, args.seed, _progress("gate"))
@@ -243,7 +258,7 @@ def run(args) -> int:
         opts = BuildOptions(workspace_mib=args.workspace, hw_compat=args.hw_compat,
                             version_compatible=args.version_compatible, dla_core=args.dla_core,
                             timing_cache=Path(args.timing_cache) if args.timing_cache else None,
-                            profile_shape=input_shape)
+                            profile_shape=input_shape, calibrator=calibrator)
         built = build_engine(candidate.read_bytes(), flavour, opts, gpu, str(model_path))
     _write_atomic(out, built.data)
     sidecar = {

@@ -19,14 +19,14 @@ from ..errors import InputError
 from ..gpu import probe_gpu
 from ..recipe import RECIPE_KEY
 from .sidecar import check_sidecar, read_sidecar
-from .trt_flavours import _load
+from .trt_flavours import load
 
 ENGINE_SUFFIXES = (".plan", ".engine", ".trt")
 
 
 def open_engine(path: Path, where: str, cuda: str = "auto") -> "TensorRTRunner":
     sidecar = read_sidecar(path)
-    flavour = _load(sidecar["tensorrt"]["flavour"])
+    flavour = load(sidecar["tensorrt"]["flavour"])
     gpu = probe_gpu()
     check_sidecar(path, sidecar, flavour.name if flavour else None, flavour.version if flavour else None, gpu)
     return TensorRTRunner(Path(path), sidecar, flavour, cuda, where)

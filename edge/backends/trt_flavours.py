@@ -52,7 +52,8 @@ class Flavour:
         return f"{self.name} {self.version}"
 
 
-def _load(name: str) -> Flavour | None:
+def load(name: str) -> Flavour | None:
+    """The flavour if its bindings import, else None."""
     try:
         mod = importlib.import_module(_MODULES[name])
         version = str(mod.__version__)
@@ -64,7 +65,7 @@ def _load(name: str) -> Flavour | None:
 
 
 def installed() -> list[Flavour]:
-    return [f for f in (_load(n) for n in FLAVOURS) if f is not None]
+    return [f for f in (load(n) for n in FLAVOURS) if f is not None]
 
 
 def pick(requested: str = "auto", where: str = "<command line>", key: str = "--flavour") -> Flavour:
@@ -74,7 +75,7 @@ def pick(requested: str = "auto", where: str = "<command line>", key: str = "--f
         raise InputError(where, key, f"expected auto, tensorrt or tensorrt-rtx, got {requested!r}")
     names = FLAVOURS if requested == "auto" else (requested,)
     for name in names:
-        f = _load(name)
+        f = load(name)
         if f is not None:
             return f
     hint = ("pip install -e '.[build]' installs TensorRT-RTX; TensorRT comes with JetPack or NVIDIA's "
