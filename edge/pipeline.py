@@ -38,6 +38,7 @@ class Item:
     preprocess_s: float
     t_queued: float
     gpu: dict | None = None  # upload/compute/download seconds from the GPU runner's CUDA events
+    detection: object = None  # edge.detect.Detection when it ran on the GPU
 
 
 def run_tiles(runner: Runner, batch: np.ndarray) -> np.ndarray:
@@ -68,6 +69,10 @@ class Inspector:
         self.recipe = recipe
         self.detector = make_detector(recipe.detect)
         self.decision = recipe.decision
+        self.gpu_detector = None
+        if hasattr(self.runner, "device_views") and self.runner.input_shape[0] == 1:
+            from .detect.gpu_dct import make_gpu_detector
+            self.gpu_detector = make_gpu_detector(recipe.detect)
 
     def warm_up(self, shape: tuple[int, ...]):
         """Inference and detection on a blank frame, then detection of a synthetic defect, so
@@ -101,19 +106,31 @@ class Inspector:
             and fixed in (0, len(self.pre.batch))
 
     def submit(self, x: np.ndarray):
-        """Start inference of one frame without waiting (see Pipeline._infer_overlapped)."""
-        return self.runner.submit(self.pre.tiles(x))
+        """Start inference of one frame without waiting (see Pipeline._infer_overlapped); the
+        tiles are cut straight into the runner's pinned input buffer."""
+        self.pre.tiles(x, out=self.runner.next_input())
+        return self.runner.submit(None)
 
-    def collect(self, handle) -> tuple[np.ndarray, dict]:
-        """Wait for a submitted frame: (stitched output, GPU stage timings in seconds)."""
+    def collect(self, handle, x: np.ndarray):
+        """Wait for a submitted frame: (stitched output, GPU stage timings in seconds, detection or
+        None). With a GPU detector the residual analysis runs here, on the device buffers, before
+        the slot can be reused; only the patch grid and, for NG frames, the mask come back."""
         out = self.runner.collect(handle)
-        return self.pre.stitch(out), dict(self.runner.last_timings)
+        timings = dict(self.runner.last_timings)
+        det = None
+        if self.gpu_detector is not None:
+            t0 = time.perf_counter()
+            src_dev, rec_dev = self.runner.device_views(handle)
+            det = self.gpu_detector(src_dev, rec_dev)
+            timings["gpu_detect"] = time.perf_counter() - t0
+        return self.pre.stitch(out), timings, det
 
-    def analyse(self, x: np.ndarray, rec: np.ndarray, frame_hw: tuple[int, int]):
-        """Detection and decision on a reconstructed frame."""
+    def analyse(self, x: np.ndarray, rec: np.ndarray, frame_hw: tuple[int, int], det=None):
+        """Detection (unless done on the GPU already: `det`) and decision on a reconstructed frame."""
         t1 = time.perf_counter()
         src = x if x.ndim == 2 else x[0]
-        det = self.detector(src, rec)
+        if det is None:
+            det = self.detector(src, rec)
         t2 = time.perf_counter()
         fy, fx = frame_hw[0] / src.shape[0], frame_hw[1] / src.shape[1]
         d = self.decision
@@ -313,9 +330,10 @@ class Pipeline:
 
         def finish(p):
             item, handle, t_start = p
-            rec, gpu = ins.collect(handle)
-            item.gpu = gpu
-            result = (item, rec, time.perf_counter() - t_start, t_start)
+            rec, gpu, det = ins.collect(handle, item.x)
+            item.gpu, item.detection = gpu, det
+            infer_s = time.perf_counter() - t_start - gpu.get("gpu_detect", 0.0)
+            result = (item, rec, infer_s, t_start)
             analysis.put(result) if self.overlap else self._analyse(*result)
 
         try:
@@ -355,7 +373,7 @@ class Pipeline:
         if frame.error is not None:
             self._drop(frame, "bad_frame", frame.error)
             return
-        verdict, score, regions, lat = self.inspector.analyse(item.x, rec, frame.image.shape[:2])
+        verdict, score, regions, lat = self.inspector.analyse(item.x, rec, frame.image.shape[:2], item.detection)
         record = self._base(frame)
         record.update(verdict=verdict, score=round(score, 6), regions=regions)
         if verdict == "NG" and self.archive is not None:
@@ -363,7 +381,9 @@ class Pipeline:
             self.archive.submit(record, src, rec, (frame.image.shape[0] / src.shape[0], frame.image.shape[1] / src.shape[1]))
         lat.update(acquire=frame.acquire_s, preprocess=item.preprocess_s, queue=t_start - item.t_queued, infer=infer_s)
         if item.gpu:
-            lat.update(item.gpu)
+            gpu = dict(item.gpu)
+            lat["detect"] += gpu.pop("gpu_detect", 0.0)  # it ran in the inference thread, on the device
+            lat.update(gpu)
         t_emit = time.perf_counter()
         record["latency_ms"] = {k: round(v * 1e3, 3) for k, v in lat.items()}
         record["latency_ms"]["total"] = round((frame.acquire_s + t_emit - frame.t_grab) * 1e3, 3)  # up to the emit

@@ -70,20 +70,22 @@ class Preprocessor:
                 self.weight = 1.0 / weight
             self._key = (h, w)
 
-    def tiles(self, x: np.ndarray) -> np.ndarray:
+    def tiles(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Model-space frame -> (n, C, h, w) batch of tiles (frames smaller than the model are
-        reflect-padded)."""
+        reflect-padded). `out`, when given, receives them instead of the own buffer: the GPU
+        runner's pinned input, so the frame reaches the upload buffer in one pass."""
         planes = x if x.ndim == 3 else x[None]
         h, w = planes.shape[1:]
         self._layout(h, w)
+        batch = self.batch if out is None else out
         if self.pad_h or self.pad_w:
             planes = np.pad(planes, ((0, 0), (0, self.pad_h), (0, self.pad_w)), mode="reflect")
         i = 0
         for y in self.ys:
             for xo in self.xs:
-                self.batch[i] = planes[:, y:y + self.model_h, xo:xo + self.model_w]
+                batch[i] = planes[:, y:y + self.model_h, xo:xo + self.model_w]
                 i += 1
-        return self.batch
+        return batch
 
     def stitch(self, outputs: np.ndarray) -> np.ndarray:
         """(n, C', h, w) outputs -> (H, W) float32 map of the first output channel; overlaps averaged."""

@@ -68,35 +68,56 @@ def test_gpu_dct_fusion_matches_the_cpu_kernel_on_the_device(size, n, s, l):
     _kernel_check(size, n, s, l, simulate=False)
 
 
-class SubmitCollectOnnxRuntime:
-    """The GPU runner's submit/collect interface over ONNX Runtime, to drive Pipeline's overlapped
-    path here where no GPU exists (the real TensorRT runner is tested below on a GPU). Work happens
-    at submit, two slots alternate like the runner's, and collect returns that slot's output."""
+def _station(tmp_path, size=192, count=10, defects=(2, 5)):
+    """A size x size low-pass autoencoder (one tile per frame, DCT fusion; 16-pixel patches below
+    128) and `count` frames, `defects` with a dark pit."""
+    import copy
+    import cv2
+    import onnx
+    from edge.demo import texture
+    from edge.demo.build_model import DEMO_RECIPE, build_lowpass_autoencoder
+    recipe = copy.deepcopy(DEMO_RECIPE)
+    if size < 128:
+        recipe["detect"]["dct_fusion"].update(patch=16, stride=16, block=4)
+        recipe["decision"]["min_area"] = 4
+    onnx.save(build_lowpass_autoencoder(size=size, recipe=recipe), tmp_path / "ae.onnx")
+    (tmp_path / "parts").mkdir()
+    for i in range(count):
+        img = texture(100 + i, size)
+        if i in defects:
+            c = size // 3 + 7 * i % (size // 3)
+            cv2.circle(img, (c, size - c), max(3, size // 24), float(img.mean() - 0.35), -1)
+        cv2.imwrite(str(tmp_path / "parts" / f"p{i}.png"), (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8))
+    return tmp_path
 
-    def __init__(self, inner):
-        self.inner, self.input_shape, self.metadata, self.name = inner, inner.input_shape, inner.metadata, "ort-async"
-        self.slots, self.next, self.last_timings, self.submitted = [None, None], 0, {}, 0
 
-    def __enter__(self):
-        self.inner.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        self.inner.__exit__(*exc)
-
-    def infer(self, batch):
-        return self.inner.infer(batch)
-
-    def submit(self, batch):
-        i = self.next
-        self.next ^= 1
-        self.slots[i] = self.inner.infer(batch).copy()
-        self.submitted += 1
-        return i
-
-    def collect(self, i):
-        self.last_timings = {"upload": 1e-4, "compute": 2e-4, "download": 1e-4}
-        return self.slots[i]
+def run_station(folder, mode, size=192):
+    """JSON records of a replay of folder/parts through the pipeline: sync (plain ONNX Runtime),
+    overlapped (submit/collect) or gpu_detect (overlapped, detection on device arrays)."""
+    import io
+    import json
+    from pathlib import Path
+    from edge.backends.onnxruntime import OnnxRuntimeRunner
+    from edge.outputs.jsonl import JsonLinesOutput
+    from edge.pipeline import Inspector, Pipeline
+    from edge.recipe import Recipe, recipe_from_metadata
+    from edge.schema import load
+    from edge.sources import open_source
+    from edge.telemetry import Telemetry
+    from gpu_doubles import SubmitCollectOnnxRuntime
+    folder = Path(folder)
+    runner = OnnxRuntimeRunner(folder / "ae.onnx")
+    if mode != "sync":
+        runner = SubmitCollectOnnxRuntime(runner, device=mode == "gpu_detect")
+    recipe = load(Recipe, recipe_from_metadata(runner.metadata, "ae"), "ae")
+    stream, t = io.StringIO(), Telemetry(64, "cam0", "t")
+    with runner, open_source(f"file://{folder / 'parts'}") as src:
+        ins = Inspector(runner, recipe, "cam0", "t")
+        ins.warm_up((size, size))
+        assert ins.can_submit() == (mode != "sync")
+        assert (ins.gpu_detector is not None) == (mode == "gpu_detect")
+        Pipeline(src, ins, [JsonLinesOutput(stream=stream)], t).run()
+    return [json.loads(line) for line in stream.getvalue().splitlines()], t
 
 
 def test_overlapped_pipeline_keeps_order_and_verdicts(tmp_path):
@@ -110,41 +131,39 @@ def test_overlapped_pipeline_keeps_order_and_verdicts(tmp_path):
     import io
     import json
 
-    import cv2
-    import onnx
-    from edge.demo import paint_defect, texture
-    from edge.demo.build_model import DEMO_RECIPE, build_lowpass_autoencoder
-    onnx.save(build_lowpass_autoencoder(size=192, recipe=DEMO_RECIPE), tmp_path / "ae.onnx")  # 1 tile/frame
-    (tmp_path / "parts").mkdir()
-    for i in range(10):
-        img = texture(100 + i, 192)
-        if i in (2, 5):
-            paint_defect(img, i, 100 + i)
-        cv2.imwrite(str(tmp_path / "parts" / f"p{i}.png"), (img * 255 + 0.5).astype(np.uint8))
-    cfg_path = tmp_path / "station.yaml"
-    cfg_path.write_text("station: t\ncameras:\n  cam0:\n    source: file://parts\nmodel:\n  path: ae.onnx\n")
-    cfg = cfgmod.load_file(cfg_path)
-    results = {}
-    for mode in ("sync", "overlapped"):
-        runner = OnnxRuntimeRunner(tmp_path / "ae.onnx")
-        if mode == "overlapped":
-            runner = SubmitCollectOnnxRuntime(runner)
-        recipe = effective_recipe(recipe_from_metadata(runner.metadata, "ae"), cfg.overrides, "ae", cfg.path)
-        stream = io.StringIO()
-        t = Telemetry(64, "cam0", "t")
-        with runner, open_source(cfg.file.cameras["cam0"].source, base_dir=cfg.base_dir) as src:
-            ins = Inspector(runner, recipe, "cam0", "t")
-            ins.warm_up((192, 192))
-            assert ins.can_submit() == (mode == "overlapped")
-            Pipeline(src, ins, [JsonLinesOutput(stream=stream)], t).run()
-        results[mode] = [json.loads(line) for line in stream.getvalue().splitlines()]
-        if mode == "overlapped":
-            assert runner.submitted >= 10
-            assert "compute" in t.percentiles()  # CUDA-event stages reach the telemetry
-    sync, over = results["sync"], results["overlapped"]
+    folder = _station(tmp_path)
+    sync, _ = run_station(folder, "sync")
+    over, t = run_station(folder, "overlapped")
+    assert "compute" in t.percentiles()  # CUDA-event stages reach the telemetry
     assert [r["frame_id"] for r in over] == [r["frame_id"] for r in sync] == list(range(10))
     assert [r["verdict"] for r in over] == [r["verdict"] for r in sync]
     assert [r["verdict"] for r in sync].count("NG") == 2
+
+
+GPU_DETECT_CHECK = textwrap.dedent("""
+    import json, sys
+    sys.path.insert(0, sys.argv[2])
+    from test_gpu_path import run_station
+    for mode in ("sync", "gpu_detect"):
+        records, _ = run_station(sys.argv[1], mode, size=64)
+        print(json.dumps([[r["verdict"], r["regions"]] for r in records]))
+""")
+
+
+@pytest.mark.slow
+def test_gpu_detection_in_the_pipeline_matches_the_cpu_path(tmp_path):
+    """The pipeline with detection on device arrays (Numba's CUDA simulator here) gives the same
+    verdicts and regions as the CPU kernel."""
+    folder = _station(tmp_path, size=64, count=4, defects=(1,))  # the simulator runs each CUDA thread in Python
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    tests_dir = os.path.dirname(__file__)
+    r = subprocess.run([sys.executable, "-c", GPU_DETECT_CHECK, str(folder), tests_dir], capture_output=True,
+                       text=True, env=env, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    import json
+    cpu, gpu_records = (json.loads(line) for line in r.stdout.strip().splitlines()[-2:])
+    assert [v for v, _ in cpu] == ["OK", "NG", "OK", "OK"]
+    assert gpu_records == cpu
 
 
 # -- on a GPU only ---------------------------------------------------------------------------

@@ -59,10 +59,15 @@ class TrainConfig:
     detect: dict = field(factory=dict, doc="overrides of the recipe's detect section")
     device: Literal["auto", "cpu", "cuda"] = field("auto")
     threads: int = field(0, check=rng(0, 256), doc="torch CPU threads; 0 = all cores")
+    input_norm: bool = field(False, doc="unet: standardise each input tile inside the network (zero mean, unit "
+                                        "std), so exposure differences do not shift the input")
 
     def validate(self, where, prefix):
         m = METHOD_DEFAULTS[self.method]
         size, patch = self.size or m["size"], self.patch or m["patch"]
+        if self.input_norm and self.method != "unet":
+            raise InputError(where, "input_norm", "expected false: only unet supports it (a reconstruction "
+                                                  "model must reproduce the raw input)")
         if self.method == "cae001" and size != 512:
             raise InputError(where, "size", "expected 512: seed 001's network of Table 4 takes 1x512x512")
         if self.width is not None and self.method == "cae001":

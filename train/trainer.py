@@ -77,7 +77,10 @@ class Trainer:
         files = good_images(data)
         self.train_files, self.holdout_files = split_holdout(files, cfg.holdout)
         self.images = np.stack([load_gray(f, self.r["size"]) for f in self.train_files])
-        self.model = build(cfg.method, **({"width": cfg.width} if cfg.width else {})).to(self.device)
+        kwargs = {"width": cfg.width} if cfg.width else {}
+        if cfg.input_norm:
+            kwargs["input_norm"] = True
+        self.model = build(cfg.method, **kwargs).to(self.device)
         self.net = self.model
         if self.world > 1:
             self.net = torch.nn.parallel.DistributedDataParallel(

@@ -99,13 +99,23 @@ class TensorRTRunner:
             self.mem.close()
             self.mem = None
 
-    def submit(self, batch: np.ndarray) -> _Slot:
-        """Copy into pinned memory and queue upload, compute and download on the next slot's stream."""
+    def next_input(self) -> np.ndarray:
+        """The pinned input buffer the next submit() uploads: write the frame here and call
+        submit(None) to skip the copy. Waits if that slot's previous frame is still in flight."""
+        slot = self.slots[self._next]
+        if slot.busy:
+            slot.stream.synchronize()
+        return slot.host_in
+
+    def submit(self, batch: np.ndarray | None) -> _Slot:
+        """Queue upload, compute and download on the next slot's stream; `batch` is copied into
+        pinned memory first unless it is None (already written into next_input())."""
         slot = self.slots[self._next]
         self._next = (self._next + 1) % len(self.slots)
         if slot.busy:  # its previous frame was never collected: finish it before reusing the buffers
             slot.stream.synchronize()
-        np.copyto(slot.host_in, batch, casting="same_kind")
+        if batch is not None:
+            np.copyto(slot.host_in, batch, casting="same_kind")
         e0, e1, e2, e3 = slot.events
         e0.record(slot.stream)
         self.mem.htod(slot.dev_in, slot.host_in, slot.stream)
@@ -129,3 +139,13 @@ class TensorRTRunner:
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         return self.collect(self.submit(batch))
+
+    def device_views(self, slot: _Slot):
+        """(input, first output) of a collected slot as numba device arrays (C=1, batch 1), for
+        detection on the GPU; valid until that slot is submitted again."""
+        from numba import cuda
+
+        def view(ptr, shape):
+            return cuda.from_cuda_array_interface({"shape": tuple(shape[2:]), "typestr": "<f4", "data": (ptr, False),
+                                                   "version": 3, "strides": None}, owner=None, sync=False)
+        return view(slot.dev_in, self.input_shape), view(slot.dev_out, self.output_shape)

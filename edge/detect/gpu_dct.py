@@ -176,3 +176,55 @@ class GpuDctFusion:
         mu = sums[0] / count
         sigma = math.sqrt(max(sums[1] / count - mu * mu, 0.0))
         return self.host_diff, float(mu), float(sigma), self.mask, int(hits[0])
+
+
+class GpuDctFusionDetector:
+    """The station's detector interface over device arrays: returns the same Detection as
+    DctFusionDetector. Good frames bring back the patch grid and three numbers; NG frames also
+    bring back the mask, the source and the reconstruction to find regions on the host."""
+
+    def __init__(self, p: DctFusion):
+        self.p = p
+        self.kernels = GpuDctFusion(p)
+        self._shape = None
+
+    def __call__(self, src_dev, rec_dev):
+        from . import Detection
+        from .regions import find_regions
+
+        h, w = src_dev.shape
+        if self._shape != (h, w):
+            self.mask = cuda.pinned_array((h, w), np.uint8)
+            self.src = cuda.pinned_array((h, w), np.float32)
+            self.rec = cuda.pinned_array((h, w), np.float32)
+            self._shape = (h, w)
+        diff, mu, sigma, mask_dev, hits = self.kernels(src_dev, rec_dev)
+        p = self.p
+        regions = []
+        if hits:
+            st = self.kernels.stream
+            mask_dev.copy_to_host(self.mask, stream=st)
+            src_dev.copy_to_host(self.src, stream=st)
+            rec_dev.copy_to_host(self.rec, stream=st)
+            st.synchronize()
+            rows, cols = np.nonzero(diff > p.epsilon)
+            window = (rows.min() * p.stride, rows.max() * p.stride + p.patch,
+                      cols.min() * p.stride, cols.max() * p.stride + p.patch)
+            regions = find_regions(self.mask, np.abs(self.src - self.rec), window)
+        else:
+            self.mask.fill(0)
+        score = float(diff.max()) if diff.size else 0.0
+        return Detection(self.mask, score, regions, {"mu": mu, "sigma": sigma, "threshold": mu + p.gamma * sigma,
+                                                     "marked_patches": int((diff > p.epsilon).sum()), "gpu": True})
+
+
+def make_gpu_detector(d):
+    """A GPU detector for this recipe, or None (other methods, patch too large, no CUDA)."""
+    if d.method != "dct_fusion" or d.dct_fusion.patch > MAX_N or d.dct_fusion.block > MAX_L:
+        return None
+    try:
+        if not cuda.is_available():
+            return None
+    except Exception:
+        return None
+    return GpuDctFusionDetector(d.dct_fusion)

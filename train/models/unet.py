@@ -16,8 +16,11 @@ def _double(cin, cout):
 class UNet(nn.Module):
     input_multiple = 16
 
-    def __init__(self, width: int = 16):
+    def __init__(self, width: int = 16, input_norm: bool = False):
         super().__init__()
+        # per-tile standardisation inside the network (exported with it): exposure differences
+        # between parts or cameras no longer shift what the network sees
+        self.input_norm = input_norm
         c = [width * 2 ** i for i in range(5)]
         self.downs = nn.ModuleList([_double(1, c[0])] + [_double(c[i], c[i + 1]) for i in range(4)])
         self.ups = nn.ModuleList(nn.ConvTranspose2d(c[i + 1], c[i], 2, 2) for i in reversed(range(4)))
@@ -26,6 +29,10 @@ class UNet(nn.Module):
         self.pool = nn.MaxPool2d(2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_norm:
+            mean = x.mean(dim=(2, 3), keepdim=True)
+            std = (x - mean).square().mean(dim=(2, 3), keepdim=True).add(1e-4).sqrt()
+            x = (x - mean) / std
         skips = []
         for i, down in enumerate(self.downs):
             x = down(x if i == 0 else self.pool(x))

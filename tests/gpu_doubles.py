@@ -1,0 +1,57 @@
+"""A stand-in for the TensorRT runner's asynchronous interface, over ONNX Runtime.
+
+The GPU runner cannot run on machines without a GPU; this drives the pipeline's overlapped path
+(next_input / submit / collect, two slots) and, under Numba's CUDA simulator, its GPU-detection
+path (device_views), so their logic is tested everywhere. The real runner is tested on a GPU.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class SubmitCollectOnnxRuntime:
+    def __init__(self, inner, device: bool = False):
+        self.inner, self.input_shape, self.metadata = inner, inner.input_shape, inner.metadata
+        self.name, self.device = "ort-async", device
+        shape = (1,) + tuple(inner.input_shape[1:])
+        self.inputs = [np.zeros(shape, np.float32) for _ in range(2)]
+        self.outputs = [None, None]
+        self.next, self.last_timings, self.submitted = 0, {}, 0
+        if device:
+            self.input_shape = shape
+
+    def __enter__(self):
+        self.inner.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.inner.__exit__(*exc)
+
+    def infer(self, batch):
+        return self.inner.infer(batch)
+
+    def next_input(self):
+        return self.inputs[self.next]
+
+    def submit(self, batch):
+        i = self.next
+        self.next ^= 1
+        if batch is not None:
+            np.copyto(self.inputs[i], batch)
+        self.outputs[i] = self.inner.infer(self.inputs[i]).copy()
+        self.submitted += 1
+        return i
+
+    def collect(self, i):
+        self.last_timings = {"upload": 1e-4, "compute": 2e-4, "download": 1e-4}
+        return self.outputs[i]
+
+    def __getattr__(self, name):
+        if name == "device_views" and self.__dict__.get("device"):
+            from numba import cuda
+
+            def device_views(i):
+                return cuda.to_device(self.inputs[i][0, 0]), cuda.to_device(self.outputs[i][0, 0])
+            return device_views
+        raise AttributeError(name)
