@@ -86,6 +86,9 @@ class Inspector:
         h, w = src.shape
         src[h // 2 - 8:h // 2 + 8, w // 2 - 8:w // 2 + 8] += 1.0  # a bright square the "model" removed
         self.analyse(src, rec, (h, w))
+        if self.gpu_detector is not None:  # compile the CUDA kernels now, not on the first part
+            from numba import cuda
+            self.gpu_detector(cuda.to_device(src), cuda.to_device(rec))
 
     def inspect(self, x: np.ndarray, frame_hw: tuple[int, int]):
         """Model-space frame -> (verdict, score, regions as dicts, {stage: seconds})."""
