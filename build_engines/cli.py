@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 from edge.errors import InputError
 
@@ -147,21 +148,14 @@ def _write_atomic(path: Path, data: bytes):
     os.replace(tmp, path)
 
 
-def run(args) -> int:
-    import onnx
-
-    from calib.images import model_tiles, split_good
-    from calib.quantize import print_progress, quantize_int8
-    from edge.backends.sidecar import FORMAT, VERSION, sha256_file, sidecar_path
+def _plan(args):
+    """Validate the command line and the model before any work; returns what the build needs."""
+    from calib.images import split_good
     from edge.backends.trt_flavours import pick
-    from edge.gpu import probe_gpu
     from edge.recipe import Recipe
     from edge.schema import load
 
-    from .builder import BuildOptions, build_engine
-    from .gate import Tolerance, format_report, run_gate
-    from .graph import input_dims, with_input_shape
-    from .precision import graph_precision, to_fp16
+    from .precision import graph_precision
 
     cmd = "<command line>"
     model_path, out = Path(args.model), Path(args.output)
@@ -175,13 +169,16 @@ def run(args) -> int:
     if not recipe_raw:
         print(f"build-engine: warning: {model_path.name} carries no inspection recipe; edge-run will use the "
               f"defaults", file=sys.stderr)
-    recipe = load(Recipe, recipe_raw, str(model_path))
     given = graph_precision(model)
     want = "fp16" if args.fp16 else "int8" if args.int8 else given
     if given != "fp32" and want != given:
         raise InputError(str(model_path), None, f"the graph is already {given}; asked for {want}")
-    reference_path = Path(args.reference) if args.reference else None
-    if given != "fp32" and reference_path is None and not args.force:
+    if given != "fp32" and args.int8_calibrator == "tensorrt":
+        raise InputError(cmd, "--int8-calibrator", f"{model_path.name} is already {given}: nothing to calibrate")
+    if args.int8_calibrator == "tensorrt" and not flavour.has_calibrators:
+        raise InputError(cmd, "--int8-calibrator", f"{flavour.describe()} has no calibrators (TensorRT 10 only): "
+                                                   "use modelopt")
+    if given != "fp32" and args.reference is None and not args.force:
         raise InputError(cmd, "--reference", f"{model_path.name} is already {given}: the accuracy gate needs the "
                                              f"FP32 model (--reference fp32.onnx), or --force to skip it")
     calib, holdout = [], []
@@ -192,90 +189,129 @@ def run(args) -> int:
     elif want != "fp32" and not args.force:
         raise InputError(cmd, "--calib-dir", f"the {want} accuracy gate needs good images: --calib-dir DIR "
                                              f"(or --force to build without the gate)")
-    key = _build_key(model.SerializeToString(), args, flavour, calib + holdout)
-    if not args.rebuild and _up_to_date(out, key):
-        print(f"build-engine: {out} is up to date (same model, options, images and {flavour.describe()}); "
-              f"--rebuild to build again", file=sys.stderr)
+    return SimpleNamespace(model_path=model_path, out=out, flavour=flavour, model=model, recipe_raw=recipe_raw,
+                           recipe=load(Recipe, recipe_raw, str(model_path)), given=given, want=want,
+                           reference=Path(args.reference) if args.reference else None, calib=calib, holdout=holdout)
+
+
+def _convert(args, plan, base: Path, tmp: Path, input_shape) -> tuple[Path, object]:
+    """The graph to build (FP32 as given, FP16 by AutoCast, INT8 Q/DQ by ModelOpt) and, for
+    TensorRT 10's legacy path, the calibrator."""
+    from calib.images import model_tiles
+    from calib.quantize import print_progress, quantize_int8
+
+    from .precision import to_fp16
+
+    if plan.want == "int8" and args.int8_calibrator == "tensorrt":
+        from calib.trt_calibrator import make_entropy_calibrator
+        tiles = model_tiles(plan.calib, plan.recipe.preprocess, input_shape)
+        return base, make_entropy_calibrator(plan.flavour.trt, tiles, plan.out.with_name(plan.out.name + ".calib"),
+                                             plan.model.graph.input[0].name, input_shape[0])
+    if plan.given != "fp32" or plan.want == "fp32":
+        return base, None
+    tiles = model_tiles(plan.calib, plan.recipe.preprocess, input_shape) if plan.calib else None
+    candidate = tmp / f"model.{plan.want}.onnx"
+    t = time.perf_counter()
+    if plan.want == "fp16":
+        to_fp16(base, candidate, tiles)
+    else:
+        print(f"calibrating: {len(plan.calib)} good images -> {len(tiles)} tiles ({args.calib_method})",
+              file=sys.stderr)
+        quantize_int8(base, tiles, candidate, args.calib_method, progress=print_progress())
+    print(f"build-engine: {plan.want} graph in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+    return candidate, None
+
+
+def _gate(args, plan, reference: Path | None, candidate: Path, calibrator) -> dict | None:
+    """The gate's report (None for FP32). Raises _Refused when the candidate is outside tolerance."""
+    from .gate import Tolerance, format_report, run_gate
+
+    if plan.want == "fp32":
+        return None
+    if calibrator is not None:
+        print("build-engine: warning: the accuracy gate cannot check a TensorRT-calibrated engine on the CPU "
+              "(no Q/DQ graph); prefer --int8-calibrator modelopt", file=sys.stderr)
+        return {"passed": None, "skipped": "TensorRT calibrator: the INT8 ranges exist only in the engine"}
+    if not plan.holdout or reference is None:
+        print("build-engine: warning: accuracy gate skipped (--force)", file=sys.stderr)
+        return {"passed": None, "skipped": "--force without images or reference"}
+    tol = Tolerance(args.max_auroc_drop, args.min_agreement)
+    report = run_gate(reference, candidate, plan.holdout, tol, args.seed, _progress("gate"))
+    print(format_report(report, plan.want), file=sys.stderr)
+    if not report["passed"]:
+        if not args.force:
+            hint = " (INT8: try --calib-method max)" if plan.want == "int8" and args.calib_method == "entropy" else ""
+            print(f"build-engine: refused: the {plan.want} graph is outside the accuracy tolerance{hint}; "
+                  f"no engine written (--force writes it anyway)", file=sys.stderr)
+            raise _Refused
+        print("build-engine: --force: writing the engine despite the gate", file=sys.stderr)
+    return report
+
+
+class _Refused(Exception):
+    pass
+
+
+def run(args) -> int:
+    import onnx
+
+    from edge.backends.sidecar import FORMAT, VERSION, sha256_file, sidecar_path
+    from edge.gpu import probe_gpu
+
+    from .builder import BuildOptions, build_engine
+    from .graph import input_dims, with_input_shape
+
+    plan = _plan(args)
+    key = _build_key(plan.model.SerializeToString(), args, plan.flavour, plan.calib + plan.holdout)
+    if not args.rebuild and _up_to_date(plan.out, key):
+        print(f"build-engine: {plan.out} is up to date (same model, options, images and "
+              f"{plan.flavour.describe()}); --rebuild to build again", file=sys.stderr)
         return 0
-    gpu = probe_gpu()
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="build-engine-") as tmp:
         tmp = Path(tmp)
+        model, reference = plan.model, plan.reference
         if args.shape or args.batch:
-            model = with_input_shape(model, args.batch, args.shape, str(model_path))
-            if reference_path is not None:
-                ref = with_input_shape(_load_onnx(reference_path, "--reference"), args.batch, args.shape,
-                                       str(reference_path))
-                reference_path = tmp / "reference.onnx"
-                onnx.save(ref, str(reference_path))
+            model = with_input_shape(model, args.batch, args.shape, str(plan.model_path))
+            if reference is not None:
+                ref = with_input_shape(_load_onnx(reference, "--reference"), args.batch, args.shape, str(reference))
+                reference = tmp / "reference.onnx"
+                onnx.save(ref, str(reference))
         base = tmp / "model.onnx"
         onnx.save(model, str(base))
-        dims = input_dims(model)
-        input_shape = tuple(int(d) if isinstance(d, int) and d > 0 else 1 for d in dims)
-        candidate = base
-        gate_report = None
-        calibrator = None
-        if want == "int8" and args.int8_calibrator == "tensorrt":
-            from calib.trt_calibrator import make_entropy_calibrator
-            if not flavour.has_calibrators:
-                raise InputError(cmd, "--int8-calibrator", f"{flavour.describe()} has no calibrators "
-                                                           "(TensorRT 10 only): use modelopt")
-            tiles = model_tiles(calib, recipe.preprocess, input_shape)
-            calibrator = make_entropy_calibrator(flavour.trt, tiles, out.with_name(out.name + ".calib"),
-                                                 model.graph.input[0].name, input_shape[0])
-            gate_report = {"passed": None, "skipped": "TensorRT calibrator: the INT8 ranges exist only in the engine"}
-            print("build-engine: warning: the accuracy gate cannot check a TensorRT-calibrated engine on the CPU "
-                  "(no Q/DQ graph); prefer --int8-calibrator modelopt", file=sys.stderr)
-        elif given == "fp32" and want != "fp32":
-            reference_path = base
-            tiles = model_tiles(calib, recipe.preprocess, input_shape) if calib else None
-            candidate = tmp / f"model.{want}.onnx"
-            t = time.perf_counter()
-            if want == "fp16":
-                to_fp16(base, candidate, tiles)
-            else:
-                print(f"calibrating: {len(calib)} good images -> {len(tiles)} tiles ({args.calib_method})",
-                      file=sys.stderr)
-                quantize_int8(base, tiles, candidate, args.calib_method, progress=print_progress())
-            print(f"build-engine: {want} graph in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+        input_shape = tuple(int(d) if isinstance(d, int) and d > 0 else 1 for d in input_dims(model))
+        candidate, calibrator = _convert(args, plan, base, tmp, input_shape)
+        if candidate != base:
+            reference = base
         if args.save_onnx:  # before the gate, so a refused graph can still be examined (edge-eval)
             Path(args.save_onnx).write_bytes(candidate.read_bytes())
-        if want != "fp32" and calibrator is None:
-            if holdout and reference_path is not None:
-                tol = Tolerance(args.max_auroc_drop, args.min_agreement)
-                gate_report = run_gate(reference_path, candidate, holdout, tol, args.seed, _progress("gate"))
-                print(format_report(gate_report, want), file=sys.stderr)
-                if not gate_report["passed"]:
-                    if not args.force:
-                        hint = " (INT8: try --calib-method max)" if want == "int8" and args.calib_method == "entropy" else ""
-                        print(f"build-engine: refused: the {want} graph is outside the accuracy tolerance{hint}; "
-                              f"no engine written (--force writes it anyway)", file=sys.stderr)
-                        return EXIT_GATE
-                    print("build-engine: --force: writing the engine despite the gate", file=sys.stderr)
-            else:
-                gate_report = {"passed": None, "skipped": "--force without images or reference"}
-                print("build-engine: warning: accuracy gate skipped (--force)", file=sys.stderr)
+        try:
+            gate_report = _gate(args, plan, reference, candidate, calibrator)
+        except _Refused:
+            return EXIT_GATE
         opts = BuildOptions(workspace_mib=args.workspace, hw_compat=args.hw_compat,
                             version_compatible=args.version_compatible, dla_core=args.dla_core,
                             timing_cache=Path(args.timing_cache) if args.timing_cache else None,
                             profile_shape=input_shape, calibrator=calibrator)
-        built = build_engine(candidate.read_bytes(), flavour, opts, gpu, str(model_path))
+        built = build_engine(candidate.read_bytes(), plan.flavour, opts, probe_gpu(), str(plan.model_path))
+    out = plan.out
     _write_atomic(out, built.data)
     sidecar = {
         "format": FORMAT, "version": VERSION,
         "engine": {"file": out.name, "sha256": sha256_file(out), "bytes": len(built.data)},
-        "onnx": {"file": model_path.name, "sha256": sha256_file(model_path)},
-        "tensorrt": {"flavour": flavour.name, "version": flavour.version},
+        "onnx": {"file": plan.model_path.name, "sha256": sha256_file(plan.model_path)},
+        "tensorrt": {"flavour": plan.flavour.name, "version": plan.flavour.version},
         "target": built.target,
-        "precision": want,
+        "precision": plan.want,
         "io": {"inputs": built.inputs, "outputs": built.outputs},
         "layers": built.layers,
         "gate": gate_report,
         "build": {"command": ["build-engine", *_argv_of(args)], "key": key, "build_s": round(built.build_s, 3),
                   "total_s": round(time.perf_counter() - t_start, 3), "notes": built.notes,
-                  "calibration": {"images": len(calib), "method": args.calib_method, "seed": args.seed}
-                  if want == "int8" and given == "fp32" else None},
-        "recipe": recipe_raw,
+                  "calibration": {"images": len(plan.calib), "method": args.calib_method, "seed": args.seed,
+                                  "calibrator": args.int8_calibrator}
+                  if plan.want == "int8" and plan.given == "fp32" else None},
+        "recipe": plan.recipe_raw,
     }
     _write_atomic(sidecar_path(out), (json.dumps(sidecar, indent=2) + "\n").encode())
     print(summary(out, sidecar), file=sys.stderr)
@@ -283,18 +319,22 @@ def run(args) -> int:
 
 
 def _argv_of(args) -> list[str]:
-    """The command line that rebuilds this engine, for the sidecar's rebuild hint."""
-    argv = [str(args.model), "-o", str(args.output)]
-    for flag in ("fp16", "int8", "version_compatible", "force"):
-        if getattr(args, flag):
-            argv.append("--" + flag.replace("_", "-"))
-    for opt in ("calib_dir", "calib_images", "gate_images", "calib_method", "seed", "reference", "batch",
-                "timing_cache", "workspace", "hw_compat", "dla_core", "flavour"):
-        v = getattr(args, opt)
-        if v is not None and v != build_parser().get_default(opt):
-            argv += ["--" + opt.replace("_", "-"), str(v)]
-    if args.shape:
-        argv += ["--shape", f"{args.shape[0]}x{args.shape[1]}"]
+    """The command line that rebuilds this engine (every option that differs from its default)."""
+    parser = build_parser()
+    argv = [str(args.model)]
+    for action in parser._actions:
+        if not action.option_strings or action.dest in ("help", "rebuild", "save_onnx"):
+            continue
+        v = getattr(args, action.dest)
+        if v == action.default:
+            continue
+        flag = max(action.option_strings, key=len)
+        if action.nargs == 0:  # store_true
+            argv.append(flag)
+        elif action.dest == "shape":
+            argv += [flag, f"{v[0]}x{v[1]}"]
+        else:
+            argv += [flag, str(v)]
     return argv
 
 
