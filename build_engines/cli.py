@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from edge.errors import InputError
+from edge.errors import InputError, run_cli
 
 EXIT_GATE = 3
 
@@ -135,13 +135,6 @@ def _up_to_date(out: Path, key: str) -> bool:
     return s["build"].get("key") == key and s["engine"].get("sha256") == sha256_file(out)
 
 
-def _progress(label: str):
-    def show(i, n):
-        if i == n or i % max(1, n // 10) == 0:
-            print(f"{label}: {i}/{n}", file=sys.stderr, flush=True)
-    return show
-
-
 def _write_atomic(path: Path, data: bytes):
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)
@@ -217,13 +210,15 @@ def _convert(args, plan, base: Path, tmp: Path, input_shape) -> tuple[Path, obje
     else:
         print(f"calibrating: {len(plan.calib)} good images -> {len(tiles)} tiles ({args.calib_method})",
               file=sys.stderr)
-        quantize_int8(base, tiles, candidate, args.calib_method, progress=print_progress())
+        quantize_int8(base, tiles, candidate, args.calib_method, progress=print_progress("calibrating tiles"))
     print(f"build-engine: {plan.want} graph in {time.perf_counter() - t:.1f} s", file=sys.stderr)
     return candidate, None
 
 
 def _gate(args, plan, reference: Path | None, candidate: Path, calibrator) -> dict | None:
     """The gate's report (None for FP32). Raises _Refused when the candidate is outside tolerance."""
+    from calib.quantize import print_progress
+
     from .gate import Tolerance, format_report, run_gate
 
     if plan.want == "fp32":
@@ -236,7 +231,7 @@ def _gate(args, plan, reference: Path | None, candidate: Path, calibrator) -> di
         print("build-engine: warning: accuracy gate skipped (--force)", file=sys.stderr)
         return {"passed": None, "skipped": "--force without images or reference"}
     tol = Tolerance(args.max_auroc_drop, args.min_agreement)
-    report = run_gate(reference, candidate, plan.holdout, tol, args.seed, _progress("gate"))
+    report = run_gate(reference, candidate, plan.holdout, tol, args.seed, print_progress("gate frames"))
     print(format_report(report, plan.want), file=sys.stderr)
     if not report["passed"]:
         if not args.force:
@@ -355,16 +350,7 @@ def summary(out: Path, s: dict) -> str:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except InputError as e:
-        print(f"build-engine: error: {e.line()}", file=sys.stderr)
-        return 2
-    except Exception as e:
-        if os.environ.get("EDGE_DEBUG"):
-            raise
-        print(f"build-engine: failed: {type(e).__name__}: {e} (set EDGE_DEBUG=1 for the traceback)", file=sys.stderr)
-        return 1
+    return run_cli("build-engine", lambda: run(args))
 
 
 if __name__ == "__main__":

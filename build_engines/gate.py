@@ -14,13 +14,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from calib.images import read_frame
 from edge.backends.onnxruntime import OnnxRuntimeRunner
 from edge.pipeline import Inspector
 from edge.recipe import Recipe, recipe_from_metadata
 from edge.schema import load
 from train.defects import pseudo_defect
-from train.evaluate import auroc
+from train.data import read_image
+from train.evaluate import auroc, inspect_frame
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Tolerance:
 def gate_cases(files: list[Path], seed: int = 0):
     """(name, frame, mask) for each held-out image as it is and with one pseudo-defect painted in."""
     for i, f in enumerate(files):
-        frame = read_frame(f)
+        frame = read_image(f)
         gray = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
         if gray.dtype != np.uint8:
             gray = (gray / max(1, int(gray.max())) * 255).astype(np.uint8)
@@ -42,56 +42,50 @@ def gate_cases(files: list[Path], seed: int = 0):
         yield f"{f.name}+defect", painted, (painted != gray).astype(np.uint8)
 
 
-def _inspector(path: Path, recipe: Recipe) -> Inspector:
-    return Inspector(OnnxRuntimeRunner(path), recipe, "gate", "build-engine")
-
-
 def run_gate(reference: Path, candidate: Path, files: list[Path], tol: Tolerance = Tolerance(), seed: int = 0,
              progress=None) -> dict:
     ref_runner = OnnxRuntimeRunner(reference)
     recipe = load(Recipe, recipe_from_metadata(ref_runner.metadata, str(reference)), str(reference))
-    ref, cand = Inspector(ref_runner, recipe, "gate", "build-engine"), _inspector(candidate, recipe)
-    rec_err, map_err, agree, n = 0.0, 0.0, 0, 0
-    rec_sum = 0.0
-    maps = {"reference": [], "candidate": []}
-    truth = []
-    disagreements = []
+    pair = (Inspector(ref_runner, recipe, "gate", "build-engine"),
+            Inspector(OnnxRuntimeRunner(candidate), recipe, "gate", "build-engine"))
+    rec_max, rec_sum, map_max, agree = 0.0, 0.0, 0.0, 0
+    maps: tuple[list, list] = ([], [])
+    truth, disagreements = [], []
     cases = list(gate_cases(files, seed))
     for k, (name, frame, mask) in enumerate(cases):
-        out = {}
-        for label, ins in (("reference", ref), ("candidate", cand)):
-            x = ins.pre.to_model_space(frame)
-            rec = ins.reconstruct(x).copy()
-            verdict, _, _, _ = ins.analyse(x, rec, frame.shape[:2])
-            src = x if x.ndim == 2 else x[0]
-            out[label] = (rec, verdict, ins.detector.score_map(src, rec).copy())
-        (r_rec, r_v, r_map), (c_rec, c_v, c_map) = out["reference"], out["candidate"]
+        (r_rec, r_v, r_map), (c_rec, c_v, c_map) = (_inspect(ins, frame) for ins in pair)
         d = np.abs(r_rec - c_rec)
-        rec_err, rec_sum = max(rec_err, float(d.max())), rec_sum + float(d.mean())
-        map_err = max(map_err, float(np.abs(r_map - c_map).max()))
-        n += 1
+        rec_max, rec_sum = max(rec_max, float(d.max())), rec_sum + float(d.mean())
+        map_max = max(map_max, float(np.abs(r_map - c_map).max()))
         if r_v == c_v:
             agree += 1
         else:
             disagreements.append(f"{name}: {r_v} -> {c_v}")
-        m = mask if mask.shape == r_map.shape else cv2.resize(mask, r_map.shape[::-1], interpolation=cv2.INTER_NEAREST)
-        truth.append(m.ravel())
-        maps["reference"].append(r_map.ravel())
-        maps["candidate"].append(c_map.ravel())
+        if mask.shape != r_map.shape:
+            mask = cv2.resize(mask, r_map.shape[::-1], interpolation=cv2.INTER_NEAREST)
+        truth.append(mask.ravel())
+        maps[0].append(r_map.ravel())
+        maps[1].append(c_map.ravel())
         if progress:
             progress(k + 1, len(cases))
+    n = len(cases)
     t = np.concatenate(truth)
-    auc_r = auroc(np.concatenate(maps["reference"]), t)
-    auc_c = auroc(np.concatenate(maps["candidate"]), t)
+    auc_r, auc_c = (auroc(np.concatenate(m), t) for m in maps)
     drop = (auc_r - auc_c) * 100
     agreement = agree / n
     passed = bool(drop <= tol.max_auroc_drop and agreement >= tol.min_agreement)
     return {"passed": passed, "frames": n, "good_images": len(files),
-            "reconstruction_max_abs_error": rec_err, "reconstruction_mean_abs_error": rec_sum / n,
-            "score_map_max_abs_error": map_err, "verdict_agreement": agreement,
+            "reconstruction_max_abs_error": rec_max, "reconstruction_mean_abs_error": rec_sum / n,
+            "score_map_max_abs_error": map_max, "verdict_agreement": agreement,
             "pixel_auroc_reference": auc_r, "pixel_auroc_candidate": auc_c, "pixel_auroc_drop_points": drop,
             "tolerance": {"max_auroc_drop_points": tol.max_auroc_drop, "min_verdict_agreement": tol.min_agreement},
             "disagreements": disagreements[:10]}
+
+
+def _inspect(ins: Inspector, frame: np.ndarray):
+    """(reconstruction, verdict, score map) of one frame, as edge-eval measures it."""
+    src, rec, verdict, _, _ = inspect_frame(ins, frame)
+    return rec, verdict, ins.detector.score_map(src, rec).copy()
 
 
 def format_report(r: dict, precision: str) -> str:

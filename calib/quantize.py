@@ -106,16 +106,14 @@ def quantize_int8(onnx_path: Path, data: np.ndarray, out_path: Path, method: str
     return Path(out_path)
 
 
-def has_qdq(model) -> bool:
-    return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
-
-
-def print_progress(stream=None):
-    s = stream or sys.stderr  # bound now: quantize_int8 redirects sys.stderr while it runs
+def print_progress(label: str, stream=None):
+    """show(i, n) printing `label: i/n` at every tenth; the stream is bound now, since
+    quantize_int8 redirects sys.stderr while it runs."""
+    s = stream or sys.stderr
 
     def show(i, n):
-        if i == n or i % max(1, n // 20) == 0:
-            print(f"\rcalibrating: {i}/{n} tiles", end="\n" if i == n else "", file=s, flush=True)
+        if i == n or i % max(1, n // 10) == 0:
+            print(f"{label}: {i}/{n}", file=s, flush=True)
     return show
 
 

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import signal
 import sys
 import threading
 from pathlib import Path
 
 from . import sdnotify
-from .errors import InputError, SourceError
+from .errors import InputError, SourceError, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -210,21 +209,12 @@ def _first_frame(source):
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except InputError as e:
-        print(f"edge-run: error: {e.line()}", file=sys.stderr)
-        return 2
-    except SourceError as e:
+
+    def source_failed(e):
         print(f"edge-run: source failed: {e}", file=sys.stderr)
         return 1
-    except BrokenPipeError:
-        return 0
-    except Exception as e:  # a bug or an unforeseen failure: one line, the traceback only on request
-        if os.environ.get("EDGE_DEBUG"):
-            raise
-        print(f"edge-run: failed: {type(e).__name__}: {e} (set EDGE_DEBUG=1 for the traceback)", file=sys.stderr)
-        return 1
+    return run_cli("edge-run", lambda: run(args),
+                   [(SourceError, source_failed), (BrokenPipeError, lambda e: 0)])
 
 
 if __name__ == "__main__":

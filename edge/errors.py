@@ -15,3 +15,25 @@ class InputError(Exception):
 
 class SourceError(Exception):
     """A frame source failed at run time (camera gone, unreadable file)."""
+
+
+def run_cli(prog: str, fn, handlers=()) -> int:
+    """The commands' error contract: InputError -> one line `<prog>: error: ...`, exit 2; any other
+    failure -> one line, exit 1, the traceback only with EDGE_DEBUG=1. `handlers` are
+    (exception type, callback returning the exit code) pairs tried first (e.g. KeyboardInterrupt)."""
+    import os
+    import sys
+
+    try:
+        return fn()
+    except InputError as e:
+        print(f"{prog}: error: {e.line()}", file=sys.stderr)
+        return 2
+    except BaseException as e:
+        for kind, handle in handlers:
+            if isinstance(e, kind):
+                return handle(e)
+        if not isinstance(e, Exception) or os.environ.get("EDGE_DEBUG"):
+            raise
+        print(f"{prog}: failed: {type(e).__name__}: {e} (set EDGE_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1

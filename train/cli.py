@@ -10,28 +10,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
-from edge.errors import InputError
+from edge.errors import InputError, run_cli
+
+
+def _interrupted(_e) -> int:
+    print("interrupted: the last epoch's checkpoint resumes the run", file=sys.stderr)
+    return 1
 
 
 def _guard(fn):
+    prog = fn.__name__.replace("_main", "").replace("_", "-")
+
     def wrapped(argv=None):
-        try:
-            return fn(argv)
-        except InputError as e:
-            print(f"{fn.__name__.replace('_main', '').replace('_', '-')}: error: {e.line()}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            print("interrupted: the last epoch's checkpoint resumes the run", file=sys.stderr)
-            return 1
-        except Exception as e:
-            if os.environ.get("EDGE_DEBUG"):
-                raise
-            print(f"failed: {type(e).__name__}: {e} (set EDGE_DEBUG=1 for the traceback)", file=sys.stderr)
-            return 1
+        return run_cli(prog, lambda: fn(argv), [(KeyboardInterrupt, _interrupted)])
     wrapped.__name__ = fn.__name__
     return wrapped
 

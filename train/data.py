@@ -25,12 +25,18 @@ def training_preprocess(size: int | None) -> Preprocess:
     return Preprocess(size=(size, size) if size is not None else None)
 
 
+def read_image(path: Path) -> np.ndarray:
+    """An image file as a camera would give it (8/16 bit, grey or colour); unreadable -> InputError."""
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise InputError(str(path), None, "unreadable image (expected PNG/JPEG/BMP/TIFF)")
+    return img
+
+
 def load_gray(path: Path, size: int | None) -> np.ndarray:
     """The image as the station will feed it to the model (edge.preprocess, grey, resized,
     scaled to [0, 1]), so training and the station cannot disagree."""
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise InputError(str(path), None, "unreadable image")
+    img = read_image(path)
     p = training_preprocess(size)
     return Preprocessor(p, img.shape[:2] if size is None else (size, size)).to_model_space(img)
 

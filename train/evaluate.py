@@ -24,7 +24,7 @@ from edge.pipeline import Inspector
 from edge.recipe import Recipe, recipe_from_metadata
 from edge.schema import load, merge
 
-from .data import load_mask, test_items
+from .data import load_mask, read_image, test_items
 
 
 def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -65,9 +65,12 @@ def open_inspector(model: Path, recipe_overrides: dict | None = None) -> tuple[I
 
 
 def inspect_file(ins: Inspector, path: Path):
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise OSError(f"unreadable image {path}")
+    return inspect_frame(ins, read_image(path))
+
+
+def inspect_frame(ins: Inspector, img: np.ndarray):
+    """One frame through the station's Inspector: (model-space source, reconstruction copy,
+    verdict, score, detection); the detection is valid until the next call."""
     x = ins.pre.to_model_space(img)
     rec = ins.reconstruct(x).copy()
     verdict, score, _, _ = ins.analyse(x, rec, img.shape[:2])
