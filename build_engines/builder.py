@@ -42,29 +42,28 @@ class BuiltEngine:
     notes: list[str] = field(default_factory=list)
 
 
-class _Progress:
+def _progress_monitor(trt, stream):
     """Top-level builder phases on one line each, with the time they took."""
 
-    def __init__(self, trt, stream):
-        class Monitor(trt.IProgressMonitor):
-            def __init__(m):
-                trt.IProgressMonitor.__init__(m)
-                m.started = {}
+    class Monitor(trt.IProgressMonitor):
+        def __init__(self):
+            trt.IProgressMonitor.__init__(self)
+            self.started = {}
 
-            def phase_start(m, phase_name, parent_phase, num_steps):
-                m.started[phase_name] = time.perf_counter()
-                if parent_phase is None:
-                    print(f"building: {phase_name} ...", file=stream, flush=True)
+        def phase_start(self, phase_name, parent_phase, num_steps):
+            self.started[phase_name] = time.perf_counter()
+            if parent_phase is None:
+                print(f"building: {phase_name} ...", file=stream, flush=True)
 
-            def step_complete(m, phase_name, step):
-                return True  # never cancel
+        def step_complete(self, phase_name, step):
+            return True  # never cancel
 
-            def phase_finish(m, phase_name):
-                t = m.started.pop(phase_name, None)
-                if t is not None and not m.started:
-                    print(f"building: {phase_name} done in {time.perf_counter() - t:.2f} s", file=stream, flush=True)
+        def phase_finish(self, phase_name):
+            t = self.started.pop(phase_name, None)
+            if t is not None and not self.started:
+                print(f"building: {phase_name} done in {time.perf_counter() - t:.2f} s", file=stream, flush=True)
 
-        self.monitor = Monitor()
+    return Monitor()
 
 
 def _dtype(dt) -> str:
@@ -194,8 +193,8 @@ def build_engine(onnx_bytes: bytes, flavour: Flavour, opts: BuildOptions, gpu: G
         else:
             notes.append("timing cache not used: TensorRT-RTX has none at build time (a deprecated no-op that would "
                          "also need a GPU); its kernels are compiled and cached on the station at run time")
-    monitor = _Progress(trt, stream)
-    cfg.progress_monitor = monitor.monitor
+    monitor = _progress_monitor(trt, stream)  # referenced until the build ends: TensorRT holds no reference
+    cfg.progress_monitor = monitor
     t0 = time.perf_counter()
     serialized = builder.build_serialized_network(net, cfg)
     build_s = time.perf_counter() - t0

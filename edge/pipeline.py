@@ -114,12 +114,12 @@ class Inspector:
         self.pre.tiles(x, out=self.runner.next_input())
         return self.runner.submit(None)
 
-    def collect(self, handle, x: np.ndarray):
+    def collect(self, handle):
         """Wait for a submitted frame: (stitched output, GPU stage timings in seconds, detection or
         None). With a GPU detector the residual analysis runs here, on the device buffers, before
         the slot can be reused; only the patch grid and, for NG frames, the mask come back."""
         out = self.runner.collect(handle)
-        timings = dict(self.runner.last_timings)
+        timings = self.runner.last_timings  # a fresh dict per collect, owned by this frame from here
         det = None
         if self.gpu_detector is not None:
             t0 = time.perf_counter()
@@ -326,38 +326,37 @@ class Pipeline:
             analysis.put(_END)
 
     def _infer_overlapped(self, analysis: queue.Queue):
-        """GPU runner: frame n+1 is submitted (copied to pinned memory, uploaded, launched) before
+        """GPU runner: frame n+1 is submitted (cut into pinned memory, uploaded, launched) before
         frame n is collected, so its upload overlaps frame n's compute and download on the other
         stream. A frame waits for a successor only while one is already queued: never for the camera."""
         ins, pending = self.inspector, None
 
+        def deliver(item, rec, infer_s, t_start):
+            if self.overlap:
+                analysis.put((item, rec, infer_s, t_start))
+            else:
+                self._analyse(item, rec, infer_s, t_start)
+
         def finish(p):
             item, handle, t_start = p
-            rec, gpu, det = ins.collect(handle, item.x)
-            item.gpu, item.detection = gpu, det
-            infer_s = time.perf_counter() - t_start - gpu.get("gpu_detect", 0.0)
-            result = (item, rec, infer_s, t_start)
-            analysis.put(result) if self.overlap else self._analyse(*result)
+            rec, item.gpu, item.detection = ins.collect(handle)
+            deliver(item, rec, time.perf_counter() - t_start - item.gpu.get("gpu_detect", 0.0), t_start)
 
         try:
             while True:
-                if pending is not None:
-                    try:
-                        item = self.queue.get_nowait()
-                    except queue.Empty:
-                        finish(pending)
-                        pending = None
-                        continue
-                else:
-                    item = self.queue.get()
+                try:
+                    item = self.queue.get_nowait() if pending is not None else self.queue.get()
+                except queue.Empty:  # nothing to overlap with: finish the frame in flight now
+                    finish(pending)
+                    pending = None
+                    continue
                 if item is _END:
                     break
+                if pending is not None and item.frame.error is not None:
+                    finish(pending)  # keep the order: the bad frame's DROPPED comes after it
+                    pending = None
                 if item.frame.error is not None:
-                    if pending is not None:
-                        finish(pending)
-                        pending = None
-                    analysis.put((item, None, 0.0, time.perf_counter())) if self.overlap else self._analyse(
-                        item, None, 0.0, time.perf_counter())
+                    deliver(item, None, 0.0, time.perf_counter())
                     continue
                 started = (item, ins.submit(item.x), time.perf_counter())
                 if pending is not None:
@@ -365,7 +364,6 @@ class Pipeline:
                 pending = started
             if pending is not None:
                 finish(pending)
-                pending = None
         except BaseException as e:
             self.error = self.error or e
         finally:
@@ -384,9 +382,8 @@ class Pipeline:
             self.archive.submit(record, src, rec, (frame.image.shape[0] / src.shape[0], frame.image.shape[1] / src.shape[1]))
         lat.update(acquire=frame.acquire_s, preprocess=item.preprocess_s, queue=t_start - item.t_queued, infer=infer_s)
         if item.gpu:
-            gpu = dict(item.gpu)
-            lat["detect"] += gpu.pop("gpu_detect", 0.0)  # it ran in the inference thread, on the device
-            lat.update(gpu)
+            lat["detect"] += item.gpu.pop("gpu_detect", 0.0)  # it ran in the inference thread, on the device
+            lat.update(item.gpu)
         t_emit = time.perf_counter()
         record["latency_ms"] = {k: round(v * 1e3, 3) for k, v in lat.items()}
         record["latency_ms"]["total"] = round((frame.acquire_s + t_emit - frame.t_grab) * 1e3, 3)  # up to the emit

@@ -11,15 +11,13 @@ import numpy as np
 
 
 class SubmitCollectOnnxRuntime:
-    def __init__(self, inner, device: bool = False):
+    def __init__(self, inner):
         self.inner, self.input_shape, self.metadata = inner, inner.input_shape, inner.metadata
-        self.name, self.device = "ort-async", device
+        self.name = "ort-async"
         shape = (1,) + tuple(inner.input_shape[1:])
         self.inputs = [np.zeros(shape, np.float32) for _ in range(2)]
         self.outputs = [None, None]
         self.next, self.last_timings, self.submitted = 0, {}, 0
-        if device:
-            self.input_shape = shape
 
     def __enter__(self):
         self.inner.__enter__()
@@ -47,11 +45,16 @@ class SubmitCollectOnnxRuntime:
         self.last_timings = {"upload": 1e-4, "compute": 2e-4, "download": 1e-4}
         return self.outputs[i]
 
-    def __getattr__(self, name):
-        if name == "device_views" and self.__dict__.get("device"):
-            from numba import cuda
 
-            def device_views(i):
-                return cuda.to_device(self.inputs[i][0, 0]), cuda.to_device(self.outputs[i][0, 0])
-            return device_views
-        raise AttributeError(name)
+
+class DeviceSubmitCollectOnnxRuntime(SubmitCollectOnnxRuntime):
+    """Also hands out each slot's input and output as numba device arrays (under Numba's CUDA
+    simulator where there is no GPU), with a fixed batch of 1 like a whole-frame engine."""
+
+    def __init__(self, inner):
+        super().__init__(inner)
+        self.input_shape = self.inputs[0].shape
+
+    def device_views(self, i):
+        from numba import cuda
+        return cuda.to_device(self.inputs[i][0, 0]), cuda.to_device(self.outputs[i][0, 0])

@@ -104,11 +104,11 @@ def run_station(folder, mode, size=192):
     from edge.schema import load
     from edge.sources import open_source
     from edge.telemetry import Telemetry
-    from gpu_doubles import SubmitCollectOnnxRuntime
+    from gpu_doubles import DeviceSubmitCollectOnnxRuntime, SubmitCollectOnnxRuntime
     folder = Path(folder)
     runner = OnnxRuntimeRunner(folder / "ae.onnx")
     if mode != "sync":
-        runner = SubmitCollectOnnxRuntime(runner, device=mode == "gpu_detect")
+        runner = (DeviceSubmitCollectOnnxRuntime if mode == "gpu_detect" else SubmitCollectOnnxRuntime)(runner)
     recipe = load(Recipe, recipe_from_metadata(runner.metadata, "ae"), "ae")
     stream, t = io.StringIO(), Telemetry(64, "cam0", "t")
     with runner, open_source(f"file://{folder / 'parts'}") as src:

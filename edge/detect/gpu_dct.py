@@ -151,7 +151,8 @@ class GpuDctFusion:
             self.hits = cuda.device_array(1, np.int64, stream=self.stream)
             self.mask = cuda.device_array((h, w), np.uint8, stream=self.stream)
             self.host_diff = cuda.pinned_array((rows, cols), np.float32)
-            self.host_small = cuda.pinned_array(3, np.float64)
+            self.host_sums = cuda.pinned_array(2, np.float64)
+            self.host_hits = cuda.pinned_array(1, np.int64)
             self._shape = (h, w)
 
     def __call__(self, src, rec):
@@ -168,9 +169,9 @@ class GpuDctFusion:
         residual_sums[blocks, THREADS, st](src, rec, self.sums)
         fuse[self.grid, 128, st](src, rec, self.feat_diff, p.patch, p.stride, np.float32(p.epsilon),
                                  np.float32(p.gamma), self.sums, self.mask, self.hits)
-        self.feat_diff.copy_to_host(self.host_diff, stream=st)
-        sums = self.sums.copy_to_host(stream=st)
-        hits = self.hits.copy_to_host(stream=st)
+        self.feat_diff.copy_to_host(self.host_diff, stream=st)  # into pinned buffers: nothing allocated per frame
+        sums = self.sums.copy_to_host(self.host_sums, stream=st)
+        hits = self.hits.copy_to_host(self.host_hits, stream=st)
         st.synchronize()
         count = h * w
         mu = sums[0] / count
@@ -197,6 +198,7 @@ class GpuDctFusionDetector:
             self.mask = cuda.pinned_array((h, w), np.uint8)
             self.src = cuda.pinned_array((h, w), np.float32)
             self.rec = cuda.pinned_array((h, w), np.float32)
+            self.mask_dirty = True
             self._shape = (h, w)
         diff, mu, sigma, mask_dev, hits = self.kernels(src_dev, rec_dev)
         p = self.p
@@ -207,12 +209,14 @@ class GpuDctFusionDetector:
             src_dev.copy_to_host(self.src, stream=st)
             rec_dev.copy_to_host(self.rec, stream=st)
             st.synchronize()
+            self.mask_dirty = True
             rows, cols = np.nonzero(diff > p.epsilon)
             window = (rows.min() * p.stride, rows.max() * p.stride + p.patch,
                       cols.min() * p.stride, cols.max() * p.stride + p.patch)
             regions = find_regions(self.mask, np.abs(self.src - self.rec), window)
-        else:
+        elif self.mask_dirty:  # cleared once after an NG frame, not on every good one
             self.mask.fill(0)
+            self.mask_dirty = False
         score = float(diff.max()) if diff.size else 0.0
         return Detection(self.mask, score, regions, {"mu": mu, "sigma": sigma, "threshold": mu + p.gamma * sigma,
                                                      "marked_patches": int((diff > p.epsilon).sum()), "gpu": True})
