@@ -7,7 +7,7 @@ torch = pytest.importorskip("torch")
 
 from conftest import textured  # noqa: E402
 from train import losses as L  # noqa: E402
-from train.defects import SHAPES, adga, pseudo_defect  # noqa: E402
+from train.defects import EXTRA_SHAPES, SHAPES, adga, pseudo_defect  # noqa: E402
 from train.models import build, weight_bytes  # noqa: E402
 
 TABLE_4 = [  # seed 001, Appendix, Table 4: output size of each layer
@@ -119,12 +119,35 @@ def test_lpips_plumbing_with_a_random_network_and_a_weights_file(tmp_path):
     assert float(loaded(x, y)) == pytest.approx(float(net(x, y)), rel=1e-5)
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", SHAPES + EXTRA_SHAPES)
 def test_pseudo_defect_mask_is_exactly_the_changed_pixels(shape):
     img = textured(3, 128, 128)
     out, mask = pseudo_defect(img, 11, shape=shape)
     assert mask.sum() > 0
     np.testing.assert_array_equal(out != img, mask.astype(bool))
+
+
+def test_pseudo_defect_settings_shape_what_is_painted():
+    """strength, colour odds, feather and margin change the painted defect the way their names say,
+    and the mask stays exactly the changed pixels."""
+    img = np.full((96, 96), 0.5, np.float32)
+    faint = [pseudo_defect(img, s, colour="black", strength=(0.1, 0.2)) for s in range(20)]
+    strong = [pseudo_defect(img, s, colour="black", strength=(0.8, 0.9)) for s in range(20)]
+    depth = lambda pairs: np.mean([img[m > 0].mean() - out[m > 0].mean() for out, m in pairs])  # noqa: E731
+    assert depth(faint) < 0.1 < 0.2 < depth(strong)
+    darks = [pseudo_defect(img, s, colour_weights=(0, 0, 1))[0] for s in range(10)]
+    assert all(float((d - img).min()) < -0.1 and float((d - img).max()) < 0.2 for d in darks)
+    hard, hard_mask = pseudo_defect(img, 5, shape="rectangle")
+    soft, soft_mask = pseudo_defect(img, 5, shape="rectangle", feather=3.0)
+    np.testing.assert_array_equal(soft != img, soft_mask.astype(bool))
+    assert soft_mask.sum() > hard_mask.sum()  # the soft edge spreads past the shape
+    edge = lambda m: m[0].any() or m[-1].any() or m[:, 0].any() or m[:, -1].any()  # noqa: E731
+    kw = {"shape": "rectangle", "size_range": (0.1, 0.2)}
+    assert not any(edge(pseudo_defect(img, s, **kw)[1]) for s in range(40))
+    assert any(edge(pseudo_defect(img, s, margin=0.0, **kw)[1]) for s in range(40))
+    bands = [pseudo_defect(img, s, colour="black", shape_weights=(0, 0, 0, 0, 0, 1))[1] for s in range(10)]
+    assert all(m.all(axis=0).any() or m.all(axis=1).any() for m in bands)  # a full strip across the patch
+    assert not any(m.all(axis=0).any() or m.all(axis=1).any() for m in (pseudo_defect(img, s)[1] for s in range(10)))
 
 
 def test_generators_are_deterministic_and_seed_dependent():

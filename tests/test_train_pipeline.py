@@ -130,12 +130,29 @@ def test_metrics_on_a_constructed_case():
     ({"method": "skip_ae", "stage2": {"epochs": 3}}, "stage2.lpips_weights", "cannot be downloaded here"),
     ({"method": "renet_d", "patch": 512, "size": 256}, "patch", "expected at most size (256)"),
     ({"method": "gan"}, "method", "expected one of 'cae001'"),
+    ({"pseudo": {"strength": [0.9, 0.2]}}, "pseudo.strength", "expected 0 < low <= high <= 1"),
+    ({"pseudo": {"colours": [0, 0, 0]}}, "pseudo.colours", "not all 0"),
+    ({"pseudo": {"margin": 0.7}}, "pseudo.margin", "expected"),
+    ({"pseudo": {"shapes": [1, 1, 1]}}, "pseudo.shapes", "expected a list of 6"),
 ])
 def test_bad_training_configs(tmp_path, extra, key, expected):
     path = _config(tmp_path, **extra)
     with pytest.raises(InputError) as err:
         load_config(path)
     assert err.value.key == key and expected in err.value.line()
+
+
+def test_unet_recipe_records_its_pseudo_defects(tmp_path):
+    """The model's recipe says what the network learned a defect looks like, and the station's
+    schema still accepts the recipe."""
+    from edge.recipe import effective_recipe
+    from train.cli import recipe_for
+    cfg, _ = load_config(_config(tmp_path, method="unet", patch=64,
+                                 pseudo={"strength": [0.15, 0.8], "colours": [1, 1, 3], "feather": 1.5}))
+    recipe = recipe_for(cfg, cfg.resolved(), {"train_images": 20, "holdout_images": 4, "epochs": 1, "minutes": 0.1})
+    pseudo = json.loads(recipe["training"]["pseudo_defects"])
+    assert pseudo["strength"] == [0.15, 0.8] and pseudo["colours"] == [1, 1, 3] and pseudo["feather"] == 1.5
+    assert effective_recipe(recipe, {}, "model.onnx", "station.yaml").training["pseudo_defects"]
 
 
 def test_cli_exit_2_on_missing_data(tmp_path):

@@ -35,12 +35,14 @@ def recipe_for(cfg, r: dict, summary: dict) -> dict:
 
     from .data import training_preprocess
     detect = merge({"method": r["detect"]}, cfg.detect)
+    training = {"data": str(cfg.data), "images": str(summary["train_images"]),
+                "holdout": str(summary["holdout_images"]), "epochs": str(summary["epochs"]),
+                "minutes": f"{summary['minutes']:.1f}", "seed": str(cfg.seed)}
+    if cfg.method == "unet":  # what the network learned a defect looks like
+        training["pseudo_defects"] = json.dumps(to_dict(cfg.pseudo), separators=(",", ":"))
     return {"model_family": cfg.method,
             "preprocess": to_dict(training_preprocess(r["size"])),
-            "detect": detect, "decision": {"rule": "regions", "min_area": 16},
-            "training": {"data": str(cfg.data), "images": str(summary["train_images"]),
-                         "holdout": str(summary["holdout_images"]), "epochs": str(summary["epochs"]),
-                         "minutes": f"{summary['minutes']:.1f}", "seed": str(cfg.seed)}}
+            "detect": detect, "decision": {"rule": "regions", "min_area": 16}, "training": training}
 
 
 @_guard

@@ -29,6 +29,39 @@ class Stage2:
 
 
 @dataclass(frozen=True)
+class Pseudo:
+    """Seed 000's pseudo-defects for the unet. The defaults are the generator's; the paper sets the
+    attenuation "according to the actual situation", so a station tunes them to its defects."""
+    share: float = field(0.7, check=rng(0, 1), doc="share of training patches that get a pseudo-defect")
+    strength: tuple[float, float] = field((0.7, 1.0), doc="range of the base colour's weight at the defect's "
+                                                          "centre (0.3 = a faint stain, 1 = the pure colour)")
+    size: tuple[float, float] = field((0.04, 0.18), doc="defect size range, a share of the patch side")
+    colours: tuple[float, float, float] = field((1.0, 1.0, 1.0), doc="odds of white, grey and black defects")
+    noise: float = field(0.04, check=rng(0, 1), doc="std of the noise added to the base colour")
+    feather: float = field(0.0, check=rng(0, 20), doc="Gaussian sigma (pixels) that softens the defect's edge")
+    shapes: tuple[float, float, float, float, float, float] = field(
+        (1.0, 1.0, 1.0, 1.0, 1.0, 0.0), doc="odds of rectangle, line, triangle, polygon, bezier blob (seed 000) "
+                                            "and band (a strip across the patch: a brightness step)")
+    margin: float = field(0.15, check=rng(0, 0.5), doc="defect centres stay this share of the side from the "
+                                                       "border; 0 lets defects run off the edge")
+
+    def validate(self, where, prefix):
+        for key, pair in (("strength", self.strength), ("size", self.size)):
+            if not (0 < pair[0] <= pair[1] <= 1):
+                raise InputError(where, f"{prefix}.{key}", f"expected 0 < low <= high <= 1, got {list(pair)}")
+        for key, odds in (("colours", self.colours), ("shapes", self.shapes)):
+            if min(odds) < 0 or sum(odds) <= 0:
+                raise InputError(where, f"{prefix}.{key}", f"expected {len(odds)} odds >= 0, not all 0, got {list(odds)}")
+
+    def kwargs(self) -> dict:
+        """pseudo_defect's keyword arguments (None: the generator's own even draw of colour or shape)."""
+        return {"strength": self.strength, "size_range": self.size, "noise": self.noise, "feather": self.feather,
+                "margin": self.margin,
+                "shape_weights": None if self.shapes == (1.0,) * 5 + (0.0,) else self.shapes,
+                "colour_weights": None if len(set(self.colours)) == 1 else self.colours}
+
+
+@dataclass(frozen=True)
 class LossCfg:
     alpha: float = field(0.15, check=rng(0, 1), doc="renet: alpha * L1 + (1 - alpha)(1 - SSIM)")
     aw_weights: tuple[float, float, float] = field((1 / 3, 1 / 3, 1 / 3), doc="aw_ssim: luminance, contrast, structure")
@@ -56,6 +89,7 @@ class TrainConfig:
     target_far: float = field(0.05, check=rng(0, 1, lo_open=True), doc="false-alarm rate the image threshold is set for")
     loss: LossCfg = field(factory=LossCfg)
     stage2: Stage2 = field(factory=Stage2)
+    pseudo: Pseudo = field(factory=Pseudo, doc="unet: seed 000's pseudo-defect generator")
     detect: dict = field(factory=dict, doc="overrides of the recipe's detect section")
     device: Literal["auto", "cpu", "cuda"] = field("auto")
     threads: int = field(0, check=rng(0, 256), doc="torch CPU threads; 0 = all cores")

@@ -4,7 +4,9 @@ smaller changes are reverted so the mask stays exact).
 
 - pseudo_defect (seed 000): a shape (rectangle, line, triangle, convex polygon or a closed cubic
   Bezier blob) filled with a base colour (white, grey or black) attenuated from the shape's centre
-  to its edge by a Gaussian, plus noise.
+  to its edge by a Gaussian, plus noise. How strong, dark, soft-edged and large the defects are
+  is set per application (the paper: "set according to the actual situation"; edge-train's
+  `pseudo:` section).
 - adga (seed 003, eq. 1): I_AD = Paste(I_T, GB(Resize(crop(I_S)))): a polygon of 3-7 vertices cut
   from a source image, resized, its edge Gaussian-blurred, pasted at a random place.
 """
@@ -14,7 +16,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-SHAPES = ("rectangle", "line", "triangle", "polygon", "bezier")
+SHAPES = ("rectangle", "line", "triangle", "polygon", "bezier")  # seed 000's shapes, drawn by default
+EXTRA_SHAPES = ("band",)  # a strip across the whole patch: a brightness step (uneven surfaces); by odds only
 COLOURS = {"white": 1.0, "grey": 0.5, "black": 0.0}
 MIN_CHANGE = 1 / 255
 
@@ -48,9 +51,11 @@ def _bezier_blob(rng, cx, cy, radius, n=6, samples=24):
     return np.concatenate(curve).astype(np.int32)
 
 
-def shape_mask(rng: np.random.Generator, h: int, w: int, shape: str, size: float) -> np.ndarray:
+def shape_mask(rng: np.random.Generator, h: int, w: int, shape: str, size: float, margin: float = 0.15) -> np.ndarray:
+    """A filled shape (or a line) of about `size` pixels, centred at least `margin` (a share of the
+    side) from the border; margin 0 lets shapes run off the edge, as chipped edges do."""
     mask = np.zeros((h, w), np.uint8)
-    cx, cy = rng.uniform(0.15, 0.85) * w, rng.uniform(0.15, 0.85) * h
+    cx, cy = rng.uniform(margin, 1 - margin) * w, rng.uniform(margin, 1 - margin) * h
     if shape == "rectangle":
         a, b = size * rng.uniform(0.3, 1.0), size * rng.uniform(0.3, 1.0)
         box = ((cx, cy), (a, b), rng.uniform(0, 180))
@@ -65,30 +70,59 @@ def shape_mask(rng: np.random.Generator, h: int, w: int, shape: str, size: float
         cv2.fillPoly(mask, [_convex_polygon(rng, cx, cy, size, int(rng.integers(5, 9)))], 1)
     elif shape == "bezier":
         cv2.fillPoly(mask, [_bezier_blob(rng, cx, cy, size)], 1)
+    elif shape == "band":
+        half = max(1, int(size))
+        if rng.random() < 0.5:
+            mask[max(0, int(cy) - half):int(cy) + half] = 1
+        else:
+            mask[:, max(0, int(cx) - half):int(cx) + half] = 1
     else:
         raise ValueError(f"unknown shape {shape}")
     return mask
 
 
 def pseudo_defect(image: np.ndarray, seed: int, shape: str | None = None, colour: str | None = None,
-                  size_range=(0.04, 0.18), noise: float = 0.04):
+                  size_range=(0.04, 0.18), noise: float = 0.04, strength=(0.7, 1.0),
+                  colour_weights: tuple[float, float, float] | None = None, feather: float = 0.0,
+                  margin: float = 0.15, shape_weights: tuple[float, ...] | None = None):
+    """Paint one pseudo-defect. The paper leaves the attenuation "set according to the actual
+    situation": `strength` is the range of the base colour's weight at the centre (low values give
+    faint defects: a dark stain at 0.3 darkens the surface by 30 %), `colour_weights` the odds of
+    white, grey and black, `feather` a Gaussian sigma in pixels that softens the shape's edge,
+    `margin` how far from the border (a share of the side) the shape's centre stays,
+    `shape_weights` the odds of SHAPES + EXTRA_SHAPES (None: seed 000's five, evenly)."""
     rng = np.random.default_rng(seed)
     img = image.astype(np.float32)
     h, w = img.shape
-    shape = shape or SHAPES[rng.integers(len(SHAPES))]
-    colour = colour or list(COLOURS)[rng.integers(len(COLOURS))]
+    if shape is None:
+        if shape_weights is None:
+            shape = SHAPES[rng.integers(len(SHAPES))]
+        else:
+            p = np.asarray(shape_weights, np.float64)
+            shape = (SHAPES + EXTRA_SHAPES)[rng.choice(len(p), p=p / p.sum())]
+    if colour is None:
+        names = list(COLOURS)
+        if colour_weights is None:
+            colour = names[rng.integers(len(names))]
+        else:
+            p = np.asarray(colour_weights, np.float64)
+            colour = names[rng.choice(len(names), p=p / p.sum())]
     size = rng.uniform(*size_range) * min(h, w)
-    mask = shape_mask(rng, h, w, shape, size)
+    mask = shape_mask(rng, h, w, shape, size, margin)
     if not mask.any():
         mask[int(h / 2), int(w / 2)] = 1
     ys, xs = np.nonzero(mask)
     cy, cx = ys.mean(), xs.mean()
     sigma = max(2.0, 0.6 * max(np.ptp(ys) + 1, np.ptp(xs) + 1))
     yy, xx = np.mgrid[0:h, 0:w]
-    alpha = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma ** 2)) * rng.uniform(0.7, 1.0)
+    alpha = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma ** 2)) * rng.uniform(*strength)
     base = COLOURS[colour] + rng.normal(0, noise, (h, w))
+    if feather > 0:  # soft edge: the shape's weight falls off outside it, the mask follows (exact)
+        alpha = alpha * np.minimum(1.0, cv2.GaussianBlur(mask.astype(np.float32), (0, 0), feather) * 2)
+        m = alpha >= MIN_CHANGE / 4
+    else:
+        m = mask > 0
     out = img.copy()
-    m = mask > 0
     out[m] = np.clip(img[m] * (1 - alpha[m]) + base[m] * alpha[m], 0, 1)
     return _exact(img, out)
 

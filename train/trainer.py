@@ -117,8 +117,9 @@ class Trainer:
         clean = self._crops(n)
         if self.cfg.method == "unet":
             seeds = self.rng.integers(0, 2 ** 31, n)
-            pairs = [pseudo_defect(c, int(s)) if self.rng.random() < 0.7 else (c, np.zeros(c.shape, np.uint8))
-                     for c, s in zip(clean, seeds)]
+            ps = self.cfg.pseudo
+            pairs = [pseudo_defect(c, int(s), **ps.kwargs()) if self.rng.random() < ps.share
+                     else (c, np.zeros(c.shape, np.uint8)) for c, s in zip(clean, seeds)]
             return self._tensor(np.stack([p[0] for p in pairs])), self._tensor(np.stack([p[1] for p in pairs]))
         if self.stage == 2:
             sources = self._crops(n)

@@ -1,6 +1,11 @@
-"""Print the docs/ACCURACY.md tables from runs/<method>/{train.json, eval/metrics.json}."""
+"""Print the docs/ACCURACY.md tables from runs/<name>/{train.json, eval/metrics.json}.
+
+    python3 report.py                      # the four methods
+    python3 report.py unet_soft5 unet_tuned  # any runs, by config name
+"""
 
 import json
+import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -8,11 +13,11 @@ METHODS = ("cae001", "renet_d", "skip_ae", "unet")
 TYPES = ("blowhole", "break", "crack", "fray", "uneven")
 
 
-def main():
+def main(methods=METHODS):
     print("| method | minutes | epochs | weights | ONNX parity | image AUROC | pixel AUROC | pixel F1 | DR | FAR | mIoU |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     per_type = []
-    for m in METHODS:
+    for m in methods:
         run = HERE / "runs" / m
         try:
             t = json.loads((run / "train.json").read_text())["summary"]
@@ -33,4 +38,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:] or METHODS)
