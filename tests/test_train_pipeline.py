@@ -142,6 +142,23 @@ def test_bad_training_configs(tmp_path, extra, key, expected):
     assert err.value.key == key and expected in err.value.line()
 
 
+def test_cosine_schedule_decays_the_learning_rate_over_the_budget(tmp_path):
+    from train.trainer import Trainer
+    cfg, base = load_config(_config(tmp_path, lr=0.01, lr_schedule="cosine", lr_floor=0.1, time_budget_min=2, epochs=10))
+    t = Trainer(cfg, base)
+    lr = lambda: t.opt.param_groups[0]["lr"]  # noqa: E731
+    t._set_lr(0.0, 0.0)
+    assert lr() == pytest.approx(0.01)
+    t._set_lr(60.0, 0.0)  # half the time budget
+    assert lr() == pytest.approx(0.01 * (0.1 + 0.9 * 0.5))
+    t._set_lr(0.0, 1.0)  # the epochs ran out first
+    assert lr() == pytest.approx(0.001)
+    flat, _ = load_config(_config(tmp_path / "c", lr=0.01))
+    t = Trainer(flat, base)
+    t._set_lr(60.0, 0.5)
+    assert lr() == pytest.approx(0.01)
+
+
 def test_unet_recipe_records_its_pseudo_defects(tmp_path):
     """The model's recipe says what the network learned a defect looks like, and the station's
     schema still accepts the recipe."""

@@ -84,6 +84,9 @@ class TrainConfig:
     steps_per_epoch: int = field(50, check=rng(1, 1_000_000), doc="batches per epoch (patches are drawn at random)")
     time_budget_min: float = field(15.0, check=rng(0.05, 100_000), doc="training stops after this, epochs or not")
     lr: float | None = field(None, check=rng(0, 1, lo_open=True))
+    lr_schedule: Literal["constant", "cosine"] = field(
+        "constant", doc="cosine: decay over the time budget (or the epochs, whichever ends first) to lr_floor x lr")
+    lr_floor: float = field(0.05, check=rng(0, 1), doc="cosine: the last learning rate as a share of lr")
     seed: int = field(0)
     holdout: float = field(0.1, check=rng(0, 0.5), doc="share of good images kept out for threshold calibration")
     target_far: float = field(0.05, check=rng(0, 1, lo_open=True), doc="false-alarm rate the image threshold is set for")

@@ -155,21 +155,33 @@ class Trainer:
         tmp.replace(self.checkpoint)
 
     # -- loop -------------------------------------------------------------------------------------
-    def _stop_now(self, budget_s: float) -> bool:
-        stop = torch.tensor([1.0 if self.elapsed >= budget_s else 0.0])
+    def _clock(self) -> float:
+        """Training seconds so far, the same on every rank (the slowest rank's), so all ranks stop
+        at the same step and use the same learning rate."""
+        t = torch.tensor([self.elapsed], dtype=torch.float64)
         if self.world > 1:
-            dist.all_reduce(stop, op=dist.ReduceOp.MAX)  # every rank stops at the same step
-        return bool(stop.item())
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return float(t.item())
+
+    def _set_lr(self, clock: float, epoch_share: float):
+        """Cosine decay to lr_floor x lr over the run (time budget or epochs, whichever ends first)."""
+        if self.cfg.lr_schedule == "cosine":
+            progress = min(1.0, max(clock / (self.cfg.time_budget_min * 60), epoch_share))
+            scale = self.cfg.lr_floor + (1 - self.cfg.lr_floor) * 0.5 * (1 + np.cos(np.pi * progress))
+            for group in self.opt.param_groups:
+                group["lr"] = self.r["lr"] * scale
 
     def _run_stage(self, stage: int, epochs: int, budget_s: float, loss_fn, bar: Progress):
         if self.stage > stage:
             return
         self.stage = stage
         self.net.train()
-        while self.epoch < epochs and not self._stop_now(budget_s):
+        while self.epoch < epochs and self._clock() < budget_s:
             self.aw.start_epoch()
             losses = []
+            clock = self._clock()
             for step in range(self.cfg.steps_per_epoch):
+                self._set_lr(clock, (self.epoch + step / self.cfg.steps_per_epoch) / epochs)
                 t0 = time.perf_counter()
                 x, target = self._batch()
                 out = self.net(x)
@@ -184,7 +196,8 @@ class Trainer:
                     bar.update(f"[{self.cfg.method}] stage {stage} epoch {self.epoch + 1}/{epochs} "
                                f"step {step + 1}/{self.cfg.steps_per_epoch} loss {np.mean(losses):.4f} "
                                f"{self.elapsed / 60:5.1f}/{budget_s / 60:.1f} min")
-                if self._stop_now(budget_s):
+                clock = self._clock()
+                if clock >= budget_s:
                     break
             self.epoch += 1
             self.history.append({"stage": stage, "epoch": self.epoch, "loss": float(np.mean(losses)),
