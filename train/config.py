@@ -30,15 +30,17 @@ class Stage2:
 
 @dataclass(frozen=True)
 class Pseudo:
-    """Seed 000's pseudo-defects for the unet. The defaults are the generator's; the paper sets the
-    attenuation "according to the actual situation", so a station tunes them to its defects."""
+    """Seed 000's pseudo-defects for the unet. The paper sets the attenuation "according to the
+    actual situation"; the defaults are what measured best on real defects (faint, mostly dark,
+    soft-edged; docs/ACCURACY.md). The generator at full strength, as first built: strength
+    [0.7, 1], colours [1, 1, 1], feather 0."""
     share: float = field(0.7, check=rng(0, 1), doc="share of training patches that get a pseudo-defect")
-    strength: tuple[float, float] = field((0.7, 1.0), doc="range of the base colour's weight at the defect's "
-                                                          "centre (0.3 = a faint stain, 1 = the pure colour)")
+    strength: tuple[float, float] = field((0.15, 0.8), doc="range of the base colour's weight at the defect's "
+                                                           "centre (0.3 = a faint stain, 1 = the pure colour)")
     size: tuple[float, float] = field((0.04, 0.18), doc="defect size range, a share of the patch side")
-    colours: tuple[float, float, float] = field((1.0, 1.0, 1.0), doc="odds of white, grey and black defects")
+    colours: tuple[float, float, float] = field((1.0, 1.0, 3.0), doc="odds of white, grey and black defects")
     noise: float = field(0.04, check=rng(0, 1), doc="std of the noise added to the base colour")
-    feather: float = field(0.0, check=rng(0, 20), doc="Gaussian sigma (pixels) that softens the defect's edge")
+    feather: float = field(1.5, check=rng(0, 20), doc="Gaussian sigma (pixels) that softens the defect's edge")
     shapes: tuple[float, float, float, float, float, float] = field(
         (1.0, 1.0, 1.0, 1.0, 1.0, 0.0), doc="odds of rectangle, line, triangle, polygon, bezier blob (seed 000) "
                                             "and band (a strip across the patch: a brightness step)")
