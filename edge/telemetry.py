@@ -11,6 +11,7 @@ import numpy as np
 STAGES = ("acquire", "preprocess", "queue", "infer", "detect", "decide", "emit", "total")
 # within infer, measured by CUDA events on the GPU runner (zero, and not printed, on the CPU)
 GPU_STAGES = ("upload", "compute", "download")
+ALL_STAGES = STAGES + GPU_STAGES
 
 
 class OutputStats:
@@ -53,9 +54,9 @@ class Telemetry:
 
     def __init__(self, window: int = 2048, camera: str = "", station: str = ""):
         self.window, self.camera, self.station = window, camera, station
-        self._lat = np.zeros((len(STAGES + GPU_STAGES), window), np.float64)
+        self._lat = np.zeros((len(ALL_STAGES), window), np.float64)
         self._n = 0  # frames recorded (ring position = _n % window)
-        self._max = np.zeros(len(STAGES + GPU_STAGES))
+        self._max = np.zeros(len(ALL_STAGES))
         self.verdicts = Counter()   # OK / NG
         self.dropped = Counter()    # reason -> frames
         self.grabbed = 0            # frames that reached the host
@@ -74,7 +75,7 @@ class Telemetry:
         return self.outputs[name]
 
     def record(self, verdict: str, latencies: dict[str, float]):
-        row = np.array([latencies.get(s, 0.0) for s in STAGES + GPU_STAGES])
+        row = np.array([latencies.get(s, 0.0) for s in ALL_STAGES])
         with self._lock:
             self._lat[:, self._n % self.window] = row
             np.maximum(self._max, row, out=self._max)
@@ -108,7 +109,7 @@ class Telemetry:
         q = np.percentile(data, [50, 95, 99], axis=1) * 1e3
         mean = data.mean(axis=1) * 1e3
         return {s: {"p50": q[0, i], "p95": q[1, i], "p99": q[2, i], "max": mx[i] * 1e3, "mean": mean[i]}
-                for i, s in enumerate(STAGES + GPU_STAGES) if s in STAGES or mx[i] > 0}
+                for i, s in enumerate(ALL_STAGES) if s in STAGES or mx[i] > 0}
 
     def fps(self) -> float:
         elapsed = time.perf_counter() - self.started
@@ -133,8 +134,7 @@ class Telemetry:
         pct = self.percentiles()
         if pct:
             lines.append(f"  {'stage (ms)':<12}{'p50':>9}{'p95':>9}{'p99':>9}{'max':>9}{'mean':>9}")
-            for s in STAGES + tuple(g for g in GPU_STAGES if g in pct):
-                v = pct[s]
+            for s, v in pct.items():  # the CPU stages, then the GPU ones that were measured
                 lines.append(f"  {s:<12}" + "".join(f"{v[k]:>9.3f}" for k in ("p50", "p95", "p99", "max", "mean")))
         a = self.archive
         if a is not None:

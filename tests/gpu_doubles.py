@@ -46,7 +46,6 @@ class SubmitCollectOnnxRuntime:
         return self.outputs[i]
 
 
-
 class DeviceSubmitCollectOnnxRuntime(SubmitCollectOnnxRuntime):
     """Also hands out each slot's input and output as numba device arrays (under Numba's CUDA
     simulator where there is no GPU), with a fixed batch of 1 like a whole-frame engine."""

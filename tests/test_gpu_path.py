@@ -121,16 +121,6 @@ def run_station(folder, mode, size=192):
 
 
 def test_overlapped_pipeline_keeps_order_and_verdicts(tmp_path):
-    from edge import config as cfgmod
-    from edge.backends.onnxruntime import OnnxRuntimeRunner
-    from edge.pipeline import Inspector, Pipeline
-    from edge.recipe import effective_recipe, recipe_from_metadata
-    from edge.sources import open_source
-    from edge.telemetry import Telemetry
-    from edge.outputs.jsonl import JsonLinesOutput
-    import io
-    import json
-
     folder = _station(tmp_path)
     sync, _ = run_station(folder, "sync")
     over, t = run_station(folder, "overlapped")

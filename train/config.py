@@ -56,11 +56,9 @@ class Pseudo:
                 raise InputError(where, f"{prefix}.{key}", f"expected {len(odds)} odds >= 0, not all 0, got {list(odds)}")
 
     def kwargs(self) -> dict:
-        """pseudo_defect's keyword arguments (None: the generator's own even draw of colour or shape)."""
+        """pseudo_defect's keyword arguments."""
         return {"strength": self.strength, "size_range": self.size, "noise": self.noise, "feather": self.feather,
-                "margin": self.margin,
-                "shape_weights": None if self.shapes == (1.0,) * 5 + (0.0,) else self.shapes,
-                "colour_weights": None if len(set(self.colours)) == 1 else self.colours}
+                "margin": self.margin, "shape_weights": self.shapes, "colour_weights": self.colours}
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,21 @@ import numpy as np
 
 SHAPES = ("rectangle", "line", "triangle", "polygon", "bezier")  # seed 000's shapes, drawn by default
 EXTRA_SHAPES = ("band",)  # a strip across the whole patch: a brightness step (uneven surfaces); by odds only
+SHAPE_ODDS = (1.0,) * len(SHAPES) + (0.0,) * len(EXTRA_SHAPES)
 COLOURS = {"white": 1.0, "grey": 0.5, "black": 0.0}
 MIN_CHANGE = 1 / 255
+
+
+def _draw(rng: np.random.Generator, names, odds=None) -> str:
+    """One of `names` by `odds` (None: all even). Even odds over the names that can be drawn take
+    one integer from rng, as the generator always did, so the same seed paints the same defect."""
+    if odds is None:
+        return names[rng.integers(len(names))]
+    odds = np.asarray(odds, np.float64)
+    live = [n for n, o in zip(names, odds) if o > 0]
+    if np.all(odds[odds > 0] == odds[odds > 0][0]):
+        return live[rng.integers(len(live))]
+    return names[rng.choice(len(names), p=odds / odds.sum())]
 
 
 def _exact(original: np.ndarray, out: np.ndarray):
@@ -90,23 +103,12 @@ def pseudo_defect(image: np.ndarray, seed: int, shape: str | None = None, colour
     faint defects: a dark stain at 0.3 darkens the surface by 30 %), `colour_weights` the odds of
     white, grey and black, `feather` a Gaussian sigma in pixels that softens the shape's edge,
     `margin` how far from the border (a share of the side) the shape's centre stays,
-    `shape_weights` the odds of SHAPES + EXTRA_SHAPES (None: seed 000's five, evenly)."""
+    `shape_weights` the odds of SHAPES + EXTRA_SHAPES (None: SHAPE_ODDS, seed 000's five evenly)."""
     rng = np.random.default_rng(seed)
     img = image.astype(np.float32)
     h, w = img.shape
-    if shape is None:
-        if shape_weights is None:
-            shape = SHAPES[rng.integers(len(SHAPES))]
-        else:
-            p = np.asarray(shape_weights, np.float64)
-            shape = (SHAPES + EXTRA_SHAPES)[rng.choice(len(p), p=p / p.sum())]
-    if colour is None:
-        names = list(COLOURS)
-        if colour_weights is None:
-            colour = names[rng.integers(len(names))]
-        else:
-            p = np.asarray(colour_weights, np.float64)
-            colour = names[rng.choice(len(names), p=p / p.sum())]
+    shape = shape or _draw(rng, SHAPES + EXTRA_SHAPES, shape_weights or SHAPE_ODDS)
+    colour = colour or _draw(rng, list(COLOURS), colour_weights)
     size = rng.uniform(*size_range) * min(h, w)
     mask = shape_mask(rng, h, w, shape, size, margin)
     if not mask.any():

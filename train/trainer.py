@@ -176,10 +176,10 @@ class Trainer:
             return
         self.stage = stage
         self.net.train()
-        while self.epoch < epochs and self._clock() < budget_s:
+        clock = self._clock()
+        while self.epoch < epochs and clock < budget_s:
             self.aw.start_epoch()
             losses = []
-            clock = self._clock()
             for step in range(self.cfg.steps_per_epoch):
                 self._set_lr(clock, (self.epoch + step / self.cfg.steps_per_epoch) / epochs)
                 t0 = time.perf_counter()

@@ -21,8 +21,6 @@ from ..recipe import RECIPE_KEY
 from .sidecar import check_sidecar, read_sidecar
 from .trt_flavours import load
 
-ENGINE_SUFFIXES = (".plan", ".engine", ".trt")
-
 
 def open_engine(path: Path, where: str, cuda: str = "auto") -> "TensorRTRunner":
     sidecar = read_sidecar(path)

@@ -40,10 +40,6 @@ class Flavour:
         return self.name == "tensorrt" and self.major == 10
 
     @property
-    def builds_without_gpu(self) -> bool:
-        return self.name == "tensorrt-rtx"
-
-    @property
     def has_build_timing_cache(self) -> bool:
         # TensorRT-RTX deprecates it: a no-op there that would also make the builder look for a GPU
         return self.name == "tensorrt"
@@ -62,10 +58,6 @@ def load(name: str) -> Flavour | None:
     except Exception:  # missing, or a stub wheel that fails on import
         return None
     return Flavour(name, version, mod)
-
-
-def installed() -> list[Flavour]:
-    return [f for f in (load(n) for n in FLAVOURS) if f is not None]
 
 
 def pick(requested: str = "auto", where: str = "<command line>", key: str = "--flavour") -> Flavour:

@@ -11,7 +11,7 @@ two sums and a hit count; the mask comes back only when a pixel is a defect (NG 
 - fuse: one block per marked patch (eq. 20), mask = 1 where |src - rec| >= mu + gamma*sigma (eq. 21).
 
 Agrees with the CPU kernel (edge.detect.dct_kernel) within float tolerance; tested under Numba's
-CUDA simulator on machines without a GPU (tests/test_gpu_detect.py) and on a GPU where there is one.
+CUDA simulator on machines without a GPU (tests/test_gpu_path.py) and on a GPU where there is one.
 """
 
 from __future__ import annotations
