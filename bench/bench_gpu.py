@@ -31,7 +31,7 @@ CASES = {"renet_d": 1024, "cae001": 512}
 def export(name: str, size: int, folder: Path) -> Path:
     import torch
     from train.export import export_onnx
-    from train.models import build
+    from train.methods import build
     torch.manual_seed(0)
     model = build(name)
     export_size = 32 if name == "renet_d" else size  # ReNet-D exports at block size; --shape widens it

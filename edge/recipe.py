@@ -61,6 +61,8 @@ class SquaredResidual:
 class Probability:
     """Seed 000: the model outputs a defect probability map; threshold it."""
     threshold: float = field(0.5, check=rng(0, 1), doc="probability at or above which a pixel is a defect")
+    smooth: int = field(1, check=_odd, doc="side of the mean filter applied to the map before its peak becomes the "
+                                          "image score (1 = the raw peak): one bright pixel does not fail a part")
 
 
 @dataclass(frozen=True)

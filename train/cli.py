@@ -34,15 +34,34 @@ def recipe_for(cfg, r: dict, summary: dict) -> dict:
     from edge.schema import merge, to_dict
 
     from .data import training_preprocess
-    detect = merge({"method": r["detect"]}, cfg.detect)
+    from .methods import get
+    method = get(cfg.method)
+    detect = merge(merge({"method": r["detect"]}, method.recipe_detect(cfg)), cfg.detect)
     training = {"data": str(cfg.data), "images": str(summary["train_images"]),
                 "holdout": str(summary["holdout_images"]), "epochs": str(summary["epochs"]),
-                "minutes": f"{summary['minutes']:.1f}", "seed": str(cfg.seed)}
-    if cfg.method == "unet":  # what the network learned a defect looks like
-        training["pseudo_defects"] = json.dumps(to_dict(cfg.pseudo), separators=(",", ":"))
+                "steps": str(summary.get("steps", "")), "minutes": f"{summary['minutes']:.1f}", "seed": str(cfg.seed),
+                "scale": "native (tiled, never resized)" if r["size"] is None else f"resized to {r['size']}x{r['size']}",
+                **method.recipe_training(cfg)}
     return {"model_family": cfg.method,
-            "preprocess": to_dict(training_preprocess(r["size"])),
+            "preprocess": to_dict(training_preprocess(r["size"], r["tile_overlap"])),
             "detect": detect, "decision": {"rule": "regions", "min_area": 16}, "training": training}
+
+
+def _export(t, cfg, summary: dict, model_path: Path) -> dict:
+    """ONNX with the recipe, parity against PyTorch, thresholds calibrated on the held-out images."""
+    from .evaluate import calibrate
+    from .export import export_onnx, parity, set_recipe
+    r = cfg.resolved()
+    side = t.method.export_side(r)
+    export_onnx(t.model, side, model_path, recipe_for(cfg, r, summary))
+    out = {"onnx_parity_max_abs": parity(t.model, model_path, side), "onnx_input": [1, 1, side, side]}
+    if t.holdout_files:
+        recipe = calibrate(model_path, t.holdout_files, cfg.target_far)
+        set_recipe(model_path, recipe)
+        out["calibration"] = {"score_threshold": recipe["decision"]["score_threshold"],
+                              "detect": recipe["detect"][recipe["detect"]["method"]]}
+    out["onnx_bytes"] = model_path.stat().st_size
+    return out
 
 
 @_guard
@@ -56,8 +75,6 @@ def edge_train_main(argv=None):
     overrides = {k: v for k, v in (("out", args.out), ("time_budget_min", args.minutes)) if v is not None}
     cfg, base = load_config(args.config, overrides)
 
-    from .evaluate import calibrate
-    from .export import export_onnx, parity, set_recipe
     from .trainer import Trainer
 
     t = Trainer(cfg, base)
@@ -65,19 +82,17 @@ def edge_train_main(argv=None):
     if t.rank != 0:
         return 0
     t.plot_loss(t.out / "loss.png")
-    r = cfg.resolved()
     model_path = t.out / "model.onnx"
-    # ReNet-D runs on blocks as seed 002 does (frames are tiled by the station); the others see the frame
-    export_size = r["patch"] if cfg.method == "renet_d" else r["size"]
-    export_onnx(t.model, export_size, model_path, recipe_for(cfg, r, summary))
-    summary["onnx_parity_max_abs"] = parity(t.model, model_path, export_size)
-    summary["onnx_input"] = [1, 1, export_size, export_size]
-    if t.holdout_files:
-        recipe = calibrate(model_path, t.holdout_files, cfg.target_far)
-        set_recipe(model_path, recipe)
-        summary["calibration"] = {"score_threshold": recipe["decision"]["score_threshold"],
-                                  "detect": recipe["detect"][recipe["detect"]["method"]]}
-    summary["onnx_bytes"] = model_path.stat().st_size
+    summary.update(_export(t, cfg, summary, model_path))
+    final = {k: v.detach().clone() for k, v in t.model.state_dict().items()}
+    for key, name in sorted(t.snapshots.items(), key=lambda kv: float(kv[0])):  # the accuracy curve
+        import torch
+        snap = torch.load(t.out / name, map_location="cpu", weights_only=False)
+        t.model.load_state_dict(snap["model"])
+        at = {**summary, "minutes": snap["minutes"], "steps": snap["steps"], "epochs": "-"}
+        summary.setdefault("snapshots", {})[key] = {"minutes": snap["minutes"], "steps": snap["steps"],
+                                                    **_export(t, cfg, at, t.out / f"model-{key}min.onnx")}
+    t.model.load_state_dict(final)
     t.write_summary(summary)
     print(json.dumps(summary, indent=2))
     print(f"edge-train: wrote {model_path} (ONNX parity max |diff| {summary['onnx_parity_max_abs']:.2e})", file=sys.stderr)

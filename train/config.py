@@ -11,14 +11,11 @@ import yaml
 from edge.errors import InputError
 from edge.schema import field, load, rng
 
-METHOD_DEFAULTS = {
-    # size: frames resized to size x size; patch: training crop (None = whole frame)
-    "cae001": {"size": 512, "patch": None, "batch": 4, "loss": "weighted_ssim", "detect": "dct_fusion", "lr": 1e-3},
-    "renet_d": {"size": 256, "patch": 32, "batch": 64, "loss": "renet", "detect": "squared_residual", "lr": 2e-3},
-    "skip_ae": {"size": 256, "patch": 128, "batch": 16, "loss": "aw_ssim", "detect": "squared_residual", "lr": 1e-3},
-    "unet": {"size": 256, "patch": 128, "batch": 16, "loss": "bce_dice", "detect": "probability", "lr": 1e-3},
-}
+from .methods import DEFAULT, METHODS, get
 
+
+def _method(v):
+    return None if v in METHODS else "one of " + ", ".join(repr(m) for m in METHODS)
 
 @dataclass(frozen=True)
 class Stage2:
@@ -73,16 +70,22 @@ class LossCfg:
 @dataclass(frozen=True)
 class TrainConfig:
     data: str = field(doc="folder of good images or MVTec-style tree")
-    method: Literal["cae001", "renet_d", "skip_ae", "unet"] = field(
-        "unet", doc="which seed method; unet measured best on magnetic_tile (docs/ACCURACY.md)")
+    method: str = field(DEFAULT, check=_method, doc="training method, a folder of train/methods/ (perlin_seg "
+                                                    "default, measured best: docs/ACCURACY.md; unet, cae001, "
+                                                    "renet_d, skip_ae: the four seed papers)")
+    options: dict = field(factory=dict, doc="the method's own options (train/methods/<method>/, e.g. "
+                                            "perlin_seg's anomaly odds)")
     out: str = field("runs/model", doc="output folder: model.onnx, checkpoint.pt, loss.png, train.json")
-    size: int | None = field(None, check=rng(32, 4096), doc="frames resized to size x size; null = method default")
+    size: int | None = field(None, check=rng(32, 4096), doc="frames resized to size x size; null = the method's "
+                                                            "default (perlin_seg: native scale, never resized)")
     width: int | None = field(None, check=rng(2, 512), doc="model channel width; null = the model's default")
     patch: int | None = field(None, check=rng(8, 4096), doc="training crop; null = method default")
     batch: int | None = field(None, check=rng(1, 4096))
     epochs: int = field(100, check=rng(1, 100_000))
     steps_per_epoch: int = field(50, check=rng(1, 1_000_000), doc="batches per epoch (patches are drawn at random)")
     time_budget_min: float = field(15.0, check=rng(0.05, 100_000), doc="training stops after this, epochs or not")
+    snapshots_min: list[float] = field(factory=list, doc="also export the model as it was at these training minutes "
+                                                         "(model-<m>min.onnx, calibrated): an accuracy curve from one run")
     lr: float | None = field(None, check=rng(0, 1, lo_open=True))
     lr_schedule: Literal["constant", "cosine"] = field(
         "constant", doc="cosine: decay over the time budget (or the epochs, whichever ends first) to lr_floor x lr")
@@ -96,30 +99,35 @@ class TrainConfig:
     detect: dict = field(factory=dict, doc="overrides of the recipe's detect section")
     device: Literal["auto", "cpu", "cuda"] = field("auto")
     threads: int = field(0, check=rng(0, 256), doc="torch CPU threads; 0 = all cores")
+    precision: Literal["auto", "fp32", "bf16"] = field(
+        "auto", doc="bf16: autocast matrix work to bfloat16 (weights stay fp32); auto = bf16 where the CPU has "
+                    "native bf16 (AVX-512 BF16 / AMX) or on a CUDA GPU with bf16, else fp32")
+    channels_last: bool = field(True, doc="NHWC memory layout for convolutions (faster on CPUs and tensor cores)")
+    loader_thread: bool = field(True, doc="prepare batches (crops, synthetic defects) on a background thread")
     input_norm: bool = field(False, doc="unet: standardise each input tile inside the network (zero mean, unit "
                                         "std), so exposure differences do not shift the input")
 
     def validate(self, where, prefix):
-        m = METHOD_DEFAULTS[self.method]
-        size, patch = self.size or m["size"], self.patch or m["patch"]
-        if self.input_norm and self.method != "unet":
-            raise InputError(where, "input_norm", "expected false: only unet supports it (a reconstruction "
-                                                  "model must reproduce the raw input)")
-        if self.method == "cae001" and size != 512:
-            raise InputError(where, "size", "expected 512: seed 001's network of Table 4 takes 1x512x512")
-        if self.width is not None and self.method == "cae001":
-            raise InputError(where, "width", "expected null: seed 001's network has the fixed widths of Table 4")
-        if patch is not None and patch > size:
-            raise InputError(where, "patch", f"expected at most size ({size}), got {patch}")
-        if self.stage2.epochs and self.stage2.alpha < 1 and self.stage2.lpips_weights is None:
-            raise InputError(where, "stage2.lpips_weights",
-                             "expected a file of pretrained AlexNet/LPIPS weights (they cannot be downloaded here); "
-                             "or set stage2.alpha: 1.0 to train stage 2 on AW-SSIM alone")
+        m = get(self.method)
+        r = self.resolved()
+        m.validate(self, where)
+        if self.input_norm and m.reconstructs:
+            raise InputError(where, "input_norm", "expected false: a reconstruction model must reproduce the "
+                                                  f"raw input ({self.method} reconstructs)")
+        if self.width is not None and not m.width_option:
+            raise InputError(where, "width", f"expected null: {self.method}'s network has fixed widths")
+        side = r["size"] or r["export"]
+        if r["patch"] is not None and side is not None and r["patch"] > side:
+            raise InputError(where, "patch", f"expected at most {'size' if r['size'] else 'the export tile'} "
+                                             f"({side}), got {r['patch']}")
+        m.options(self, where)
 
     def resolved(self) -> dict:
-        m = METHOD_DEFAULTS[self.method]
-        return {"size": self.size or m["size"], "patch": self.patch or m["patch"], "batch": self.batch or m["batch"],
-                "lr": self.lr or m["lr"], "loss": m["loss"], "detect": m["detect"]}
+        """The method's defaults under this config's explicit settings."""
+        m = get(self.method)
+        return {"size": self.size or m.size, "patch": self.patch or m.patch, "batch": self.batch or m.batch,
+                "lr": self.lr or m.lr, "detect": m.detect, "export": None if self.size else m.export,
+                "tile_overlap": 0 if self.size else m.tile_overlap}
 
 
 def load_config(path: str | Path, overrides: dict | None = None) -> tuple[TrainConfig, Path]:

@@ -20,9 +20,10 @@ def _images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def training_preprocess(size: int | None) -> Preprocess:
-    """The preprocessing a model is trained with; export writes this same object into the recipe."""
-    return Preprocess(size=(size, size) if size is not None else None)
+def training_preprocess(size: int | None, tile_overlap: int = 0) -> Preprocess:
+    """The preprocessing a model is trained with; export writes this same object into the recipe.
+    size None: frames keep their native scale and aspect ratio, the station tiles them."""
+    return Preprocess(size=(size, size) if size is not None else None, tile_overlap=tile_overlap)
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -97,10 +98,20 @@ def load_mask(path: Path | None, shape: tuple[int, int]) -> np.ndarray:
     return (m >= 128).astype(np.uint8)
 
 
-def random_patches(images: np.ndarray, patch: int, count: int, rng: np.random.Generator) -> np.ndarray:
-    """`count` random patch x patch crops from (N, H, W) images."""
-    n, h, w = images.shape
-    idx = rng.integers(0, n, count)
-    ys = rng.integers(0, h - patch + 1, count)
-    xs = rng.integers(0, w - patch + 1, count)
-    return np.stack([images[i, y:y + patch, x:x + patch] for i, y, x in zip(idx, ys, xs)])
+def pad_to(image: np.ndarray, side: int) -> np.ndarray:
+    """Reflect-pad (bottom, right) to at least side x side, exactly as the station pads a frame
+    smaller than the model's tile (edge.preprocess.Preprocessor.tiles)."""
+    ph, pw = max(0, side - image.shape[0]), max(0, side - image.shape[1])
+    return np.pad(image, ((0, ph), (0, pw)), mode="reflect") if ph or pw else image
+
+
+def random_patches(images, patch: int, count: int, rng: np.random.Generator) -> np.ndarray:
+    """`count` random patch x patch crops from (N, H, W) images or a list of (H, W) images of any
+    sizes of at least patch x patch (each crop's image drawn evenly, then its place)."""
+    idx = rng.integers(0, len(images), count)
+    out = np.empty((count, patch, patch), np.float32)
+    for k, i in enumerate(idx):
+        h, w = images[i].shape
+        y, x = rng.integers(0, h - patch + 1), rng.integers(0, w - patch + 1)
+        out[k] = images[i][y:y + patch, x:x + patch]
+    return out

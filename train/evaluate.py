@@ -37,6 +37,42 @@ def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float((ranks[labels].sum() - pos * (pos + 1) / 2) / (pos * neg))
 
 
+def aupro(score_maps: list[np.ndarray], truths: list[np.ndarray], fpr_limit: float = 0.3, steps: int = 300) -> float:
+    """Area under the per-region-overlap curve up to `fpr_limit` false-positive rate, divided by
+    fpr_limit (the MVTec AD protocol, Bergmann et al. 2021): for each threshold, PRO is the mean over
+    all ground-truth regions (8-connected components, each counted once however large) of the share
+    of its pixels at or above the threshold; FPR is the share of defect-free pixels at or above it.
+    nan without regions."""
+    regions, negatives = [], []
+    for sm, truth in zip(score_maps, truths):
+        negatives.append(sm[truth == 0].ravel())
+        if truth.any():
+            count, labels = cv2.connectedComponents(truth.astype(np.uint8), connectivity=8)
+            for k in range(1, count):
+                regions.append(np.sort(sm[labels == k]))
+    if not regions:
+        return float("nan")
+    neg = np.sort(np.concatenate(negatives))
+    if neg.size == 0:
+        return float("nan")
+    # thresholds: negatives' values from the largest down past fpr_limit; a pixel counts as flagged
+    # when its score is above the threshold, so the largest negative gives a false-positive rate of 0
+    ranks = np.unique(np.round(np.linspace(0, min(1.0, fpr_limit * 1.05), steps + 1) * (neg.size - 1)))
+    thresholds = neg[neg.size - 1 - ranks.astype(np.int64)]
+    fpr = 1 - np.searchsorted(neg, thresholds, "right") / neg.size
+    pro = np.mean([1 - np.searchsorted(r, thresholds, "right") / r.size for r in regions], axis=0)
+    inside = fpr <= fpr_limit
+    f, p = fpr[inside], pro[inside]
+    if f[-1] < fpr_limit and (~inside).any():  # the curve up to exactly the limit, interpolated
+        j = np.argmax(~inside)
+        f2, p2 = fpr[j], pro[j]
+        p = np.append(p, p[-1] + (p2 - p[-1]) * (fpr_limit - f[-1]) / (f2 - f[-1]))
+        f = np.append(f, fpr_limit)
+    elif f[-1] < fpr_limit:
+        f, p = np.append(f, fpr_limit), np.append(p, p[-1])
+    return float(np.sum(np.diff(f) * (p[1:] + p[:-1]) / 2) / fpr_limit)
+
+
 def roc_points(scores: np.ndarray, labels: np.ndarray, points: int = 200):
     thresholds = np.unique(np.quantile(scores, np.linspace(0, 1, points)))[::-1]
     labels = labels.astype(bool)
@@ -78,10 +114,33 @@ def inspect_frame(ins: Inspector, img: np.ndarray):
     return src, rec, verdict, score, ins.last_detection
 
 
+def score_threshold(scores: np.ndarray, target_far: float, bounded: bool) -> float:
+    """The image-score threshold for `target_far` on unseen good parts, from held-out good scores:
+    the larger of the empirical quantile and a normal prediction bound (Student t, n - 1 degrees
+    of freedom, widened by sqrt(1 + 1/n)) fitted on the scores' logit (probabilities, `bounded`)
+    or log. With few held-out images the empirical quantile is the sample maximum or near it and
+    scatters widely; the prediction bound accounts for the sample's size, so the rate holds better
+    on parts the calibration never saw."""
+    from scipy.stats import t as student_t
+
+    empirical = float(np.quantile(scores, 1 - target_far, method="higher"))
+    n = len(scores)
+    if n < 3:
+        return empirical
+    eps = 1e-6
+    z = np.log(np.clip(scores, eps, 1 - eps) / (1 - np.clip(scores, eps, 1 - eps))) if bounded \
+        else np.log(np.maximum(scores, eps))
+    bound = z.mean() + student_t.ppf(1 - target_far, n - 1) * z.std(ddof=1) * np.sqrt(1 + 1 / n)
+    parametric = float(1 / (1 + np.exp(-bound))) if bounded else float(np.exp(bound))
+    return max(empirical, parametric)
+
+
 def calibrate(model: Path, good_files: list[Path], target_far: float) -> dict:
-    """Thresholds from held-out good images: the image score threshold that flags `target_far` of
-    them, and the method's pixel threshold (dct_fusion epsilon at the 99.9th percentile of good
-    patch differences; squared_residual floor at the image threshold). Returns the recipe to store."""
+    """Thresholds from held-out good images: the image score threshold for `target_far`
+    (score_threshold above), and the method's pixel threshold (dct_fusion epsilon at the 99.9th
+    percentile of good patch differences; squared_residual floor and the probability map's pixel
+    threshold at the image threshold, so the marked regions are what made the part NG). Returns
+    the recipe to store."""
     from .export import read_recipe
 
     recipe = read_recipe(model)
@@ -97,11 +156,13 @@ def calibrate(model: Path, good_files: list[Path], target_far: float) -> dict:
     finally:
         runner.__exit__(None, None, None)
     scores = np.array(scores)
-    threshold = float(np.quantile(scores, 1 - target_far, method="higher"))
+    threshold = score_threshold(scores, target_far, bounded=method == "probability")
     if method == "dct_fusion":
         recipe["detect"]["dct_fusion"]["epsilon"] = float(np.quantile(np.concatenate(diffs), 0.999))
     elif method == "squared_residual":
         recipe["detect"]["squared_residual"]["floor"] = threshold
+    elif method == "probability":
+        recipe["detect"].setdefault("probability", {})["threshold"] = min(1.0, threshold)
     recipe["decision"].update(rule="score", score_threshold=threshold)
     recipe.setdefault("training", {})["calibration"] = (
         f"{len(good_files)} held-out good images, target false-alarm rate {target_far}, "
@@ -144,6 +205,7 @@ def metrics(results: list[Result]) -> dict:
                 for r in rs if r.kind != "good"]
         return {"images": len(rs), "defective": int(labels.sum()),
                 "image_auroc": auroc(scores, labels), "pixel_auroc": auroc(pix_scores, pix_truth),
+                "aupro": aupro([r.score_map for r in rs], [r.truth for r in rs]),
                 "pixel_precision": float(precision), "pixel_recall": float(recall),
                 "pixel_f1": float(2 * precision * recall / (precision + recall)) if precision + recall else 0.0,
                 "dr": float(ng[labels].mean()) if labels.any() else float("nan"),

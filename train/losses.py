@@ -209,3 +209,23 @@ class Stage2Loss(nn.Module):
 
     def forward(self, rec, clean):
         return self.alpha * self.aw(rec, clean) + (1 - self.alpha) * self.lpips(rec, clean)
+
+
+def _dice(prob: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    inter = (prob * target).sum(dim=(1, 2, 3))
+    return (1 - (2 * inter + 1) / (prob.sum(dim=(1, 2, 3)) + target.sum(dim=(1, 2, 3)) + 1)).mean()
+
+
+def dice_bce(prob: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Seed 000's segmentation loss: binary cross-entropy + Dice on the probability map."""
+    prob = prob.float()
+    return F.binary_cross_entropy(prob, target) + _dice(prob, target)
+
+
+def focal_dice(prob: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, weight: float = 10.0) -> torch.Tensor:
+    """Focal loss (Lin et al. 2017; DRAEM's segmentation loss) + Dice: the focal term spends the
+    gradient on the pixels still misjudged, so the many easy background pixels of a mostly good
+    crop do not drown the anomaly's; `weight` brings its mean to the Dice term's scale."""
+    prob = prob.float()
+    pt = torch.where(target > 0.5, prob, 1 - prob).clamp(1e-6, 1.0)
+    return weight * (-(1 - pt) ** gamma * torch.log(pt)).mean() + _dice(prob, target)

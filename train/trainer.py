@@ -1,32 +1,31 @@
-"""edge-train's training loop for the four seed methods.
-
-Batches are drawn at random from the good images held in memory (patches for ReNet-D, the skip
-autoencoder and the U-Net; whole 512x512 frames for seed 001's CAE), with random flips. The
-U-Net learns from seed 000 pseudo-defects; the skip autoencoder trains in seed 003's two stages
-(stage 1 good images with AW-SSIM; stage 2 from stage-1 weights on ADGA defects, reconstructing
-the clean image with alpha * AW-SSIM + (1 - alpha) * LPIPS). Adam, a fixed seed, a wall-clock
-budget, a checkpoint per epoch (resumed automatically), a loss curve. Under torchrun each rank
+"""edge-train's training loop, the same for every method (train/methods/): batches drawn at random
+from the good images held in memory, with random flips, turned into (input, target) by the method
+(its synthetic defects); Adam, a fixed seed, a wall-clock budget, a checkpoint per epoch (resumed
+automatically), optional weight snapshots at set minutes, a loss curve. Under torchrun each rank
 draws its own batches and DDP averages the gradients; rank 0 writes.
+
+Speed on a CPU (docs/BENCHMARKS.md, "Training steps per minute"): bf16 autocast where the CPU has
+native bf16, channels-last convolutions, and batches prepared on a background thread while the
+optimiser steps.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import queue
 import sys
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 
 from .config import TrainConfig
-from .data import good_images, load_gray, random_patches, split_holdout
-from .defects import adga, pseudo_defect
-from .losses import LPIPS, AWSSIMLoss, ReNetLoss, Stage2Loss, WeightedSSIMLoss
-from .models import build, weight_bytes
+from .data import good_images, load_gray, pad_to, random_patches, split_holdout
+from .methods import get, weight_bytes
 
 
 class Progress:
@@ -50,16 +49,66 @@ def _device(cfg: TrainConfig) -> torch.device:
     return torch.device("cpu")
 
 
-def _dice_bce(prob, target):
-    bce = F.binary_cross_entropy(prob, target)
-    inter = (prob * target).sum(dim=(1, 2, 3))
-    dice = 1 - (2 * inter + 1) / (prob.sum(dim=(1, 2, 3)) + target.sum(dim=(1, 2, 3)) + 1)
-    return bce + dice.mean()
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 matrix work is native here (AVX-512 BF16 / AMX on a CPU, Ampere+ on CUDA)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def use_bf16(cfg: TrainConfig, device: torch.device) -> bool:
+    return cfg.precision == "bf16" or (cfg.precision == "auto" and native_bf16(device))
+
+
+class BatchFeeder:
+    """Batches of one stage, made on a background thread (or inline) a few steps ahead. The
+    thread draws from the trainer's own generator, so a run is as repeatable as inline."""
+
+    AHEAD = 3
+
+    def __init__(self, make, threaded: bool):
+        self.make, self.threaded = make, threaded
+        self.q: queue.Queue = queue.Queue(maxsize=self.AHEAD)
+        self.stop = threading.Event()
+        self.thread = None
+        if threaded:
+            self.thread = threading.Thread(target=self._run, name="edge-train-batches", daemon=True)
+            self.thread.start()
+
+    def _run(self):
+        while not self.stop.is_set():
+            try:
+                item = self.make()
+            except BaseException as e:  # handed to the training thread, which raises it
+                item = e
+            while not self.stop.is_set():
+                try:
+                    self.q.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+
+    def get(self):
+        if not self.threaded:
+            return self.make()
+        item = self.q.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self):
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join()
 
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, base: Path, log=None):
         self.cfg, self.log = cfg, log or sys.stderr
+        self.method = get(cfg.method)
         self.r = cfg.resolved()
         self.world = int(os.environ.get("WORLD_SIZE", 1))
         self.rank = int(os.environ.get("RANK", 0))
@@ -70,34 +119,43 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed + self.rank)
         self.rng = np.random.default_rng(cfg.seed + self.rank)
+        self.state: dict = {}  # the method's own per-run state (e.g. seed 003's AW-SSIM schedule)
         data = Path(cfg.data) if Path(cfg.data).is_absolute() else base / cfg.data
         self.data_root = data
         self.out = Path(cfg.out) if Path(cfg.out).is_absolute() else base / cfg.out
-        self.out.mkdir(parents=True, exist_ok=True)
         files = good_images(data)
         self.train_files, self.holdout_files = split_holdout(files, cfg.holdout)
-        self.images = np.stack([load_gray(f, self.r["size"]) for f in self.train_files])
-        kwargs = {"width": cfg.width} if cfg.width else {}
-        if cfg.input_norm:
-            kwargs["input_norm"] = True
-        self.model = build(cfg.method, **kwargs).to(self.device)
+        self.images = self._load(self.train_files)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.model = self.method.network(cfg).to(self.device)
+        self.bf16 = use_bf16(cfg, self.device)
+        self.layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.model = self.model.to(memory_format=self.layout)
         self.net = self.model
         if self.world > 1:
             self.net = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=self.r["lr"])
         self.history: list[dict] = []
-        self.stage, self.epoch, self.elapsed = 1, 0, 0.0
-        self.aw = AWSSIMLoss(*cfg.loss.aw_weights, sigma0=cfg.loss.sigma0, k=cfg.loss.sigma_k)
-        self.loss_fn = {"weighted_ssim": WeightedSSIMLoss(cfg.loss.variance_patch), "renet": ReNetLoss(cfg.loss.alpha),
-                        "aw_ssim": self.aw, "bce_dice": None}[self.r["loss"]]
+        self.snapshots: dict[str, str] = {}
+        self.stage, self.epoch, self.elapsed, self.steps = 1, 0, 0.0, 0
         self._resume()
 
-    # -- batches ----------------------------------------------------------------------------------
-    def _crops(self, n: int) -> np.ndarray:
+    # -- images and crops ---------------------------------------------------------------------
+    def _load(self, files: list[Path]):
+        """Resized to size x size and stacked, or at native scale (a list), each padded as the
+        station pads a frame smaller than the model's tile, so crops see what the station feeds."""
+        size = self.r["size"]
+        if size is not None:
+            return np.stack([load_gray(f, size) for f in files])
+        side = max(self.r["export"] or 0, self.r["patch"] or 0)
+        return [pad_to(load_gray(f, None), side) for f in files]
+
+    def crops(self, n: int) -> np.ndarray:
+        """n random training crops (patch x patch, or whole frames), randomly flipped: (n, H, W)."""
         p = self.r["patch"]
         if p is None:
-            crops = self.images[self.rng.integers(0, len(self.images), n)].copy()
+            crops = np.stack([self.images[i] for i in self.rng.integers(0, len(self.images), n)])
         else:
             crops = random_patches(self.images, p, n, self.rng)
         flip = self.rng.random((n, 2)) < 0.5
@@ -106,28 +164,12 @@ class Trainer:
                 crops[i] = crops[i, :, ::-1]
             if flip[i, 1]:
                 crops[i] = crops[i, ::-1, :]
-        return np.ascontiguousarray(crops)
-
-    def _tensor(self, a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[:, None].to(self.device)
+        return np.ascontiguousarray(crops, dtype=np.float32)
 
     def _batch(self):
-        """(input, target) tensors for this method and stage."""
-        n = self.r["batch"]
-        clean = self._crops(n)
-        if self.cfg.method == "unet":
-            seeds = self.rng.integers(0, 2 ** 31, n)
-            ps = self.cfg.pseudo
-            pairs = [pseudo_defect(c, int(s), **ps.kwargs()) if self.rng.random() < ps.share
-                     else (c, np.zeros(c.shape, np.uint8)) for c, s in zip(clean, seeds)]
-            return self._tensor(np.stack([p[0] for p in pairs])), self._tensor(np.stack([p[1] for p in pairs]))
-        if self.stage == 2:
-            sources = self._crops(n)
-            seeds = self.rng.integers(0, 2 ** 31, n)
-            defective = np.stack([adga(c, s, int(k))[0] for c, s, k in zip(clean, sources, seeds)])
-            return self._tensor(defective), self._tensor(clean)
-        x = self._tensor(clean)
-        return x, x
+        x, target = self.method.make_batch(self, self.r["batch"])
+        return (torch.from_numpy(np.ascontiguousarray(x, np.float32))[:, None],
+                torch.from_numpy(np.ascontiguousarray(target, np.float32))[:, None])
 
     # -- checkpoints ------------------------------------------------------------------------------
     @property
@@ -141,6 +183,7 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         self.history, self.stage, self.epoch, self.elapsed = state["history"], state["stage"], state["epoch"], state["elapsed"]
+        self.steps, self.snapshots = state.get("steps", 0), state.get("snapshots", {})
         self.rng = np.random.default_rng(state["rng_seed"])
         print(f"edge-train: resumed from {self.checkpoint} (stage {self.stage}, epoch {self.epoch}, "
               f"{self.elapsed / 60:.1f} min used)", file=self.log)
@@ -150,9 +193,19 @@ class Trainer:
             return
         tmp = self.checkpoint.with_suffix(".tmp")
         torch.save({"model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "history": self.history,
-                    "stage": self.stage, "epoch": self.epoch, "elapsed": self.elapsed,
-                    "rng_seed": int(self.rng.integers(0, 2 ** 31)), "method": self.cfg.method}, tmp)
+                    "stage": self.stage, "epoch": self.epoch, "elapsed": self.elapsed, "steps": self.steps,
+                    "snapshots": self.snapshots, "rng_seed": int(self.rng.integers(0, 2 ** 31)),
+                    "method": self.cfg.method}, tmp)
         tmp.replace(self.checkpoint)
+
+    def _snapshot(self, clock: float):
+        """Weights at each of cfg.snapshots_min as the clock passes it (the accuracy curve)."""
+        for minutes in self.cfg.snapshots_min:
+            key = f"{minutes:g}"
+            if clock >= minutes * 60 and key not in self.snapshots and self.rank == 0:
+                path = self.out / f"snapshot-{key}min.pt"
+                torch.save({"model": self.model.state_dict(), "minutes": clock / 60, "steps": self.steps}, path)
+                self.snapshots[key] = path.name
 
     # -- loop -------------------------------------------------------------------------------------
     def _clock(self) -> float:
@@ -171,60 +224,70 @@ class Trainer:
             for group in self.opt.param_groups:
                 group["lr"] = self.r["lr"] * scale
 
-    def _run_stage(self, stage: int, epochs: int, budget_s: float, loss_fn, bar: Progress):
-        if self.stage > stage:
+    def _step(self, x: torch.Tensor, target: torch.Tensor, loss_fn) -> float:
+        x = x.to(self.device, non_blocking=True).contiguous(memory_format=self.layout)
+        target = target.to(self.device, non_blocking=True)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            out = self.net(x)
+        loss = loss_fn(out.float(), target)  # the loss in fp32: small differences matter there
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return loss.item()
+
+    def _run_stage(self, stage, bar: Progress, last: bool):
+        if self.stage > stage.number:
             return
-        self.stage = stage
+        self.stage = stage.number
         self.net.train()
         clock = self._clock()
-        while self.epoch < epochs and clock < budget_s:
-            self.aw.start_epoch()
-            losses = []
-            for step in range(self.cfg.steps_per_epoch):
-                self._set_lr(clock, (self.epoch + step / self.cfg.steps_per_epoch) / epochs)
-                t0 = time.perf_counter()
-                x, target = self._batch()
-                out = self.net(x)
-                loss = _dice_bce(out, target) if loss_fn is None else loss_fn(out, target)
-                self.opt.zero_grad(set_to_none=True)
-                loss.backward()
-                self.opt.step()
-                self.aw.step()
-                losses.append(loss.item())
-                self.elapsed += time.perf_counter() - t0
+        spe = self.cfg.steps_per_epoch
+        feeder = BatchFeeder(self._batch, self.cfg.loader_thread)
+        try:
+            while self.epoch < stage.epochs and clock < stage.until_s:
+                self.method.on_epoch(self)
+                losses = []
+                for step in range(spe):
+                    self._set_lr(clock, (self.epoch + step / spe) / stage.epochs)
+                    t0 = time.perf_counter()
+                    losses.append(self._step(*feeder.get(), stage.loss))
+                    self.method.on_step(self)
+                    self.steps += 1
+                    self.elapsed += time.perf_counter() - t0
+                    if self.rank == 0:
+                        bar.update(f"[{self.cfg.method}] stage {stage.number} epoch {self.epoch + 1}/{stage.epochs} "
+                                   f"step {step + 1}/{spe} loss {np.mean(losses):.4f} "
+                                   f"{self.elapsed / 60:5.1f}/{stage.until_s / 60:.1f} min")
+                    clock = self._clock()
+                    self._snapshot(clock)
+                    if clock >= stage.until_s:
+                        break
+                self.epoch += 1
+                self.history.append({"stage": stage.number, "epoch": self.epoch, "loss": float(np.mean(losses)),
+                                     "minutes": self.elapsed / 60, "steps": self.steps})
                 if self.rank == 0:
-                    bar.update(f"[{self.cfg.method}] stage {stage} epoch {self.epoch + 1}/{epochs} "
-                               f"step {step + 1}/{self.cfg.steps_per_epoch} loss {np.mean(losses):.4f} "
-                               f"{self.elapsed / 60:5.1f}/{budget_s / 60:.1f} min")
-                clock = self._clock()
-                if clock >= budget_s:
-                    break
-            self.epoch += 1
-            self.history.append({"stage": stage, "epoch": self.epoch, "loss": float(np.mean(losses)),
-                                 "minutes": self.elapsed / 60})
-            if self.rank == 0:
-                bar.update(f"[{self.cfg.method}] stage {stage} epoch {self.epoch} loss {np.mean(losses):.4f} "
-                           f"({self.elapsed / 60:.1f} min)", final=True)
-            self._save()
-        if stage == 1 and self.cfg.stage2.epochs:
-            self.epoch = 0  # stage 2 counts its own epochs
+                    bar.update(f"[{self.cfg.method}] stage {stage.number} epoch {self.epoch} "
+                               f"loss {np.mean(losses):.4f} ({self.elapsed / 60:.1f} min)", final=True)
+                self._save()
+        finally:
+            feeder.close()
+        if not last:
+            self.epoch = 0  # the next stage counts its own epochs
 
     def fit(self) -> dict:
         cfg = self.cfg
-        budget = cfg.time_budget_min * 60
         bar = Progress(self.log)
-        two_stage = cfg.method == "skip_ae" and cfg.stage2.epochs > 0
-        stage1_budget = budget * (1 - cfg.stage2.time_share) if two_stage else budget
-        self._run_stage(1, cfg.epochs, stage1_budget, self.loss_fn, bar)
-        if two_stage:
-            lpips = None if cfg.stage2.alpha >= 1 else LPIPS(cfg.stage2.lpips_weights).to(self.device)
-            loss2 = self.aw if lpips is None else Stage2Loss(self.aw, lpips, cfg.stage2.alpha)
-            self._run_stage(2, cfg.stage2.epochs, budget, loss2, bar)
+        stages = self.method.stages(self, cfg.time_budget_min * 60)
+        for i, stage in enumerate(stages):
+            self._run_stage(stage, bar, last=i + 1 == len(stages))
         self.model.eval()
         return {"method": cfg.method, "epochs": self.history[-1]["epoch"] if self.history else 0,
-                "minutes": self.elapsed / 60, "final_loss": self.history[-1]["loss"] if self.history else None,
+                "steps": self.steps, "minutes": self.elapsed / 60,
+                "steps_per_minute": round(self.steps / (self.elapsed / 60), 1) if self.elapsed else None,
+                "final_loss": self.history[-1]["loss"] if self.history else None,
                 "weights_bytes": weight_bytes(self.model), "train_images": len(self.train_files),
-                "holdout_images": len(self.holdout_files), "world_size": self.world, "device": str(self.device)}
+                "holdout_images": len(self.holdout_files), "world_size": self.world, "device": str(self.device),
+                "bf16": self.bf16, "channels_last": cfg.channels_last, "loader_thread": cfg.loader_thread}
 
     def plot_loss(self, path: Path):
         import matplotlib

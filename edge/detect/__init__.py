@@ -115,18 +115,30 @@ class SquaredResidualDetector:
 
 
 class ProbabilityDetector:
-    """Seed 000: the model output is a defect probability map."""
+    """Seed 000 / perlin_seg: the model output is a defect probability map. The image score is
+    the peak of the map after a smooth x smooth mean filter (DRAEM's image score), so one stray
+    pixel scores less than a defect-sized blob; the mask is the raw map's."""
 
     def __init__(self, p: Probability):
         self.p = p
+        self._smoothed = None
 
     def score_map(self, src, rec) -> np.ndarray:
         return rec
 
+    def image_score(self, rec: np.ndarray) -> float:
+        k = self.p.smooth
+        if k <= 1:
+            return float(rec.max())
+        if self._smoothed is None or self._smoothed.shape != rec.shape:
+            self._smoothed = np.empty_like(rec)
+        cv2.blur(rec, (k, k), dst=self._smoothed, borderType=cv2.BORDER_REPLICATE)
+        return float(self._smoothed.max())
+
     def __call__(self, src, rec) -> Detection:
         mask = (rec >= self.p.threshold).view(np.uint8)
         regions = find_regions(mask, rec) if mask.any() else []
-        return Detection(mask, float(rec.max()), regions, {"threshold": self.p.threshold})
+        return Detection(mask, self.image_score(rec), regions, {"threshold": self.p.threshold})
 
 
 def make_detector(d: Detect):

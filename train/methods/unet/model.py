@@ -16,13 +16,21 @@ def _double(cin, cout):
 class UNet(nn.Module):
     input_multiple = 16
 
-    def __init__(self, width: int = 16, input_norm: bool = False):
+    def __init__(self, width: int = 16, input_norm: bool = False, stem: int = 1):
         super().__init__()
+        # stem > 1: a learned stride-`stem` convolution in front and a bilinear upsampling behind,
+        # so the U-Net runs at 1/stem of the resolution: stem^2 less work per pixel and a
+        # receptive field stem times larger, while the strided kernel still sees every pixel
+        self.stem = None
+        if stem > 1:
+            self.stem = nn.Sequential(nn.Conv2d(1, width, 2 * stem, stem, stem // 2), nn.BatchNorm2d(width),
+                                      nn.ReLU(inplace=True))
+            self.input_multiple = 16 * stem
         # per-tile standardisation inside the network (exported with it): exposure differences
         # between parts or cameras no longer shift what the network sees
         self.input_norm = input_norm
         c = [width * 2 ** i for i in range(5)]
-        self.downs = nn.ModuleList([_double(1, c[0])] + [_double(c[i], c[i + 1]) for i in range(4)])
+        self.downs = nn.ModuleList([_double(width if stem > 1 else 1, c[0])] + [_double(c[i], c[i + 1]) for i in range(4)])
         self.ups = nn.ModuleList(nn.ConvTranspose2d(c[i + 1], c[i], 2, 2) for i in reversed(range(4)))
         self.merges = nn.ModuleList(_double(2 * c[i], c[i]) for i in reversed(range(4)))
         self.head = nn.Conv2d(c[0], 1, 1)
@@ -33,6 +41,9 @@ class UNet(nn.Module):
             mean = x.mean(dim=(2, 3), keepdim=True)
             std = (x - mean).square().mean(dim=(2, 3), keepdim=True).add(1e-4).sqrt()
             x = (x - mean) / std
+        size = x.shape[-2:]
+        if self.stem is not None:
+            x = self.stem(x)
         skips = []
         for i, down in enumerate(self.downs):
             x = down(x if i == 0 else self.pool(x))
@@ -40,4 +51,7 @@ class UNet(nn.Module):
         skips.pop()
         for up, merge in zip(self.ups, self.merges):
             x = merge(torch.cat([up(x), skips.pop()], dim=1))
-        return torch.sigmoid(self.head(x))
+        x = self.head(x)
+        if self.stem is not None:
+            x = nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        return torch.sigmoid(x)

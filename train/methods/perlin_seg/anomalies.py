@@ -1,0 +1,111 @@
+"""Synthetic anomalies of the DRAEM family, drawn on good training crops.
+
+A mask is thresholded Perlin noise (blobs, streaks and bands of random scale and direction); the
+masked area is filled with texture that does not belong there, blended in at a random opacity:
+
+- foreign: a crop from another good image, turned by 90/180/270 degrees or mirrored across the
+  diagonal, rescaled, with its brightness and contrast changed (the grain runs the wrong way);
+- smooth: the crop itself blurred (the surface's texture is missing, as on worn or unground areas);
+- shift: the crop itself darker or brighter, with more or less contrast (stains, burns, holes);
+- invert: the crop's grey levels inverted.
+
+Nothing here knows the part: every fill is built from the good images themselves, so the same
+generator serves metal, textiles or plastics, grey or colour. Seed 000's pseudo-defects (small
+shapes: spots, lines) are mixed in by the method, which owns the odds.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+FILLS = ("foreign", "smooth", "shift", "invert")
+FILL_ODDS = (0.4, 0.25, 0.25, 0.1)
+MIN_VISIBLE = 0.02  # mean |change| inside the mask below which an anomaly counts as invisible
+
+
+def _fade(t):
+    return 6 * t ** 5 - 15 * t ** 4 + 10 * t ** 3
+
+
+def perlin(h: int, w: int, res_y: int, res_x: int, rng: np.random.Generator) -> np.ndarray:
+    """2-D Perlin gradient noise (about -0.7..0.7) with res_y x res_x lattice cells over the image."""
+    angles = rng.uniform(0, 2 * np.pi, (res_y + 1, res_x + 1))
+    gy, gx = np.sin(angles), np.cos(angles)
+    y = np.linspace(0, res_y, h, endpoint=False)
+    x = np.linspace(0, res_x, w, endpoint=False)
+    iy, ix = y.astype(np.int64), x.astype(np.int64)
+    fy, fx = (y - iy)[:, None], (x - ix)[None, :]
+    iy, ix = iy[:, None], ix[None, :]
+
+    def corner(dy, dx):
+        return gy[iy + dy, ix + dx] * (fy - dy) + gx[iy + dy, ix + dx] * (fx - dx)
+
+    uy, ux = _fade(fy), _fade(fx)
+    top = corner(0, 0) * (1 - ux) + corner(0, 1) * ux
+    bottom = corner(1, 0) * (1 - ux) + corner(1, 1) * ux
+    return (top * (1 - uy) + bottom * uy).astype(np.float32)
+
+
+def perlin_mask(h: int, w: int, rng: np.random.Generator, max_res_log2: int = 5) -> np.ndarray:
+    """A binary mask from thresholded Perlin noise: scale drawn per axis (2^0 .. 2^max_res_log2
+    cells) and the covered share log-uniform in 0.3-50 %, so masks range from large bands to
+    small spots and thin streaks. Never empty."""
+    for _ in range(8):
+        ry, rx = (2 ** int(rng.integers(0, max_res_log2 + 1)) for _ in range(2))
+        noise = perlin(h, w, ry, rx, rng)
+        if rng.random() < 0.5:  # any direction, not just the lattice's
+            m = cv2.getRotationMatrix2D((w / 2, h / 2), rng.uniform(-90, 90), 1.0)
+            noise = cv2.warpAffine(noise, m, (w, h), borderMode=cv2.BORDER_REFLECT)
+        cover = float(np.exp(rng.uniform(np.log(0.003), np.log(0.5))))  # share of the crop, log-uniform
+        mask = noise > np.quantile(noise, 1 - cover)
+        if mask.sum() >= 16:
+            return mask.astype(np.uint8)
+    mask = np.zeros((h, w), np.uint8)
+    cy, cx = int(rng.integers(h // 4, 3 * h // 4)), int(rng.integers(w // 4, 3 * w // 4))
+    mask[cy - 3:cy + 3, cx - 3:cx + 3] = 1
+    return mask
+
+
+def _foreign(crop: np.ndarray, source: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    h, w = crop.shape
+    scale = float(np.exp(rng.uniform(np.log(0.5), np.log(2.0))))
+    sh, sw = min(source.shape[0], max(8, int(h / scale))), min(source.shape[1], max(8, int(w / scale)))
+    y, x = int(rng.integers(0, source.shape[0] - sh + 1)), int(rng.integers(0, source.shape[1] - sw + 1))
+    tex = source[y:y + sh, x:x + sw]
+    # turned by 90 or 270 degrees or mirrored across a diagonal: a directional texture (grain,
+    # weave, brushing) then runs across its usual direction; a 180-degree turn would not show
+    k = int(rng.integers(0, 4))
+    tex = np.rot90(tex, 1 + 2 * k) if k < 2 else (tex.T if k == 2 else np.rot90(tex, 2).T)
+    tex = cv2.resize(np.ascontiguousarray(tex), (w, h), interpolation=cv2.INTER_LINEAR)
+    offset = rng.choice([-1, 1]) * rng.uniform(0.02, 0.15)
+    return (tex - tex.mean()) * rng.uniform(0.6, 1.6) + crop.mean() + offset
+
+
+def _fill(crop: np.ndarray, source: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
+    if kind == "foreign":
+        return _foreign(crop, source, rng)
+    if kind == "smooth":
+        blurred = cv2.GaussianBlur(crop, (0, 0), rng.uniform(1.5, 6.0))
+        return blurred + rng.uniform(-0.12, 0.12)
+    if kind == "shift":
+        mean = crop.mean()
+        return (crop - mean) * rng.uniform(0.5, 1.5) + mean + rng.choice([-1, 1]) * rng.uniform(0.05, 0.3)
+    return 1.0 - crop
+
+
+def perlin_anomaly(crop: np.ndarray, source: np.ndarray, rng: np.random.Generator,
+                   opacity=(0.3, 1.0), fill_odds=FILL_ODDS) -> tuple[np.ndarray, np.ndarray]:
+    """(image, mask): `crop` (H, W float32 in [0, 1]) with one anomaly; the mask (uint8 {0, 1}) is
+    the Perlin mask where the image visibly changed. `source` is another good image (any size at
+    least as large as the crop after the drawn rescale; smaller is cropped to what it has)."""
+    h, w = crop.shape
+    for _ in range(4):
+        mask = perlin_mask(h, w, rng)
+        kind = FILLS[rng.choice(len(FILLS), p=np.asarray(fill_odds) / np.sum(fill_odds))]
+        fill = _fill(crop, source, kind, rng)
+        alpha = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 0.8) * rng.uniform(*opacity)
+        out = np.clip(crop * (1 - alpha) + fill * alpha, 0, 1).astype(np.float32)
+        if np.abs(out - crop)[mask > 0].mean() >= MIN_VISIBLE:
+            return out, mask
+    return crop, np.zeros((h, w), np.uint8)
