@@ -133,8 +133,13 @@ def _target(flavour: Flavour, cfg, opts: BuildOptions, gpu: GpuInfo | None, wher
     if gpu is None:
         raise InputError(where, "--flavour", f"{flavour.describe()} builds on the station's GPU and none was found "
                                              "(TensorRT-RTX builds without one: --flavour tensorrt-rtx)")
-    level = {"none": trt.HardwareCompatibilityLevel.NONE, "ampere+": trt.HardwareCompatibilityLevel.AMPERE_PLUS,
-             "same-cc": trt.HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY}[opts.hw_compat]
+    # looked up by name and only for the level asked for: SAME_COMPUTE_CAPABILITY exists from
+    # TensorRT 10.9 on, and JetPack 6 ships 10.3
+    name = {"none": "NONE", "ampere+": "AMPERE_PLUS", "same-cc": "SAME_COMPUTE_CAPABILITY"}[opts.hw_compat]
+    level = getattr(trt.HardwareCompatibilityLevel, name, None)
+    if level is None:
+        raise InputError(where, "--hw-compat", f"{flavour.describe()} has no hardware compatibility level {name} "
+                                               "(same-cc needs TensorRT 10.9 or later)")
     cfg.hardware_compatibility_level = level
     return target
 

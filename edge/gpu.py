@@ -1,11 +1,17 @@
-"""Which NVIDIA GPU is here, without touching a CUDA runtime (safe on machines with none).
+"""Which NVIDIA GPU the station will run on, without starting TensorRT (safe on machines with none).
 
 Used to fill an engine's sidecar at build time and to check it before edge-run loads the engine:
 a TensorRT runtime started without a GPU can crash the process, so the check comes first.
+
+CUDA device `index` is what the runner uses, and CUDA numbers devices its own way: only those in
+CUDA_VISIBLE_DEVICES, fastest first unless CUDA_DEVICE_ORDER=PCI_BUS_ID. So CUDA itself is asked
+first (cuda-python's runtime query, which fails cleanly without a driver); NVML and nvidia-smi,
+which number by PCI bus, are the fallback, with the index mapped through CUDA_VISIBLE_DEVICES.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -27,6 +33,40 @@ def parse_cc(text: str) -> tuple[int, int]:
     return int(major), int(minor or 0)
 
 
+def _cuda_runtime(index: int) -> GpuInfo | None:
+    try:
+        try:
+            from cuda.bindings import runtime as rt
+        except ImportError:
+            from cuda import cudart as rt
+    except ImportError:
+        return None
+    try:
+        err, count = rt.cudaGetDeviceCount()
+        if err != rt.cudaError_t.cudaSuccess or index >= count:
+            return None  # no driver, no device: "insufficient driver" here
+        err, prop = rt.cudaGetDeviceProperties(index)
+        if err != rt.cudaError_t.cudaSuccess:
+            return None
+        err, driver = rt.cudaDriverGetVersion()
+        name = prop.name.decode(errors="replace").rstrip("\x00") if isinstance(prop.name, bytes) else str(prop.name)
+        return GpuInfo(name, f"{prop.major}.{prop.minor}", f"CUDA {driver // 1000}.{driver % 1000 // 10}")
+    except Exception:
+        return None
+
+
+def pci_id(index: int) -> str | None:
+    """What NVML / nvidia-smi call CUDA device `index`: the index-th entry of CUDA_VISIBLE_DEVICES
+    (an index or a GPU UUID), or the index itself when the variable is unset; None when CUDA sees
+    no such device. Without CUDA_DEVICE_ORDER=PCI_BUS_ID on a host of unlike GPUs the two orders
+    can differ: there the CUDA query above is the one to trust."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return str(index)
+    entries = [v.strip() for v in visible.split(",") if v.strip()]
+    return entries[index] if index < len(entries) else None
+
+
 def _nvml(index: int) -> GpuInfo | None:
     try:
         import pynvml  # nvidia-ml-py
@@ -37,9 +77,15 @@ def _nvml(index: int) -> GpuInfo | None:
     except Exception:  # NVMLError_LibraryNotFound / DriverNotLoaded: no GPU here
         return None
     try:
-        if index >= pynvml.nvmlDeviceGetCount():
+        ident = pci_id(index)
+        if ident is None:
             return None
-        h = pynvml.nvmlDeviceGetHandleByIndex(index)
+        if ident.isdigit():
+            if int(ident) >= pynvml.nvmlDeviceGetCount():
+                return None
+            h = pynvml.nvmlDeviceGetHandleByIndex(int(ident))
+        else:
+            h = pynvml.nvmlDeviceGetHandleByUUID(ident)
         name = pynvml.nvmlDeviceGetName(h)
         major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(h)
         driver = pynvml.nvmlSystemGetDriverVersion()
@@ -56,10 +102,11 @@ def _nvml(index: int) -> GpuInfo | None:
 
 def _nvidia_smi(index: int) -> GpuInfo | None:
     exe = shutil.which("nvidia-smi")
-    if not exe:
+    ident = pci_id(index)
+    if not exe or ident is None:
         return None
     try:
-        out = subprocess.run([exe, f"--id={index}", "--query-gpu=name,compute_cap,driver_version",
+        out = subprocess.run([exe, f"--id={ident}", "--query-gpu=name,compute_cap,driver_version",
                               "--format=csv,noheader"], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -70,5 +117,6 @@ def _nvidia_smi(index: int) -> GpuInfo | None:
 
 
 def probe_gpu(index: int = 0) -> GpuInfo | None:
-    """The GPU at `index`, or None: NVML (nvidia-ml-py) first, then nvidia-smi."""
-    return _nvml(index) or _nvidia_smi(index)
+    """CUDA device `index` (as the runner will number it), or None: the CUDA runtime first, then
+    NVML (nvidia-ml-py), then nvidia-smi."""
+    return _cuda_runtime(index) or _nvml(index) or _nvidia_smi(index)

@@ -66,13 +66,17 @@ class Inspector:
 
     def set_recipe(self, recipe: Recipe):
         """Detection and decision from `recipe` (its preprocessing must match the running one)."""
+        gpu_detector = None
+        if hasattr(self.runner, "device_views") and self.runner.input_shape[0] == 1 \
+                and getattr(self.runner, "output_dtype", np.float32) == np.float32:
+            from .detect.gpu_dct import make_gpu_detector
+            gpu_detector = make_gpu_detector(recipe.detect)
+        # each attribute is replaced whole, never cleared first: the inference thread reads
+        # gpu_detector once per frame and gets the old detector or the new one, never None
         self.recipe = recipe
         self.detector = make_detector(recipe.detect)
         self.decision = recipe.decision
-        self.gpu_detector = None
-        if hasattr(self.runner, "device_views") and self.runner.input_shape[0] == 1:
-            from .detect.gpu_dct import make_gpu_detector
-            self.gpu_detector = make_gpu_detector(recipe.detect)
+        self.gpu_detector = gpu_detector
 
     def warm_up(self, shape: tuple[int, ...]):
         """Inference and detection on a blank frame, then detection of a synthetic defect, so
@@ -121,10 +125,12 @@ class Inspector:
         out = self.runner.collect(handle)
         timings = self.runner.last_timings  # a fresh dict per collect, owned by this frame from here
         det = None
-        if self.gpu_detector is not None:
+        gpu_detector = self.gpu_detector  # read once: a reload may replace it meanwhile
+        if gpu_detector is not None:
             t0 = time.perf_counter()
-            src_dev, rec_dev = self.runner.device_views(handle)
-            det = self.gpu_detector(src_dev, rec_dev)
+            # the frame's own pixels, not the engine's padded input: the CPU path analyses the same
+            src_dev, rec_dev = self.runner.device_views(handle, *self.pre.ring[0].shape)
+            det = gpu_detector(src_dev, rec_dev)
             timings["gpu_detect"] = time.perf_counter() - t0
         return self.pre.stitch(out), timings, det
 

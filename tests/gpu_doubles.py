@@ -54,6 +54,6 @@ class DeviceSubmitCollectOnnxRuntime(SubmitCollectOnnxRuntime):
         super().__init__(inner)
         self.input_shape = self.inputs[0].shape
 
-    def device_views(self, i):
+    def device_views(self, i, h, w):
         from numba import cuda
-        return cuda.to_device(self.inputs[i][0, 0]), cuda.to_device(self.outputs[i][0, 0])
+        return cuda.to_device(self.inputs[i][0, 0, :h, :w]), cuda.to_device(self.outputs[i][0, 0, :h, :w])

@@ -57,11 +57,13 @@ def rebuild_command(sidecar: dict) -> str:
     return shlex.join(argv) if argv else "build-engine <model.onnx> -o <engine>"
 
 
-def _runtime_ok(built: str, installed: str, version_compatible: bool) -> bool:
+def _runtime_ok(flavour: str, built: str, installed: str, version_compatible: bool) -> bool:
     if built == installed:
         return True
+    if flavour == "tensorrt-rtx":  # its engines are tied to the release, version-compatible or not
+        return False
     b, i = built.split("."), installed.split(".")
-    # a version-compatible engine runs on the same major release, this version or later
+    # a version-compatible TensorRT engine runs on the same major release, this version or later
     return version_compatible and b[0] == i[0] and tuple(map(int, i[:3])) >= tuple(map(int, b[:3]))
 
 
@@ -102,10 +104,12 @@ def check_sidecar(engine: Path, sidecar: dict, flavour_name: str | None, flavour
     if flavour_name != built["flavour"]:
         raise InputError(where, None, f"built with {built['flavour']} {built['version']}, installed is "
                                       f"{flavour_name} {flavour_version}{again}")
-    if not _runtime_ok(built["version"], flavour_version, sidecar["target"].get("version_compatible", False)):
+    if not _runtime_ok(built["flavour"], built["version"], flavour_version,
+                       sidecar["target"].get("version_compatible", False)):
+        why = ("TensorRT-RTX engines run only on the release that built them" if built["flavour"] == "tensorrt-rtx"
+               else "engines are tied to the TensorRT version unless built --version-compatible")
         raise InputError(where, None, f"built with {built['flavour']} {built['version']}, installed is "
-                                      f"{flavour_version} (engines are tied to the TensorRT version unless built "
-                                      f"--version-compatible){again}")
+                                      f"{flavour_version} ({why}){again}")
     if gpu is None:
         raise InputError(where, None, "needs an NVIDIA GPU and none was found (no driver or no device); "
                                       "use the .onnx model with the ONNX Runtime backend on this machine")

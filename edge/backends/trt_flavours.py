@@ -3,8 +3,10 @@
 - tensorrt 10.x (JetPack 6, desktop): builder precision flags and INT8 calibrators still exist;
   a strongly typed network takes its precision from the ONNX graph instead.
 - tensorrt 11.x: networks are always strongly typed; no precision flags, no calibrators.
-- tensorrt-rtx (module tensorrt_rtx_bindings; desktop RTX GPUs): always strongly typed, builds
-  ahead of time on a CPU-only machine, compiles its kernels just in time on the GPU.
+- tensorrt-rtx (module tensorrt_rtx, NVIDIA's documented name, or tensorrt_rtx_bindings, the
+  registry wheel's; desktop RTX GPUs): always strongly typed, builds ahead of time on a CPU-only
+  machine, compiles its kernels just in time on the GPU. Its engines run only on the release
+  that built them.
 
 One place imports them, so the builder and the runner agree on what is installed.
 """
@@ -18,7 +20,7 @@ from types import ModuleType
 from ..errors import InputError
 
 FLAVOURS = ("tensorrt", "tensorrt-rtx")
-_MODULES = {"tensorrt": "tensorrt", "tensorrt-rtx": "tensorrt_rtx_bindings"}
+_MODULES = {"tensorrt": ("tensorrt",), "tensorrt-rtx": ("tensorrt_rtx", "tensorrt_rtx_bindings")}
 
 
 @dataclass(frozen=True)
@@ -49,15 +51,17 @@ class Flavour:
 
 
 def load(name: str) -> Flavour | None:
-    """The flavour if its bindings import, else None."""
-    try:
-        mod = importlib.import_module(_MODULES[name])
-        version = str(mod.__version__)
-        if name == "tensorrt" and not hasattr(mod, "Builder"):
-            return None  # the registry's tensorrt-cu12 stub package, not the libraries
-    except Exception:  # missing, or a stub wheel that fails on import
-        return None
-    return Flavour(name, version, mod)
+    """The flavour if one of its modules imports, else None."""
+    for module in _MODULES[name]:
+        try:
+            mod = importlib.import_module(module)
+            version = str(mod.__version__)
+        except Exception:  # missing, or a stub wheel that fails on import
+            continue
+        if not hasattr(mod, "Builder"):
+            continue  # the registry's tensorrt-cu12 stub package, not the libraries
+        return Flavour(name, version, mod)
+    return None
 
 
 def pick(requested: str = "auto", where: str = "<command line>", key: str = "--flavour") -> Flavour:

@@ -1,11 +1,17 @@
-"""edge.cuda on cuda-python (cuda.bindings.runtime)."""
+"""edge.cuda on cuda-python: cuda.bindings.runtime (12.6.1 and later), or the older module
+cuda.cudart (12.0-12.6.0, which has no cuda.bindings)."""
 
 from __future__ import annotations
 
 import ctypes
+import threading
 
 import numpy as np
-from cuda.bindings import runtime as rt
+
+try:
+    from cuda.bindings import runtime as rt
+except ImportError:
+    from cuda import cudart as rt
 
 
 def _check(result):
@@ -24,16 +30,24 @@ class _Stream:
     def synchronize(self):
         _check(rt.cudaStreamSynchronize(self.obj))
 
+    def destroy(self):
+        rt.cudaStreamDestroy(self.obj)
+
 
 class _Event:
     def __init__(self):
-        self.obj = _check(rt.cudaEventCreate())
+        # blocking sync: a waiting thread sleeps instead of spinning on a core the acquisition and
+        # analysis threads need
+        self.obj = _check(rt.cudaEventCreateWithFlags(rt.cudaEventBlockingSync))
 
     def record(self, stream):
         _check(rt.cudaEventRecord(self.obj, stream.obj))
 
     def synchronize(self):
         _check(rt.cudaEventSynchronize(self.obj))
+
+    def destroy(self):
+        rt.cudaEventDestroy(self.obj)
 
 
 class CudaPythonMemory:
@@ -44,7 +58,10 @@ class CudaPythonMemory:
         if device >= count:
             raise RuntimeError(f"no CUDA device {device} ({count} present)")
         _check(rt.cudaSetDevice(device))
-        self._host, self._dev = [], []
+        self.device_index = device
+        self._host, self._dev, self._streams, self._events = [], [], [], []
+        self._bound = threading.local()
+        self._bound.ok = True
 
     def pinned(self, shape, dtype) -> np.ndarray:
         dtype = np.dtype(dtype)
@@ -59,11 +76,22 @@ class CudaPythonMemory:
         self._dev.append(ptr)
         return ptr
 
+    def bind_thread(self):
+        """Make this memory's device current on the calling thread (the runtime API's device is
+        per thread: the pipeline's inference thread is not the one that opened the runner)."""
+        if not getattr(self._bound, "ok", False):
+            _check(rt.cudaSetDevice(self.device_index))
+            self._bound.ok = True
+
     def stream(self):
-        return _Stream()
+        s = _Stream()
+        self._streams.append(s)
+        return s
 
     def event(self):
-        return _Event()
+        e = _Event()
+        self._events.append(e)
+        return e
 
     def elapsed_ms(self, start, end) -> float:
         return float(_check(rt.cudaEventElapsedTime(start.obj, end.obj)))
@@ -77,8 +105,12 @@ class CudaPythonMemory:
                                   stream.obj))
 
     def close(self):
+        for e in self._events:
+            e.destroy()
+        for s in self._streams:
+            s.destroy()
         for p in self._dev:
             rt.cudaFree(p)
         for p in self._host:
             rt.cudaFreeHost(p)
-        self._host, self._dev = [], []
+        self._host, self._dev, self._streams, self._events = [], [], [], []

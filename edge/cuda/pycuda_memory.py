@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pycuda.driver as cuda
 
@@ -17,7 +19,7 @@ class _Stream:
 
 class _Event:
     def __init__(self):
-        self.obj = cuda.Event()
+        self.obj = cuda.Event(cuda.event_flags.BLOCKING_SYNC)  # waiters sleep instead of spinning
 
     def record(self, stream):
         self.obj.record(stream.obj)
@@ -37,6 +39,18 @@ class PyCudaMemory:
             raise RuntimeError(str(e)) from None
         self.ctx.push()
         self._keep = []
+        self._bound = threading.local()
+        self._bound.ok = True
+        self._pushed = [threading.get_ident()]
+
+    def bind_thread(self):
+        """Push the context on the calling thread once: a CUDA context is current per thread, and
+        the pipeline's inference thread is not the one that opened the runner ("invalid device
+        context" on the first frame otherwise)."""
+        if not getattr(self._bound, "ok", False):
+            self.ctx.push()
+            self._bound.ok = True
+            self._pushed.append(threading.get_ident())
 
     def pinned(self, shape, dtype) -> np.ndarray:
         a = cuda.pagelocked_empty(shape, dtype)
@@ -65,7 +79,7 @@ class PyCudaMemory:
 
     def close(self):
         self._keep.clear()
-        try:
+        try:  # the opening thread's push; other threads' pushes end with their threads
             self.ctx.pop()
         except cuda.Error:
             pass

@@ -131,6 +131,22 @@ def fuse(src, rec, feat_diff, n, s, epsilon, gamma, sums, mask, hits):
         cuda.atomic.add(hits, 0, local)
 
 
+@cuda.jit(cache=False)
+def zero_mask(mask, sums, hits):
+    """Clear the mask and the counters on the device: numba's `arr[:] = 0` allocates and uploads
+    a host array per call."""
+    k = cuda.grid(1)
+    stride = cuda.gridsize(1)
+    h, w = mask.shape
+    while k < h * w:
+        mask[k // w, k % w] = 0
+        k += stride
+    if cuda.grid(1) == 0:
+        sums[0] = 0.0
+        sums[1] = 0.0
+        hits[0] = 0
+
+
 class GpuDctFusion:
     """Device-side DCT fusion for (H, W) float32 device arrays; buffers made once per shape."""
 
@@ -160,12 +176,16 @@ class GpuDctFusion:
         p, st = self.p, self.stream
         h, w = src.shape
         self._buffers(h, w)
-        self.sums[:] = 0  # numba's device-array fill
-        self.hits[:] = 0
-        self.mask[:] = 0
+        blocks = min(1024, (h * w + THREADS - 1) // THREADS)
+        zero_mask[blocks, THREADS, st](self.mask, self.sums, self.hits)
+        if self.grid[0] == 0 or self.grid[1] == 0:  # frame smaller than one patch: nothing can be marked
+            residual_sums[blocks, THREADS, st](src, rec, self.sums)
+            sums = self.sums.copy_to_host(self.host_sums, stream=st)
+            st.synchronize()
+            mu = sums[0] / (h * w)
+            return self.host_diff, float(mu), math.sqrt(max(sums[1] / (h * w) - mu * mu, 0.0)), self.mask, 0
         patch_features[self.grid, max(32, p.block * p.block), st](src, rec, self.basis, p.patch, p.stride,
                                                                    p.block, self.feat_diff)
-        blocks = min(1024, (h * w + THREADS - 1) // THREADS)
         residual_sums[blocks, THREADS, st](src, rec, self.sums)
         fuse[self.grid, 128, st](src, rec, self.feat_diff, p.patch, p.stride, np.float32(p.epsilon),
                                  np.float32(p.gamma), self.sums, self.mask, self.hits)
@@ -227,8 +247,12 @@ def make_gpu_detector(d):
     if d.method != "dct_fusion" or d.dct_fusion.patch > MAX_N or d.dct_fusion.block > MAX_L:
         return None
     try:
-        if not cuda.is_available():
-            return None
+        available = cuda.is_available()
     except Exception:
+        available = False
+    if not available:
+        import sys
+        print("edge-run: GPU detection is off: numba cannot reach CUDA (pip install -e '.[gpu]' brings "
+              "numba-cuda with NVVM); DCT fusion runs on the CPU", file=sys.stderr)
         return None
     return GpuDctFusionDetector(d.dct_fusion)

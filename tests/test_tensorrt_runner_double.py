@@ -1,0 +1,293 @@
+"""The TensorRT runner's own logic, against a double of the TensorRT runtime and the CUDA memory
+layer, because neither runs without an NVIDIA GPU. The doubles are as strict as the real parts
+where the runner has failed before: cudaMallocHost/cudaMalloc refuse negative sizes, a dynamic
+engine reports -1 until the context's input shape is set, a version-compatible engine does not
+deserialize unless host code is allowed, and a CUDA context is current only on the threads that
+made it current (pycuda: "invalid device context"). The real runner runs in tests/test_gpu_path.py
+on a GPU."""
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.backends.tensorrt import TensorRTRunner
+from edge.backends.trt_flavours import Flavour
+from edge.errors import InputError
+
+
+class FakeMemory:
+    name = "double"
+
+    def __init__(self):
+        self.buffers: dict[int, bytearray] = {}
+        self.bound = {threading.get_ident()}
+        self.next_ptr = 0x1000
+        self.closed = False
+
+    def _ctx(self):
+        if threading.get_ident() not in self.bound:
+            raise RuntimeError("cuMemcpyHtoDAsync failed: invalid device context")
+
+    def bind_thread(self):
+        self.bound.add(threading.get_ident())
+
+    def pinned(self, shape, dtype):
+        n = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        if n < 0 or any(int(d) < 0 for d in shape):
+            raise RuntimeError(f"cudaMallocHost({n}): cudaErrorInvalidValue")
+        return np.zeros(shape, dtype)
+
+    def device(self, nbytes):
+        if nbytes <= 0:
+            raise RuntimeError(f"cudaMalloc({nbytes}): cudaErrorInvalidValue")
+        ptr, self.next_ptr = self.next_ptr, self.next_ptr + nbytes + 256
+        self.buffers[ptr] = bytearray(nbytes)
+        return ptr
+
+    def stream(self):
+        mem = self
+
+        class S:
+            handle = 1
+
+            def synchronize(self):
+                mem._ctx()
+        return S()
+
+    def event(self):
+        mem = self
+
+        class E:
+            def record(self, stream):
+                mem._ctx()
+
+            def synchronize(self):
+                mem._ctx()
+        return E()
+
+    def elapsed_ms(self, a, b):
+        return 0.1
+
+    def htod(self, dst, src, stream):
+        self._ctx()
+        buf = self.buffers[dst]
+        assert src.nbytes <= len(buf), "upload larger than the device buffer"
+        buf[:src.nbytes] = src.tobytes()
+
+    def dtoh(self, dst, src, stream):
+        self._ctx()
+        buf = self.buffers[src]
+        assert dst.nbytes <= len(buf), "download larger than the device buffer"
+        dst[...] = np.frombuffer(bytes(buf[:dst.nbytes]), dst.dtype).reshape(dst.shape)
+
+    def close(self):
+        self.closed = True
+
+
+def fake_trt(mem: FakeMemory, out_dtype=np.float32, version_compatible=False):
+    """A TensorRT module double: one dynamic-batch input, output = input * 0.5 in out_dtype."""
+
+    class Context:
+        def __init__(self):
+            self.shape, self.addr = None, {}
+
+        def set_input_shape(self, name, shape):
+            self.shape = tuple(shape)
+
+        def get_tensor_shape(self, name):
+            return self.shape if self.shape is not None else (-1, 1, 64, 64)
+
+        def set_tensor_address(self, name, ptr):
+            assert ptr in mem.buffers, f"{name}: not a device buffer"
+            self.addr[name] = ptr
+
+        def execute_async_v3(self, stream):
+            mem._ctx()
+            n = int(np.prod(self.shape))
+            x = np.frombuffer(bytes(mem.buffers[self.addr["image"]][:n * 4]), np.float32)
+            y = (x * 0.5).astype(out_dtype).tobytes()
+            out = mem.buffers[self.addr["output"]]
+            assert len(y) <= len(out), "output buffer too small for the output"
+            out[:len(y)] = y
+            return True
+
+    class Engine:
+        def get_tensor_shape(self, name):
+            return (-1, 1, 64, 64)
+
+        def create_execution_context(self):
+            return Context()
+
+    class Runtime:
+        def __init__(self, logger):
+            self.engine_host_code_allowed = False
+
+        def deserialize_cuda_engine(self, data):
+            if version_compatible and not self.engine_host_code_allowed:
+                return None  # TensorRT: "engine_host_code_allowed is false; cannot deserialize"
+            return Engine()
+
+    class Logger:
+        WARNING = 2
+
+        def __init__(self, level):
+            pass
+
+    return type("trt", (), {"Logger": Logger, "Runtime": Runtime})
+
+
+def _runner(tmp_path, monkeypatch, out_dtype="float32", version_compatible=False):
+    mem = FakeMemory()
+    monkeypatch.setattr("edge.cuda.open_memory", lambda kind, where: mem)
+    engine = tmp_path / "m.plan"
+    engine.write_bytes(b"engine")
+    sidecar = {"precision": "fp16", "recipe": {},
+               "io": {"inputs": [{"name": "image", "shape": [1, 1, 64, 64], "dtype": "float32"}],
+                      "outputs": [{"name": "output", "shape": [-1, 1, 64, 64], "dtype": out_dtype}]},
+               "target": {"version_compatible": version_compatible}}
+    np_dtype = {"float32": np.float32, "float16": np.float16}[out_dtype]
+    flavour = Flavour("tensorrt", "10.3.0", fake_trt(mem, np_dtype, version_compatible))
+    return TensorRTRunner(Path(engine), sidecar, flavour), mem
+
+
+def test_dynamic_output_is_sized_from_the_context(tmp_path, monkeypatch):
+    runner, mem = _runner(tmp_path, monkeypatch)
+    x = np.random.default_rng(0).random((1, 1, 64, 64), dtype=np.float32)
+    with runner:
+        assert runner.output_shape == (1, 1, 64, 64)
+        assert np.allclose(runner.infer(x), x * 0.5)
+    assert mem.closed
+
+
+def test_half_precision_output_is_read_as_half_and_widened(tmp_path, monkeypatch):
+    runner, _ = _runner(tmp_path, monkeypatch, out_dtype="float16")
+    x = np.random.default_rng(1).random((1, 1, 64, 64), dtype=np.float32)
+    with runner:
+        y = runner.infer(x)
+        assert y.dtype == np.float32 and np.abs(y - x * 0.5).max() < 1e-3
+        with pytest.raises(ValueError, match="float32"):
+            runner.device_views(runner.slots[0], 64, 64)
+
+
+def test_an_unreadable_output_dtype_is_refused_at_open(tmp_path, monkeypatch):
+    with pytest.raises(InputError, match="int8"):
+        TensorRTRunner(tmp_path / "m.plan", {"precision": "int8", "recipe": {}, "target": {},
+                                             "io": {"inputs": [{"name": "image", "shape": [1, 1, 8, 8],
+                                                                "dtype": "float32"}],
+                                                    "outputs": [{"name": "o", "shape": [1, 1, 8, 8],
+                                                                 "dtype": "int8"}]}},
+                       Flavour("tensorrt", "10.3.0", object))
+
+
+def test_version_compatible_engine_deserializes(tmp_path, monkeypatch):
+    runner, _ = _runner(tmp_path, monkeypatch, version_compatible=True)
+    with runner:
+        assert runner._runtime.engine_host_code_allowed
+
+
+def test_frames_can_be_submitted_and_collected_from_another_thread(tmp_path, monkeypatch):
+    """The pipeline opens the runner on the main thread and infers on its own thread."""
+    runner, _ = _runner(tmp_path, monkeypatch)
+    x = np.ones((1, 1, 64, 64), np.float32)
+    out, errors = [], []
+
+    def infer():
+        try:
+            runner.next_input()[...] = x
+            out.append(runner.collect(runner.submit(None)).copy())
+        except Exception as e:  # reported below, not swallowed
+            errors.append(e)
+    with runner:
+        t = threading.Thread(target=infer)
+        t.start()
+        t.join()
+    assert not errors, errors
+    assert np.allclose(out[0], 0.5)
+
+
+def test_gpu_probe_follows_cuda_visible_devices(monkeypatch):
+    """nvidia-smi and NVML number GPUs by PCI bus; the runner's device 0 is the first of
+    CUDA_VISIBLE_DEVICES. The probe must describe that one."""
+    import edge.gpu as g
+    asked = []
+    monkeypatch.setattr(g, "_cuda_runtime", lambda i: None)  # no driver here: the fallbacks answer
+    monkeypatch.setattr(g, "_nvml", lambda i: None)
+    monkeypatch.setattr(g.shutil, "which", lambda exe: "/usr/bin/nvidia-smi")
+
+    def smi(argv, **kw):
+        asked.append(argv[1])
+        return type("R", (), {"returncode": 0, "stdout": "NVIDIA L4, 8.9, 550.54\n"})()
+    monkeypatch.setattr(g.subprocess, "run", smi)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    assert g.probe_gpu(0).name == "NVIDIA L4" and asked == ["--id=2"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-8f3c")
+    g.probe_gpu(0)
+    assert asked[-1] == "--id=GPU-8f3c"
+    assert g.probe_gpu(1) is None  # CUDA sees one device only
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    g.probe_gpu(1)
+    assert asked[-1] == "--id=1"
+
+
+def test_tensorrt_rtx_engines_are_tied_to_their_release():
+    from edge.backends.sidecar import _runtime_ok
+    assert not _runtime_ok("tensorrt-rtx", "1.7.1.116", "1.8.0.10", version_compatible=True)
+    assert _runtime_ok("tensorrt", "10.3.0", "10.7.0", version_compatible=True)
+    assert not _runtime_ok("tensorrt", "10.3.0", "10.7.0", version_compatible=False)
+
+
+def test_flavour_loads_nvidias_documented_module_name(monkeypatch):
+    import sys
+    import types
+    from edge.backends import trt_flavours
+    mod = types.ModuleType("tensorrt_rtx")
+    mod.__version__, mod.Builder = "1.9.0.1", object
+    monkeypatch.setitem(sys.modules, "tensorrt_rtx", mod)
+    f = trt_flavours.load("tensorrt-rtx")
+    assert f is not None and f.trt is mod and f.version == "1.9.0.1"
+
+
+def test_builder_names_a_hardware_level_this_tensorrt_lacks():
+    """TensorRT before 10.9 has no SAME_COMPUTE_CAPABILITY: only asking for it may fail."""
+    from build_engines.builder import BuildOptions, _target
+    from edge.gpu import GpuInfo
+    level = type("L", (), {"NONE": 0, "AMPERE_PLUS": 1})  # TensorRT 10.3's levels
+    trt = type("trt", (), {"HardwareCompatibilityLevel": level})
+    cfg = type("Cfg", (), {})()
+    gpu = GpuInfo("Orin", "8.7")
+    _target(Flavour("tensorrt", "10.3.0", trt), cfg, BuildOptions(hw_compat="ampere+"), gpu, "x")
+    assert cfg.hardware_compatibility_level == 1
+    with pytest.raises(InputError, match="10.9"):
+        _target(Flavour("tensorrt", "10.3.0", trt), cfg, BuildOptions(hw_compat="same-cc"), gpu, "x")
+
+
+def test_a_reload_never_leaves_the_inference_thread_without_its_gpu_detector(monkeypatch):
+    """SIGHUP's set_recipe runs on another thread than inference; the GPU detector it replaces
+    must be swapped, never cleared first (inference would skip GPU detection for that frame or
+    call None)."""
+    import time
+    from edge.pipeline import Inspector
+    from edge.recipe import Recipe
+
+    def slow_make(detect):
+        time.sleep(0.002)  # compiling the new detector takes a while
+        return object()
+    monkeypatch.setattr("edge.detect.gpu_dct.make_gpu_detector", slow_make)
+    runner = type("R", (), {"input_shape": (1, 1, 64, 64), "output_dtype": np.float32,
+                            "device_views": lambda self, *a: None})()
+    ins = Inspector(runner, Recipe(), "cam0", "t")
+    seen_none, stop = [], threading.Event()
+
+    def inference():
+        while not stop.is_set():
+            if ins.gpu_detector is None:
+                seen_none.append(1)
+    t = threading.Thread(target=inference)
+    t.start()
+    for _ in range(30):
+        ins.set_recipe(Recipe())
+    stop.set()
+    t.join()
+    assert not seen_none
