@@ -27,6 +27,7 @@ ROWS = [("baseline (fp32, contiguous, inline batches)", {}),
         ("bf16 autocast", {"precision": "bf16"}),
         ("channels_last", {"channels_last": True}),
         ("batches on a thread", {"loader_thread": True}),
+        ("bf16 + channels_last, inline batches", {"precision": "bf16", "channels_last": True}),
         ("all three (edge-train's default)", {"precision": "bf16", "channels_last": True, "loader_thread": True})]
 
 
@@ -51,6 +52,7 @@ def main(argv=None):
     ap.add_argument("--method", default="unet")
     ap.add_argument("--width", type=int, default=None, help="network width (default: the method's)")
     ap.add_argument("--seconds", type=float, default=45)
+    ap.add_argument("--rows", type=int, nargs="+", help="only these rows (0 = baseline, the first)")
     args = ap.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -59,6 +61,8 @@ def main(argv=None):
         for i in range(24):
             cv2.imwrite(str(data / f"{i:02d}.png"), (texture(i, 320) * 255).astype(np.uint8))
         for k, (name, setting) in enumerate(ROWS):
+            if args.rows and k not in args.rows:
+                continue
             spm = steps_per_minute(data, Path(tmp) / f"run{k}", args.method, args.width, args.seconds, **setting)
             rows.append({"setting": name, "steps_per_minute": round(spm, 1)})
             print(f"{name:45s} {spm:7.1f} steps/min  x{spm / rows[0]['steps_per_minute']:.2f}", flush=True)

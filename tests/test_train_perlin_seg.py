@@ -103,11 +103,11 @@ def test_perlin_seg_trains_at_native_scale_and_the_station_runs_it(tmp_path):
     recipe = read_recipe(tmp_path / "run/model.onnx")
     assert recipe["model_family"] == "perlin_seg"
     assert recipe["preprocess"]["size"] is None and recipe["preprocess"]["tile_overlap"] == 32
-    assert recipe["detect"]["method"] == "probability" and recipe["detect"]["probability"]["smooth"] == 15
+    assert recipe["detect"]["method"] == "probability" and recipe["detect"]["probability"]["smooth"] == 1
     assert recipe["decision"]["rule"] == "score" and 0 < recipe["decision"]["score_threshold"] <= 1
-    assert json.loads(recipe["training"]["anomalies"])["share"] == 0.5
+    assert json.loads(recipe["training"]["anomalies"])["share"] == 0.7
     summary = json.loads((tmp_path / "run/train.json").read_text())["summary"]
-    assert summary["onnx_input"] == [1, 1, 256, 256] and summary["onnx_parity_max_abs"] < 1e-3
+    assert summary["onnx_input"] == [1, 1, 128, 128] and summary["onnx_parity_max_abs"] < 1e-3
     frames = tmp_path / "frames"
     frames.mkdir()
     cv2.imwrite(str(frames / "wide.png"), (textured(99, 100, 600) * 255).astype(np.uint8))

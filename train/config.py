@@ -81,7 +81,7 @@ class TrainConfig:
     width: int | None = field(None, check=rng(2, 512), doc="model channel width; null = the model's default")
     patch: int | None = field(None, check=rng(8, 4096), doc="training crop; null = method default")
     batch: int | None = field(None, check=rng(1, 4096))
-    epochs: int = field(100, check=rng(1, 100_000))
+    epochs: int = field(100_000, check=rng(1, 1_000_000), doc="at most this many epochs; by default the time budget ends training")
     steps_per_epoch: int = field(50, check=rng(1, 1_000_000), doc="batches per epoch (patches are drawn at random)")
     time_budget_min: float = field(15.0, check=rng(0.05, 100_000), doc="training stops after this, epochs or not")
     snapshots_min: list[float] = field(factory=list, doc="also export the model as it was at these training minutes "

@@ -221,11 +221,3 @@ def dice_bce(prob: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     prob = prob.float()
     return F.binary_cross_entropy(prob, target) + _dice(prob, target)
 
-
-def focal_dice(prob: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, weight: float = 10.0) -> torch.Tensor:
-    """Focal loss (Lin et al. 2017; DRAEM's segmentation loss) + Dice: the focal term spends the
-    gradient on the pixels still misjudged, so the many easy background pixels of a mostly good
-    crop do not drown the anomaly's; `weight` brings its mean to the Dice term's scale."""
-    prob = prob.float()
-    pt = torch.where(target > 0.5, prob, 1 - prob).clamp(1e-6, 1.0)
-    return weight * (-(1 - pt) ** gamma * torch.log(pt)).mean() + _dice(prob, target)

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 FILLS = ("foreign", "smooth", "shift", "invert")
-FILL_ODDS = (0.4, 0.25, 0.25, 0.1)
+FILL_ODDS = (0.2, 0.35, 0.35, 0.1)
 MIN_VISIBLE = 0.02  # mean |change| inside the mask below which an anomaly counts as invisible
 
 
