@@ -166,6 +166,9 @@ def run(args) -> int:
                                     telemetry=telemetry, source=source, resolve=cfg.resolve, where=cfg.path,
                                     stdout=not args.quiet)
             archive = telemetry.archive = _archive(cfg, args.camera)
+            if tcfg.prometheus.enabled:  # before the first grab: a busy port must not cost that frame its verdict
+                endpoint = PrometheusEndpoint(telemetry, tcfg.prometheus.host, tcfg.prometheus.port, cfg.path)
+                print(f"edge-run: metrics on http://{tcfg.prometheus.host}:{endpoint.port}/metrics", file=sys.stderr)
             first = _first_frame(source)  # sizes buffers and compiles kernels on a real frame shape
             _, _, h, w = runner.input_shape
             inspector.warm_up(first.image.shape if first is not None and first.image is not None else (h, w))
@@ -174,9 +177,6 @@ def run(args) -> int:
                                 reconnect=(cam.reconnect_attempts, cam.reconnect_backoff_s))
             pipeline.archive = archive
             reloader = Reloader(args, runner, model_path, telemetry, source, cfg)
-            if tcfg.prometheus.enabled:
-                endpoint = PrometheusEndpoint(telemetry, tcfg.prometheus.host, tcfg.prometheus.port)
-                print(f"edge-run: metrics on http://{tcfg.prometheus.host}:{endpoint.port}/metrics", file=sys.stderr)
             print(f"edge-run: ready: camera {args.camera} ({cam.source}), model {runner.name} "
                   f"{recipe.model_family}, detect {recipe.detect.method}", file=sys.stderr, flush=True)
             sdnotify.notify("READY=1", f"STATUS=inspecting camera {args.camera}")
@@ -196,6 +196,11 @@ def run(args) -> int:
         print(telemetry.summary(), file=sys.stderr)
     if pipeline is not None and pipeline.error is not None:
         raise pipeline.error
+    if telemetry.grabbed and not telemetry.decided:  # a run that inspected nothing is no success
+        reasons = ", ".join(f"{k} {v}" for k, v in telemetry.dropped.most_common())
+        print(f"edge-run: no frame was inspected: {telemetry.grabbed} grabbed, all dropped ({reasons})",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -240,13 +240,13 @@ class Pipeline:
 
     def _enqueue(self, frame: Frame):
         self.t.grabbed_one()
-        if frame.meta.get("camera_gap"):
-            self.t.drop("camera_gap", frame.meta["camera_gap"])
+        if frame.meta.get("camera_gap"):  # the camera skipped ids: counted apart from the station's drops
+            self.t.camera_skip(frame.meta["camera_gap"])
         t0 = time.perf_counter()
         x = None
         if frame.error is None:
             try:
-                x = self.inspector.pre.to_model_space(frame.image)
+                x = self.inspector.pre.to_model_space(frame.image, frame.bits)
             except Exception as e:  # a frame the preprocessing cannot take (odd channels or depth)
                 frame.error = f"preprocess failed: {type(e).__name__}: {e}"
         item = Item(frame, x, time.perf_counter() - t0, time.perf_counter())

@@ -23,6 +23,11 @@ def tile_origins(length: int, tile: int, overlap: int) -> list[int]:
     return starts
 
 
+def bit_scale(bits: int, model_bits: int) -> float:
+    """Factor that maps values of `bits` significant bits onto the model's bit depth."""
+    return 1.0 if bits == model_bits else ((1 << model_bits) - 1) / ((1 << bits) - 1)
+
+
 class Preprocessor:
     """Owns the buffers for one frame shape; reallocates only when the shape changes."""
 
@@ -34,14 +39,18 @@ class Preprocessor:
         self.channels = channels
         self._key = None
 
-    def to_model_space(self, image: np.ndarray) -> np.ndarray:
-        """(H, W[, C]) uint8/uint16 -> float32 (H', W') or (C, H', W') after colour, resize, normalise."""
+    def to_model_space(self, image: np.ndarray, bits: int | None = None) -> np.ndarray:
+        """(H, W[, C]) uint8/uint16 -> float32 (H', W') or (C, H', W') after colour, resize, normalise.
+        `bits`: significant bits of the pixel values (a 12-bit camera's uint16 frame: 12); None
+        takes the dtype's (8 or 16). Values are rescaled to the recipe's bit depth, so a 16-bit
+        PNG of a good part reads as the same part, not as a frame 257 times too bright."""
         p = self.p
         if image.ndim == 3 and (p.grayscale or self.channels == 1):
             image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         if p.size is not None and image.shape[:2] != tuple(p.size):
             image = cv2.resize(image, (p.size[1], p.size[0]), interpolation=cv2.INTER_AREA)
-        a = p.scale / p.std
+        depth = bits or (8 * image.dtype.itemsize if image.dtype.kind in "ui" else p.bit_depth)
+        a = p.scale / p.std * bit_scale(depth, p.bit_depth)
         b = -p.mean / p.std
         x = np.multiply(image, np.float32(a), dtype=np.float32)  # convert and scale in one pass
         if b != 0.0:

@@ -27,7 +27,11 @@ class Preprocess:
     size: tuple[int, int] | None = field(
         None, check=lambda s: None if min(s) >= 8 else "two sizes >= 8",
         doc="[height, width] to resize every frame to before the model; null keeps the native size")
-    scale: float = field(1 / 255, check=rng(0, lo_open=True), doc="pixel value multiplier, applied first")
+    bit_depth: int = field(8, check=rng(8, 16), doc="bit depth of the frames the model was trained on; frames of "
+                                                    "another depth (12-bit cameras, 16-bit PNG/TIFF) are rescaled to "
+                                                    "it first: value * (2^bit_depth - 1) / (2^bits - 1)")
+    scale: float = field(1 / 255, check=rng(0, lo_open=True), doc="pixel value multiplier, applied after the "
+                                                                  "bit-depth rescaling")
     mean: float = field(0.0, doc="subtracted after scaling")
     std: float = field(1.0, check=rng(0, lo_open=True), doc="divided by after subtracting the mean")
     tile_overlap: int = field(0, check=rng(0, 4096),

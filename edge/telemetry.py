@@ -60,6 +60,7 @@ class Telemetry:
         self.verdicts = Counter()   # OK / NG
         self.dropped = Counter()    # reason -> frames
         self.grabbed = 0            # frames that reached the host
+        self.camera_skipped = 0     # frames the camera itself never sent (frame-id gaps): not station drops
         self.timeouts = 0           # grabs that saw no frame in time (e.g. waiting for a trigger)
         self.reconnects = 0         # attempts to reopen a lost camera
         self.reloads = 0            # configurations reloaded by SIGHUP
@@ -85,6 +86,10 @@ class Telemetry:
     def drop(self, reason: str, count: int = 1):
         with self._lock:
             self.dropped[reason] += count
+
+    def camera_skip(self, count: int):
+        with self._lock:
+            self.camera_skipped += count
 
     def grabbed_one(self):
         with self._lock:
@@ -127,6 +132,7 @@ class Telemetry:
                  f"  frames grabbed {self.grabbed}, verdicts {self.decided} (OK {self.verdicts['OK']}, "
                  f"NG {self.verdicts['NG']}), dropped {sum(self.dropped.values())}"
                  + (" (" + ", ".join(f"{k} {v}" for k, v in sorted(self.dropped.items())) + ")" if self.dropped else "")
+                 + (f", skipped by the camera {self.camera_skipped} (frame-id gaps)" if self.camera_skipped else "")
                  + (f", grab timeouts {self.timeouts}" if self.timeouts else "")
                  + (f", reconnect attempts {self.reconnects}" if self.reconnects else "")
                  + (f", config reloads {self.reloads}" if self.reloads else ""),
@@ -152,7 +158,7 @@ class Telemetry:
 class PrometheusEndpoint:
     """Serves the telemetry on http://host:port/metrics, computed when scraped."""
 
-    def __init__(self, telemetry: Telemetry, host: str, port: int):
+    def __init__(self, telemetry: Telemetry, host: str, port: int, where: str = "config"):
         from prometheus_client import CollectorRegistry, start_http_server
 
         self.t = telemetry
@@ -162,7 +168,7 @@ class PrometheusEndpoint:
             self.server, self.thread = start_http_server(port, addr=host, registry=self.registry)
         except OSError as e:
             from .errors import InputError
-            raise InputError("config", "telemetry.prometheus", f"cannot listen on {host}:{port} ({e.strerror})") from None
+            raise InputError(where, "telemetry.prometheus", f"cannot listen on {host}:{port} ({e.strerror})") from None
         self.port = self.server.server_port
 
     def collect(self):
@@ -181,6 +187,10 @@ class PrometheusEndpoint:
         grabbed = CounterMetricFamily("edge_grabbed_frames", "Frames that reached the host", labels=labels)
         grabbed.add_metric(ids, self.t.grabbed)
         yield grabbed
+        skipped = CounterMetricFamily("edge_camera_skipped_frames", "Frames the camera never sent (frame-id gaps)",
+                                      labels=labels)
+        skipped.add_metric(ids, self.t.camera_skipped)
+        yield skipped
         lat = GaugeMetricFamily("edge_stage_latency_ms", "Rolling per-stage latency percentiles",
                                 labels=labels + ["stage", "quantile"])
         for stage, vals in self.t.percentiles().items():

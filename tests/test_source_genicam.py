@@ -108,3 +108,28 @@ def test_edge_run_on_the_simulated_camera(tmp_path):
     lines = [json.loads(l) for l in res.stdout.splitlines()]
     assert [l["frame_id"] for l in lines] == list(range(6))
     assert all(l["verdict"] in ("OK", "NG") and l["source"] == "SN_InterfaceA_0" and l["timestamp"] > 0 for l in lines)
+
+
+def test_a_pixel_format_without_a_conversion_is_refused_at_open_naming_the_usable_ones():
+    src = open_source("genicam://TLSimuColor?pixel_format=YUV411Packed")
+    with pytest.raises(InputError) as err:
+        with src:
+            pass
+    line = err.value.line()
+    assert "pixel format YUV411Packed cannot be converted" in line and "RGBa8" in line and "BayerRG12" in line
+
+
+def test_edge_run_refuses_an_unconvertible_format_with_exit_2(tmp_path):
+    cfg = tmp_path / "station.yaml"
+    cfg.write_text("station: t\ncameras:\n  cam0:\n    source: genicam://TLSimuColor?pixel_format=YUV411Packed\n")
+    res = run_cli(["--config", str(cfg), "--frames", "2"], timeout=120)
+    assert res.returncode == 2 and "cannot be converted" in res.stderr and "Traceback" not in res.stderr
+    assert res.stdout == ""
+
+
+def test_colour_camera_frames_are_converted_and_inspected():
+    """TLSimuColor: whatever format it delivers, the frame reaches the station as BGR or grey."""
+    src = open_source("genicam://TLSimuColor?pixel_format=RGBa8&timeout_ms=3000")
+    with src:
+        f = src.grab()
+    assert f.error is None and f.image.dtype == np.uint8 and f.image.shape[-1] == 3 and f.image.flags.owndata

@@ -66,7 +66,7 @@ def _export(t, cfg, summary: dict, model_path: Path) -> dict:
 
 @_guard
 def edge_train_main(argv=None):
-    ap = argparse.ArgumentParser(prog="edge-train", description="train a seed method on good images, export ONNX")
+    ap = argparse.ArgumentParser(prog="edge-train", description="train a method on good images, export ONNX")
     ap.add_argument("--config", required=True)
     ap.add_argument("--out", help="output folder (overrides the config)")
     ap.add_argument("--minutes", type=float, help="time budget (overrides time_budget_min)")
@@ -118,10 +118,12 @@ def edge_eval_main(argv=None):
     out = Path(args.out) if args.out else model.parent / "eval"
     overrides = {"detect": {"method": args.detect}, "decision": {"rule": "regions"}} if args.detect else None
     m = evaluate(model, Path(args.data), out, args.limit, overrides)
-    print(json.dumps(m, indent=2))
+    print((out / "metrics.json").read_text())
     o = m["overall"]
-    print(f"edge-eval: image AUROC {o['image_auroc']:.4f}, pixel AUROC {o['pixel_auroc']:.4f}, "
-          f"pixel F1 {o['pixel_f1']:.4f}, DR {o['dr']:.3f}, FAR {o['far']:.3f}; wrote {out}", file=sys.stderr)
+    f = lambda key, fmt=".4f": "absent" if o[key] is None or o[key] != o[key] else format(o[key], fmt)  # noqa: E731
+    print(f"edge-eval: image AUROC {f('image_auroc')}, pixel AUROC {f('pixel_auroc')}, AUPRO {f('aupro')}, "
+          f"pixel F1 {f('pixel_f1')}, DR {f('dr', '.3f')}, FAR {f('far', '.3f')}; wrote {out}"
+          + ("" if o["pixel_auroc"] is not None else " (no ground-truth masks: pixel metrics absent)"), file=sys.stderr)
     return 0
 
 

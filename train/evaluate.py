@@ -2,8 +2,9 @@
 (edge.pipeline.Inspector: preprocessing, tiling, ONNX Runtime, edge.detect, the decision), so the
 numbers are the station's. No torch here.
 
-Metrics: image AUROC (image score), pixel AUROC (the detector's continuous score map), pixel
-precision/recall/F1 of the detector's binary mask (seeds 001-002), DR / FAR / mIoU (seed 000):
+Metrics: image AUROC (image score), pixel AUROC (the detector's continuous score map), AUPRO
+(per-region overlap up to 30 % false-positive rate, the MVTec AD protocol), pixel
+precision/recall/F1 of the station's mask at the calibrated thresholds, DR / FAR / mIoU (seed 000):
 DR = defective images judged NG, FAR = good images judged NG, mIoU = mean IoU of predicted and
 true masks over defective images. Each overall and per defect type (that type's images with the
 good ones for the AUROCs).
@@ -203,11 +204,14 @@ def metrics(results: list[Result]) -> dict:
         ng = np.array([r.verdict == "NG" for r in rs])
         ious = [((r.pred > 0) & (r.truth > 0)).sum() / max(1, ((r.pred > 0) | (r.truth > 0)).sum())
                 for r in rs if r.kind != "good"]
+        pixel = {"pixel_auroc": auroc(pix_scores, pix_truth),
+                 "aupro": aupro([r.score_map for r in rs], [r.truth for r in rs]),
+                 "pixel_precision": float(precision), "pixel_recall": float(recall),
+                 "pixel_f1": float(2 * precision * recall / (precision + recall)) if precision + recall else 0.0}
+        if not truth.any():  # no ground-truth masks: pixel metrics are absent, not NaN or 0
+            pixel = {k: None for k in pixel}
         return {"images": len(rs), "defective": int(labels.sum()),
-                "image_auroc": auroc(scores, labels), "pixel_auroc": auroc(pix_scores, pix_truth),
-                "aupro": aupro([r.score_map for r in rs], [r.truth for r in rs]),
-                "pixel_precision": float(precision), "pixel_recall": float(recall),
-                "pixel_f1": float(2 * precision * recall / (precision + recall)) if precision + recall else 0.0,
+                "image_auroc": auroc(scores, labels), **pixel,
                 "dr": float(ng[labels].mean()) if labels.any() else float("nan"),
                 "far": float(ng[~labels].mean()) if (~labels).any() else float("nan"),
                 "miou": float(np.mean(ious)) if ious else float("nan")}
@@ -255,8 +259,11 @@ def roc_figure(results: list[Result], path: Path, title: str):
     pix_s = np.concatenate([r.score_map.ravel() for r in results])
     pix_t = np.concatenate([r.truth.ravel() for r in results])
     pick = rng.choice(len(pix_s), min(len(pix_s), 2_000_000), replace=False)
+    curves = [(scores, labels, "image")] + ([(pix_s[pick], pix_t[pick], "pixel")] if pix_t.any() else [])
     fig, axes = plt.subplots(1, 2, figsize=(9, 4))
-    for ax, (s, t, name) in zip(axes, ((scores, labels, "image"), (pix_s[pick], pix_t[pick], "pixel"))):
+    for ax, (s, t, name) in zip(axes, curves):
+        if t.all() or not t.any():  # one class only: no curve to draw
+            continue
         fpr, tpr = roc_points(s, t)
         ax.plot(fpr, tpr, label=f"AUROC {auroc(s, t):.3f}")
         ax.plot([0, 1], [0, 1], "k:", lw=0.8)
@@ -270,11 +277,20 @@ def roc_figure(results: list[Result], path: Path, title: str):
     plt.close(fig)
 
 
+def _no_nan(obj):
+    """JSON has no NaN: a metric that cannot be computed (one class missing) is null."""
+    if isinstance(obj, dict):
+        return {k: _no_nan(v) for k, v in obj.items()}
+    if isinstance(obj, float) and obj != obj:
+        return None
+    return obj
+
+
 def evaluate(model: Path, data: Path, out: Path, limit: int = 0, overrides: dict | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     results = run_eval(model, data, limit, overrides)
     m = metrics(results)
-    (out / "metrics.json").write_text(json.dumps(m, indent=2))
+    (out / "metrics.json").write_text(json.dumps(_no_nan(m), indent=2, allow_nan=False))
     roc_figure(results, out / "roc.png", model.stem)
     overlay_grid(results, out / "overlays.png")
     return m

@@ -20,6 +20,10 @@ def open_runner(path: Path, backend: str = "auto", threads: int = 0, where: str 
         from .onnxruntime import OnnxRuntimeRunner
         return OnnxRuntimeRunner(path, threads)
     if backend == "tensorrt":
+        if suffix == ".onnx":
+            raise InputError(where, "model.backend", f"tensorrt runs engines, and {path.name} is an ONNX model: "
+                                                     f"build one with build-engine {path.name} -o {path.stem}.plan, "
+                                                     "or use backend: onnxruntime (or auto)")
         from .tensorrt import open_engine
         return open_engine(path, where, cuda)
     raise InputError(where, "model.backend", f"expected auto, onnxruntime or tensorrt, got {backend!r}")

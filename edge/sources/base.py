@@ -25,6 +25,7 @@ class Frame:
     name: str = ""            # file name for replay, device serial for cameras
     error: str | None = None  # why the frame is unusable; the pipeline counts it as dropped
     meta: dict = field(default_factory=dict)
+    bits: int | None = None   # significant bits of a uint16 image (a 12-bit camera: 12); None = the dtype's
 
 
 class Source(Protocol):

@@ -8,7 +8,10 @@ options: cti (default: $EDGE_GENTL_CTI, else the TLSimu simulator inside the gen
 
 In `software` trigger mode edge-run fires TriggerSoftware for each frame it asks for; in `hardware`
 mode the camera waits for its trigger line and a grab that sees none times out.
-Buffer data is copied before the buffer is requeued (the producer reuses the memory).
+Buffer data is converted (edge.sources.pixel_formats: mono, packed mono, RGB/BGR with or without
+alpha, YUV 4:2:2, Bayer at 8/10/12 bits) into an owned array before the buffer is requeued (the
+producer reuses the memory); the conversion is chosen when the camera opens, and a pixel format
+without one is refused then, naming the ones the camera offers that would work.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import numpy as np
 
 from ..errors import InputError, SourceError
 from .base import Frame, query_options
+from .pixel_formats import converter, supported
 
 OPTIONS = {
     "cti": (str, ""), "pixel_format": (str, ""), "width": (int, 0), "height": (int, 0),
@@ -31,10 +35,6 @@ OPTIONS = {
     "trigger": (str, "off"), "trigger_source": (str, ""), "timeout_ms": (int, 1000), "buffers": (int, 0),
 }
 TRIGGERS = ("off", "software", "hardware")
-_BAYER = {"BayerGR8": "COLOR_BayerGB2BGR", "BayerRG8": "COLOR_BayerBG2BGR",
-          "BayerGB8": "COLOR_BayerGR2BGR", "BayerBG8": "COLOR_BayerRG2BGR"}
-
-
 def simulator_cti() -> str | None:
     """TLSimu.cti inside the installed genicam wheel (it needs libVirtualFG.so beside it)."""
     try:
@@ -45,17 +45,13 @@ def simulator_cti() -> str | None:
     return str(path) if path.is_file() else None
 
 
-def to_image(data: np.ndarray, width: int, height: int, pixel_format: str) -> np.ndarray:
-    """Copy a GenTL payload into an owned (H, W) or (H, W, 3) BGR array."""
-    if pixel_format.startswith("Mono") and not pixel_format.endswith("Packed") and pixel_format != "Mono8Signed":
-        return np.array(data.reshape(height, width), copy=True)
-    if pixel_format in _BAYER:
-        import cv2
-        return cv2.cvtColor(data.reshape(height, width), getattr(cv2, _BAYER[pixel_format]))
-    if pixel_format in ("RGB8", "BGR8"):
-        img = np.array(data.reshape(height, width, 3), copy=True)
-        return img[:, :, ::-1].copy() if pixel_format == "RGB8" else img
-    raise SourceError(f"pixel format {pixel_format} is not supported (use Mono8/10/12/16, Bayer*8, RGB8 or BGR8)")
+def _info(info, attr: str):
+    """A device-info field, None where the producer does not support it (genicam raises its own
+    NotAvailableException there, which getattr's default does not catch)."""
+    try:
+        return getattr(info, attr)
+    except Exception:
+        return None
 
 
 class GenICamSource:
@@ -133,10 +129,10 @@ class GenICamSource:
             return index
         for attr in ("serial_number", "id_", "user_defined_name"):
             for i, info in enumerate(infos):
-                if getattr(info, attr, None) == dev:
+                if _info(info, attr) == dev:
                     self.serial = info.serial_number
                     return i
-        found = ", ".join(f"{d.serial_number} ({d.model})" for d in infos)
+        found = ", ".join(f"{_info(d, 'serial_number')} ({_info(d, 'model')})" for d in infos)
         raise InputError(self.where, self.key, f"camera '{dev}' not found; the producer lists: {found}")
 
     def _set(self, nm, name: str, value):
@@ -172,6 +168,21 @@ class GenICamSource:
         elif o["trigger"] == "hardware":
             self._set(nm, "TriggerSource", o["trigger_source"] or "Line0")
         self.pixel_format = str(nm.PixelFormat.value) if nm.has_node("PixelFormat") else "Mono8"
+        self.convert = converter(self.pixel_format)
+        if self.convert is None:
+            offered = self._offered(nm)
+            usable = [f for f in offered if converter(f)]
+            hint = (f"set pixel_format= to one the camera offers that the station converts: {', '.join(usable)}"
+                    if usable else f"the camera offers {', '.join(offered) or 'no other'}; the station converts "
+                                   f"{', '.join(supported())}")
+            raise InputError(self.where, self.key, f"pixel format {self.pixel_format} cannot be converted; {hint}")
+
+    @staticmethod
+    def _offered(nm) -> list[str]:
+        try:
+            return [str(v) for v in nm.PixelFormat.symbolics]
+        except Exception:  # a producer without the enumeration's entries
+            return []
 
     def _probe(self):
         """After a timeout: is the camera still there? (waiting for a trigger is fine, a lost device is not)"""
@@ -209,13 +220,19 @@ class GenICamSource:
             frame_id = int(buf.module.frame_id)
             timestamp = int(buf.timestamp)
             comp = buf.payload.components[0] if buf.payload.components else None
-            try:
-                if comp is None:
-                    raise SourceError("buffer has no image component")
-                image, error = to_image(comp.data, comp.width, comp.height, comp.data_format), None
-            except SourceError as e:
-                image, error = None, str(e)
+            if comp is None:
+                image, error = None, "buffer has no image component"
+            elif comp.data_format != self.convert.name:  # the camera switched formats under us
+                conv = converter(comp.data_format)
+                image, error = (conv(comp.data, comp.width, comp.height), None) if conv else \
+                    (None, f"pixel format {comp.data_format} cannot be converted")
+            else:
+                try:
+                    image, error = self.convert(comp.data, comp.width, comp.height), None
+                except ValueError as e:  # a short or odd-sized payload
+                    image, error = None, f"{self.convert.name} payload unreadable: {e}"
         gap = 0 if self._last_id is None else max(0, frame_id - self._last_id - 1)
         self._last_id = frame_id
+        bits = self.convert.bits if image is not None and image.dtype == np.uint16 else None
         return Frame(frame_id, image, timestamp=timestamp, t_grab=time.perf_counter(), acquire_s=t1 - t0,
-                     name=self.serial, error=error, meta={"camera_gap": gap} if gap else {})
+                     name=self.serial, error=error, meta={"camera_gap": gap} if gap else {}, bits=bits)
