@@ -202,8 +202,9 @@ def test_sidecar_mismatches_name_the_cause_and_the_rebuild(fp32_engine, tmp_path
 
 def test_version_compatible_and_hardware_levels():
     from edge.backends.sidecar import _runtime_ok, gpu_mismatch
-    assert _runtime_ok("10.3.0", "10.7.0", True) and not _runtime_ok("10.3.0", "10.7.0", False)
-    assert not _runtime_ok("10.7.0", "10.3.0", True) and not _runtime_ok("10.3.0", "11.0.0", True)
+    assert _runtime_ok("tensorrt", "10.3.0", "10.7.0", True) and not _runtime_ok("tensorrt", "10.3.0", "10.7.0", False)
+    assert not _runtime_ok("tensorrt", "10.7.0", "10.3.0", True) and not _runtime_ok("tensorrt", "10.3.0", "11.0.0", True)
+    assert not _runtime_ok("tensorrt-rtx", "1.7.1.116", "1.7.2.1", True)  # RTX: the building release only
     orin = GpuInfo("Orin", "8.7")
     assert gpu_mismatch({"hardware_compatibility": "ampere+"}, orin) is None
     assert gpu_mismatch({"hardware_compatibility": "ampere+"}, GpuInfo("T4", "7.5")) is not None
