@@ -66,7 +66,7 @@ def test_threshold_from_few_good_images_holds_on_unseen_ones():
         plain.append((unseen >= np.quantile(held, 0.95, method="higher")).mean())
     assert 0.02 <= np.mean(ours) <= 0.06
     assert np.quantile(ours, 0.9) < np.quantile(plain, 0.9)
-    assert score_threshold(np.array([0.1, 0.2]), 0.05, bounded=True) == 0.2  # too few to fit: the quantile
+    assert score_threshold(np.array([0.1, 0.2, 0.3]), 0.05, bounded=True) == 0.3  # too few to fit: the quantile
 
 
 def test_probability_score_is_the_smoothed_peak():

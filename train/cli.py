@@ -64,16 +64,40 @@ def _export(t, cfg, summary: dict, model_path: Path) -> dict:
     return out
 
 
+def _calibrate_only(cfg, base: Path) -> int:
+    from .data import good_images, split_holdout
+    from .evaluate import calibrate
+    from .export import set_recipe
+    out = Path(cfg.out) if Path(cfg.out).is_absolute() else base / cfg.out
+    model = out / "model.onnx"
+    if not model.is_file():
+        raise InputError(str(out), "out", f"no model.onnx to calibrate in {out}: train first")
+    data = Path(cfg.data) if Path(cfg.data).is_absolute() else base / cfg.data
+    _, held = split_holdout(good_images(data), cfg.holdout)
+    if not held:
+        raise InputError("<config>", "holdout", "expected > 0: calibration needs held-out good images")
+    recipe = calibrate(model, held, cfg.target_far)
+    set_recipe(model, recipe)
+    print(f"edge-train: recalibrated {model}: score threshold {recipe['decision']['score_threshold']:.6g} "
+          f"({recipe['training']['calibration']})", file=sys.stderr)
+    return 0
+
+
 @_guard
 def edge_train_main(argv=None):
     ap = argparse.ArgumentParser(prog="edge-train", description="train a method on good images, export ONNX")
     ap.add_argument("--config", required=True)
     ap.add_argument("--out", help="output folder (overrides the config)")
     ap.add_argument("--minutes", type=float, help="time budget (overrides time_budget_min)")
+    ap.add_argument("--calibrate-only", action="store_true",
+                    help="no training: set the thresholds of the run's model.onnx again on its held-out good images "
+                         "(after changing target_far, or with a newer edge-train)")
     args = ap.parse_args(argv)
     from .config import load_config
     overrides = {k: v for k, v in (("out", args.out), ("time_budget_min", args.minutes)) if v is not None}
     cfg, base = load_config(args.config, overrides)
+    if args.calibrate_only:
+        return _calibrate_only(cfg, base)
 
     from .trainer import Trainer
 

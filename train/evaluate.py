@@ -117,21 +117,26 @@ def inspect_frame(ins: Inspector, img: np.ndarray):
 
 def score_threshold(scores: np.ndarray, target_far: float, bounded: bool) -> float:
     """The image-score threshold for `target_far` on unseen good parts, from held-out good scores:
-    the larger of the empirical quantile and a normal prediction bound (Student t, n - 1 degrees
-    of freedom, widened by sqrt(1 + 1/n)) fitted on the scores' logit (probabilities, `bounded`)
-    or log. With few held-out images the empirical quantile is the sample maximum or near it and
-    scatters widely; the prediction bound accounts for the sample's size, so the rate holds better
-    on parts the calibration never saw."""
+    the larger of the empirical quantile and a prediction bound on the upper tail. The bound works
+    on the scores' logit (probabilities, `bounded`) or log: median + t(1 - far, k - 1) * s *
+    sqrt(1 + 1/n), with s the root-mean-square distance above the median of the k scores at or
+    above it (the upper half alone: good parts' scores are skewed and bimodal, and a normal fit
+    to all of them overstates the tail). With few held-out images the empirical quantile is the
+    sample maximum or near it and scatters widely; the bound allows for how few they are.
+    Measured on the magnetic tiles (docs/ACCURACY.md, calibration_check.py)."""
     from scipy.stats import t as student_t
 
     empirical = float(np.quantile(scores, 1 - target_far, method="higher"))
     n = len(scores)
-    if n < 3:
+    if n < 4:
         return empirical
     eps = 1e-6
-    z = np.log(np.clip(scores, eps, 1 - eps) / (1 - np.clip(scores, eps, 1 - eps))) if bounded \
-        else np.log(np.maximum(scores, eps))
-    bound = z.mean() + student_t.ppf(1 - target_far, n - 1) * z.std(ddof=1) * np.sqrt(1 + 1 / n)
+    clipped = np.clip(scores, eps, 1 - eps) if bounded else np.maximum(scores, eps)
+    z = np.log(clipped / (1 - clipped)) if bounded else np.log(clipped)
+    median = float(np.median(z))
+    upper = z[z >= median] - median
+    spread = float(np.sqrt(np.mean(upper ** 2)))
+    bound = median + student_t.ppf(1 - target_far, max(1, len(upper) - 1)) * spread * np.sqrt(1 + 1 / n)
     parametric = float(1 / (1 + np.exp(-bound))) if bounded else float(np.exp(bound))
     return max(empirical, parametric)
 

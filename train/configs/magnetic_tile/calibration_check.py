@@ -41,6 +41,7 @@ def main():
     _, held_files = split_holdout(good_images(DATA), args.holdout)
     held = scores(model, held_files)
     unseen = scores(model, sorted((DATA / "test" / "good").iterdir()))
+    np.savez(model.parent / "calibration_scores.npz", held=held, unseen=unseen)
     rng = np.random.default_rng(0)
     rows = {}
     for n in (10, 20, 40, len(held)):
