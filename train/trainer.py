@@ -64,8 +64,9 @@ def use_bf16(cfg: TrainConfig, device: torch.device) -> bool:
 
 
 class BatchFeeder:
-    """Batches of one stage, made on a background thread (or inline) a few steps ahead. The
-    thread draws from the trainer's own generator, so a run is as repeatable as inline."""
+    """Batches of one stage, made on a background thread (or inline) a few steps ahead, from the
+    trainer's own generator: the same seed gives the same batches in the same order. (The
+    checkpoint's resume seed is drawn from it too, at a point that depends on the thread's lead.)"""
 
     AHEAD = 3
 
