@@ -78,7 +78,9 @@ def _archive(cfg, camera):
 
 
 class Reloader:
-    """SIGHUP: re-read the config and apply detect/decision and outputs between two frames.
+    """SIGHUP: re-read the config and apply detect/decision and outputs between two frames, on the
+    thread that emits records (Pipeline._apply_reload). Outputs whose settings did not change keep
+    running; changed ones are closed (spooling what is undelivered) and rebuilt.
 
     A config that fails validation changes nothing. Preprocessing, the model and the cameras need
     a restart (they shape buffers and threads already running)."""
@@ -107,13 +109,17 @@ class Reloader:
         if recipe.preprocess != running.preprocess:
             print("edge-run: reload: preprocess changed; restart edge-run to apply it", file=sys.stderr)
             recipe = dataclasses.replace(recipe, preprocess=running.preprocess)
-        close_all(pipeline.outputs)  # spools what is undelivered, so the new outputs keep the order
-        try:
-            pipeline.outputs = self._outputs(cfg)
-            self.current = cfg
-        except InputError as e:
-            print(f"edge-run: reload: outputs refused, keeping the previous ones: {e.line()}", file=sys.stderr, flush=True)
-            pipeline.outputs = self._outputs(self.current)
+        if cfg.outputs_for(self.args.camera) == self.current.outputs_for(self.args.camera):
+            self.current = cfg  # outputs unchanged: kept running, no close (a down broker would stall it)
+        else:
+            close_all(pipeline.outputs)  # spools what is undelivered, so the new outputs keep the order
+            try:
+                pipeline.outputs = self._outputs(cfg)
+                self.current = cfg
+            except InputError as e:
+                print(f"edge-run: reload: outputs refused, keeping the previous ones: {e.line()}", file=sys.stderr,
+                      flush=True)
+                pipeline.outputs = self._outputs(self.current)
         pipeline.inspector.set_recipe(recipe)
         self.telemetry.reloads += 1
         print(f"edge-run: reloaded {cfg.path}: detect {recipe.detect.method}, min_area {recipe.decision.min_area}",

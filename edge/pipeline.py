@@ -169,6 +169,10 @@ class Pipeline:
         self.last_grab = time.monotonic()      # for the watchdog: acquisition is alive
         self.last_verdict = time.monotonic()   # for the watchdog: analysis is alive
         self.reload_request: Callable | None = None  # set by SIGHUP; applied between frames
+        # records of frames the acquisition thread drops (queue_full), emitted by the thread that
+        # emits every other record: outputs are only ever touched from one thread, so a reload
+        # that replaces them between two frames cannot lose a record into a closed output
+        self._dropped_records: queue.SimpleQueue = queue.SimpleQueue()
         self.archive = None  # edge.archive.Archive for NG frames, or None
         self.error: BaseException | None = None
 
@@ -179,16 +183,30 @@ class Pipeline:
                 "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds")}
 
     def _emit(self, record: dict):
+        """Called on the emitting thread only (analysis; inference when not overlapping)."""
+        self._flush_dropped()
         for out in self.outputs:
             out.emit(record)
 
-    def _drop(self, frame: Frame, reason: str, detail: str = ""):
+    def _flush_dropped(self):
+        while True:
+            try:
+                rec = self._dropped_records.get_nowait()
+            except queue.Empty:
+                return
+            for out in self.outputs:
+                out.emit(rec)
+
+    def _drop_record(self, frame: Frame, reason: str, detail: str = "") -> dict:
         self.t.drop(reason)
         rec = self._base(frame)
         rec.update(verdict="DROPPED", reason=reason)
         if detail:
             rec["detail"] = detail
-        self._emit(rec)
+        return rec
+
+    def _drop(self, frame: Frame, reason: str, detail: str = ""):
+        self._emit(self._drop_record(frame, reason, detail))
 
     # -- acquisition thread ----------------------------------------------------------------
     def _acquire(self):
@@ -255,8 +273,8 @@ class Pipeline:
             return
         try:
             self.queue.put_nowait(item)
-        except queue.Full:
-            self._drop(frame, "queue_full")
+        except queue.Full:  # acquisition thread: the record goes out with the emitting thread's next
+            self._dropped_records.put(self._drop_record(frame, "queue_full"))
 
     # -- inference and analysis ---------------------------------------------------------------
     def run(self) -> Telemetry:
@@ -277,7 +295,9 @@ class Pipeline:
                     got = analysis.get(timeout=0.2)
                 except queue.Empty:
                     self.last_verdict = time.monotonic()  # idle, not stuck
-                    self._apply_reload()
+                    if self.overlap:  # this thread emits; otherwise the inference thread does
+                        self._apply_reload()
+                        self._flush_dropped()
                     continue
                 if got is _END:
                     break
@@ -297,6 +317,7 @@ class Pipeline:
                         break
             for th in threads:
                 th.join()
+            self._flush_dropped()  # drops after the last verdict
         return self.t
 
     def _apply_reload(self):
@@ -325,6 +346,7 @@ class Pipeline:
                 if self.overlap:
                     analysis.put((item, rec, infer_s, t_start))
                 else:
+                    self._apply_reload()
                     self._analyse(item, rec, infer_s, t_start)
         except BaseException as e:  # the model failed: end the run; what was analysed is emitted
             self.error = self.error or e
@@ -341,6 +363,7 @@ class Pipeline:
             if self.overlap:
                 analysis.put((item, rec, infer_s, t_start))
             else:
+                self._apply_reload()
                 self._analyse(item, rec, infer_s, t_start)
 
         def finish(p):
