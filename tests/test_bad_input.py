@@ -129,3 +129,16 @@ def test_device_fields_a_producer_lacks_read_as_absent():
         def user_defined_name(self):
             raise RuntimeError("GenTL exception: user defined name not supported")
     assert _info(Info(), "serial_number") == "SN1" and _info(Info(), "user_defined_name") is None
+
+
+def test_a_failed_edge_train_leaves_no_empty_output_folder(tmp_path):
+    pytest.importorskip("torch")
+    from edge.errors import InputError
+    from train.config import load_config
+    from train.trainer import Trainer
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "t.yaml").write_text(f"data: {tmp_path / 'empty'}\nout: {tmp_path / 'run'}\n")
+    cfg, base = load_config(tmp_path / "t.yaml")
+    with pytest.raises(InputError, match="found none"):
+        Trainer(cfg, base)
+    assert not (tmp_path / "run").exists()
