@@ -189,11 +189,8 @@ class Pipeline:
             out.emit(record)
 
     def _flush_dropped(self):
-        while True:
-            try:
-                rec = self._dropped_records.get_nowait()
-            except queue.Empty:
-                return
+        while not self._dropped_records.empty():  # the usual case costs one check per record
+            rec = self._dropped_records.get()  # only this thread takes from it: never blocks
             for out in self.outputs:
                 out.emit(rec)
 
