@@ -220,19 +220,22 @@ class GenICamSource:
             frame_id = int(buf.module.frame_id)
             timestamp = int(buf.timestamp)
             comp = buf.payload.components[0] if buf.payload.components else None
+            # the converter chosen at open, unless this buffer says another format (a camera
+            # reconfigured under us): one path either way
+            conv = None if comp is None else \
+                self.convert if comp.data_format == self.convert.name else converter(comp.data_format)
+            image, error = None, None
             if comp is None:
-                image, error = None, "buffer has no image component"
-            elif comp.data_format != self.convert.name:  # the camera switched formats under us
-                conv = converter(comp.data_format)
-                image, error = (conv(comp.data, comp.width, comp.height), None) if conv else \
-                    (None, f"pixel format {comp.data_format} cannot be converted")
+                error = "buffer has no image component"
+            elif conv is None:
+                error = f"pixel format {comp.data_format} cannot be converted"
             else:
                 try:
-                    image, error = self.convert(comp.data, comp.width, comp.height), None
+                    image = conv(comp.data, comp.width, comp.height)
                 except ValueError as e:  # a short or odd-sized payload
-                    image, error = None, f"{self.convert.name} payload unreadable: {e}"
+                    error = f"{conv.name} payload unreadable: {e}"
         gap = 0 if self._last_id is None else max(0, frame_id - self._last_id - 1)
         self._last_id = frame_id
-        bits = self.convert.bits if image is not None and image.dtype == np.uint16 else None
+        bits = conv.bits if image is not None and image.dtype == np.uint16 else None
         return Frame(frame_id, image, timestamp=timestamp, t_grab=time.perf_counter(), acquire_s=t1 - t0,
                      name=self.serial, error=error, meta={"camera_gap": gap} if gap else {}, bits=bits)

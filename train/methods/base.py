@@ -30,6 +30,7 @@ class Stage:
 class Method:
     name: str = ""
     summary: str = ""                  # one line: paper and idea (docs, --help)
+    network_class: type = torch.nn.Module  # the network; methods.build() makes one with explicit arguments
     size: int | None = 256             # frames resized to size x size; None = native scale, tiled
     patch: int | None = None           # training crop side; None = the whole (resized) frame
     batch: int = 16
