@@ -80,7 +80,7 @@ def _archive(cfg, camera):
 class Reloader:
     """SIGHUP: re-read the config and apply detect/decision and outputs between two frames, on the
     thread that emits records (Pipeline._apply_reload). Outputs whose settings did not change keep
-    running; changed ones are closed (spooling what is undelivered) and rebuilt.
+    running; changed ones are closed without waiting (their spool keeps what is undelivered) and rebuilt.
 
     A config that fails validation changes nothing. Preprocessing, the model and the cameras need
     a restart (they shape buffers and threads already running)."""
@@ -112,7 +112,7 @@ class Reloader:
         if cfg.outputs_for(self.args.camera) == self.current.outputs_for(self.args.camera):
             self.current = cfg  # outputs unchanged: kept running, no close (a down broker would stall it)
         else:
-            close_all(pipeline.outputs)  # spools what is undelivered, so the new outputs keep the order
+            close_all(pipeline.outputs, wait=False)  # no stall; the new outputs deliver the spool's rest in order
             try:
                 pipeline.outputs = self._outputs(cfg)
                 self.current = cfg

@@ -94,6 +94,11 @@ class Spool:
     dir: str | None = field(None, doc="where undelivered verdicts wait; null = $STATE_DIRECTORY/spool "
                                       "(systemd) or ~/.local/state/edge-inspect/spool")
     max_items: int = field(100_000, check=rng(10, 100_000_000), doc="per output; the oldest are dropped beyond it")
+    fsync_s: float = field(1.0, check=rng(0, 60), doc="every verdict is committed to the spool before delivery "
+                           "(survives kill -9); a power cut can lose the last fsync_s seconds; 0 = fsync "
+                           "every verdict (slower)")
+    drain_s: float = field(3.0, check=rng(0, 3600), doc="at stop, how long to keep delivering before leaving the "
+                           "rest in the spool for the next start (keep below systemd's TimeoutStopSec)")
 
 
 @dataclass(frozen=True)

@@ -32,30 +32,37 @@ def build_outputs(o, *, station: str, camera: str, telemetry, source, resolve, w
             except ImportError:
                 from ..errors import InputError
                 raise InputError(where, f"outputs.{key}", f"needs {module.split('.')[0]}: pip install 'edge-inspect[{extra}]'") from None
-    outputs = [JsonLinesOutput(stdout=o.jsonl.stdout and stdout, path=resolve(o.jsonl.path) if o.jsonl.path else None)]
+    # order: the camera line first (a late pulse marks the wrong part), then the spools (a verdict
+    # printed or written to the file is already safe on disk), then JSON lines
+    outputs = []
     spool_dir = resolve(o.spool.dir) if o.spool.dir else default_spool_dir()
+    queued = dict(max_items=o.spool.max_items, fsync_s=o.spool.fsync_s, drain_s=o.spool.drain_s)
     try:
-        if o.mqtt.enabled:
-            from .mqtt import MqttTransport
-            outputs.append(QueuedOutput(MqttTransport(o.mqtt, station, camera), spool_dir / f"{station}-{camera}-mqtt.sqlite",
-                                        o.spool.max_items, telemetry.output("mqtt"), idle_s=1.0))
-        if o.modbus.enabled:
-            from .modbus import ModbusTransport
-            outputs.append(QueuedOutput(ModbusTransport(o.modbus), spool_dir / f"{station}-{camera}-modbus.sqlite",
-                                        o.spool.max_items, telemetry.output("modbus"), idle_s=o.modbus.heartbeat_s))
         if o.camera_line.enabled:
             from .camera_line import CameraLineOutput
             outputs.append(CameraLineOutput(o.camera_line, source, where))
+        if o.mqtt.enabled:
+            from .mqtt import MqttTransport
+            outputs.append(QueuedOutput(MqttTransport(o.mqtt, station, camera), spool_dir / f"{station}-{camera}-mqtt.sqlite",
+                                        stats=telemetry.output("mqtt"), idle_s=1.0, **queued))
+        if o.modbus.enabled:
+            from .modbus import ModbusTransport
+            outputs.append(QueuedOutput(ModbusTransport(o.modbus), spool_dir / f"{station}-{camera}-modbus.sqlite",
+                                        stats=telemetry.output("modbus"), idle_s=o.modbus.heartbeat_s, **queued))
+        outputs.append(JsonLinesOutput(stdout=o.jsonl.stdout and stdout, path=resolve(o.jsonl.path) if o.jsonl.path else None))
     except BaseException:
         close_all(outputs)
         raise
     return outputs
 
 
-def close_all(outputs: list):
+def close_all(outputs: list, wait: bool = True):
+    """wait=False (a reload): queued outputs stop without draining; their spool keeps the rest."""
+    from .delivery import QueuedOutput
+
     for out in outputs:
         try:
-            out.close()
+            out.close(wait) if isinstance(out, QueuedOutput) else out.close()
         except Exception:
             pass
 

@@ -1,15 +1,22 @@
 """Delivery of verdicts to a network output that may be down, without ever stalling inspection.
 
-emit() only appends to memory. One thread per output delivers: straight from memory while the
-transport is connected and nothing waits on disk; otherwise records go to the on-disk spool and
-are delivered from there, oldest first, once the transport reconnects (exponential backoff).
-Order is kept because the spool only ever holds records older than those in memory.
-On close, the thread tries to deliver what is left for `drain_s`, then spools the rest for the
-next start. A crash (SIGKILL, power loss) can lose the records still in memory: milliseconds' worth.
+emit() commits the record to the output's on-disk spool (write-ahead, ~40 us) and returns. One
+thread per output reads the spool oldest first, sends, and deletes what the peer acknowledged;
+while the peer is down it retries with exponential backoff and the spool fills. So order is the
+spool's order, a restart after a crash (kill -9, power cut: see spool.py for the fsync policy)
+delivers what was left, and delivery is at least once.
+
+If the spool itself cannot be written (disk full, read-only), records wait in memory (bounded,
+counted when dropped) and are committed ahead of newer ones once the disk takes them again.
+
+close() lets the thread deliver for drain_s, then stops it; what is undelivered stays in the
+spool for the next start. close(wait=False) (a reload) does not wait: the output replacing it
+on the same spool starts delivering once the old thread has stopped, so order holds.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -19,7 +26,11 @@ from typing import Protocol
 from ..telemetry import OutputStats
 from .spool import Spool
 
-MEMORY_LIMIT = 10_000  # records held in memory while the thread is blocked in a send
+MEMORY_LIMIT = 10_000  # records held in memory while the spool cannot be written
+ACK_EVERY = 64         # delete delivered records in batches of this many (or when idle)
+
+_threads: dict[Path, threading.Thread] = {}  # the delivery thread of each spool file, old or new
+_threads_lock = threading.Lock()
 
 
 class Transport(Protocol):
@@ -39,56 +50,65 @@ class Transport(Protocol):
 
 class QueuedOutput:
     def __init__(self, transport: Transport, spool_path: Path, max_items: int, stats: OutputStats,
-                 idle_s: float = 1.0, backoff: tuple[float, float] = (0.2, 10.0), drain_s: float = 3.0):
-        self.transport, self.spool_path, self.max_items, self.stats = transport, spool_path, max_items, stats
+                 idle_s: float = 1.0, backoff: tuple[float, float] = (0.2, 10.0), drain_s: float = 3.0,
+                 fsync_s: float = 1.0):
+        self.transport, self.stats = transport, stats
         self.idle_s, self.backoff, self.drain_s = idle_s, backoff, drain_s
-        self._mem: deque = deque()
+        self.spool = Spool(spool_path, max_items, fsync_s)
+        self.stats.depth_spool = self.spool.depth
+        self._unsaved: deque = deque()  # (t, record) the spool refused, oldest first
         self._cond = threading.Condition()
+        self._emitted = 0  # records emitted so far: the thread sleeps only when nothing came since it looked
         self._closing_at: float | None = None
-        self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"output-{transport.name}", daemon=True)
+        key = spool_path.resolve()
+        with _threads_lock:
+            self._previous = _threads.get(key)  # a closed output on the same spool may still be stopping
+            _threads[key] = self._thread
         self._thread.start()
-        self._ready.wait(10)
 
-    # -- called by the pipeline ---------------------------------------------------------------
+    # -- called by the pipeline (the emitting thread) -----------------------------------------
     def emit(self, record: dict):
-        with self._cond:
-            self._mem.append((time.time(), record))
-            if len(self._mem) > MEMORY_LIMIT:
-                self._mem.popleft()
+        t = time.time()
+        try:
+            while self._unsaved:  # older records first
+                self.stats.overflow += self.spool.append(*self._unsaved[0])
+                self._unsaved.popleft()
+            self.stats.overflow += self.spool.append(t, record)
+        except sqlite3.Error as e:
+            self.stats.last_error = f"spool {self.spool.path}: {e}"[:200]
+            self._unsaved.append((t, record))
+            if len(self._unsaved) > MEMORY_LIMIT:
+                self._unsaved.popleft()
                 self.stats.overflow += 1
-            self.stats.depth_memory = len(self._mem)
+        self.stats.depth_memory = len(self._unsaved)
+        self.stats.depth_spool = self.spool.depth
+        with self._cond:
+            self._emitted += 1
             self._cond.notify()
 
-    def close(self):
+    def close(self, wait: bool = True):
         with self._cond:
-            self._closing_at = time.monotonic()
+            self._closing_at = time.monotonic() - (0 if wait else self.drain_s)
             self._cond.notify()
-        self._thread.join(self.drain_s + 10)
+        if wait:
+            self._thread.join(self.drain_s + 10)
 
     # -- delivery thread ------------------------------------------------------------------------
-    def _spill(self, spool: Spool):
-        with self._cond:
-            items = list(self._mem)
-            self._mem.clear()
-            self.stats.depth_memory = 0
-        self.stats.overflow += spool.extend(items)
-        self.stats.depth_spool = spool.depth
-
     def _run(self):
-        spool = Spool(self.spool_path, self.max_items)
-        self.stats.depth_spool = spool.depth
-        self._ready.set()
-        connected = False
-        delay, next_try = self.backoff[0], 0.0
+        if self._previous is not None:
+            self._previous.join()  # its in-flight send ends within the transport's timeout
+            self.spool.recount()  # it deleted what it delivered meanwhile
+            self.stats.depth_spool = self.spool.depth
+        connected, delay, next_try = False, self.backoff[0], 0.0
+        sent = acked = 0  # spool seq of the last record sent / deleted
         try:
             while True:
                 closing = self._closing_at is not None
-                if closing and time.monotonic() - self._closing_at > self.drain_s:
+                if closing and time.monotonic() - self._closing_at >= self.drain_s:
                     break
                 if not connected:
-                    self._spill(spool)
-                    if closing and not spool.depth:
+                    if closing and not self.spool.depth:
                         break
                     now = time.monotonic()
                     if now < next_try:
@@ -104,42 +124,46 @@ class QueuedOutput:
                         next_try = time.monotonic() + delay
                         delay = min(delay * 2, self.backoff[1])
                     continue
-                if spool.depth:  # the spool only ever holds records older than memory's
-                    seq, t, record = spool.peek()
-                else:
+                seen = self._emitted
+                batch = self.spool.after(sent)
+                if not batch:
+                    if acked < sent:
+                        acked = self._ack(sent)
+                    if closing:
+                        break
                     with self._cond:
-                        if not self._mem and not closing:
-                            self._cond.wait(self.idle_s)
-                        head = self._mem[0] if self._mem else None
-                    if head is None:
-                        if closing:
-                            break
+                        quiet = self._emitted == seen and self._closing_at is None and not self._cond.wait(self.idle_s)
+                    if quiet:
                         try:
                             self.transport.idle()
                         except Exception as e:
                             connected = self._lost(e)
-                        continue
-                    seq, (t, record) = None, head  # None: the record is memory's head
-                try:
-                    self.transport.send(record)
-                except Exception as e:
-                    connected = self._lost(e)
                     continue
-                if seq is None:
-                    with self._cond:
-                        self._mem.popleft()
-                        self.stats.depth_memory = len(self._mem)
-                else:
-                    spool.delete(seq)
-                    self.stats.depth_spool = spool.depth
-                self.stats.delivered_one(time.time() - t)
+                for seq, t, record in batch:
+                    if self._closing_at is not None and time.monotonic() - self._closing_at >= self.drain_s:
+                        break
+                    try:
+                        self.transport.send(record)
+                    except Exception as e:
+                        connected = self._lost(e)
+                        break
+                    sent = seq
+                    self.stats.delivered_one(time.time() - t)
+                    if sent - acked >= ACK_EVERY:
+                        acked = self._ack(sent)
         finally:
-            self._spill(spool)
             try:
+                if acked < sent:
+                    self._ack(sent)
                 self.transport.close()
             except Exception:
                 pass
-            spool.close()
+            self.spool.close()
+
+    def _ack(self, seq: int) -> int:
+        self.spool.ack_through(seq)
+        self.stats.depth_spool = self.spool.depth
+        return seq
 
     def _lost(self, e: Exception) -> bool:
         self.stats.last_error = f"{type(e).__name__}: {e}"[:200]
