@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from conftest import free_port, make_station, run_cli, wait_port
@@ -226,6 +227,7 @@ class LineReader:
 
     def __init__(self, proc):
         self.lines: list[dict] = []
+        self.times: list[float] = []  # when each line arrived
         self.thread = threading.Thread(target=self._read, args=(proc.stdout,), daemon=True)
         self.thread.start()
 
@@ -233,6 +235,7 @@ class LineReader:
         for line in stream:
             if line.startswith("{"):
                 self.lines.append(json.loads(line))
+                self.times.append(time.monotonic())
 
     def wait_for(self, n, timeout=60):
         deadline = time.time() + timeout
@@ -320,3 +323,41 @@ def test_broker_down_at_full_rate_loses_nothing_and_keeps_order(tmp_path, broker
           f"{len(sub.messages) - len(got)} duplicates")
     assert during > 20 * OUTAGE_S, "the station must keep inspecting at full rate while the broker is down"
     assert got == expected, f"{len(set(expected) - set(got))} of {len(expected)} lost, or reordered"
+
+
+@pytest.mark.slow
+def test_reload_of_changed_mqtt_settings_while_broker_down_neither_stalls_nor_loses(tmp_path, broker):
+    """SIGHUP with changed MQTT settings replaces the output while the broker is down: closing the
+    old one must not hold inspection for its drain time, and nothing it had queued is lost."""
+    from conftest import wait_line
+    yaml = _mqtt_yaml(broker.port, tmp_path / "spool").replace("stdout: false", "stdout: true")
+    cfg = make_station(tmp_path, source_opts="?loop=1&fps=40", extra_yaml=yaml)
+    sub = Subscriber(broker.port, "edge/t/cam0/verdict")
+    broker.stop()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "--config", str(cfg)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        lines = LineReader(proc)
+        lines.wait_for(40)
+        cfg.write_text(cfg.read_text().replace("    enabled: true\n", "    enabled: true\n    keepalive: 45\n", 1))
+        proc.send_signal(signal.SIGHUP)
+        wait_line(proc.stderr, "reloaded")
+        n_reload = len(lines.lines)
+        lines.wait_for(n_reload + 40)
+        broker.start()
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)  # not communicate(): the reader thread owns stdout
+        lines.thread.join(5)
+        err = proc.stderr.read()
+        assert proc.returncode == 0, err
+        expected = [_key(m) for m in lines.lines]
+        deadline = time.time() + 30
+        while len(_first_seen(sub.messages)) < len(expected) and time.time() < deadline:
+            time.sleep(0.05)
+    finally:
+        sub.close()
+    gaps = np.diff(lines.times)
+    assert gaps.max() < 1.0, f"inspection stalled {gaps.max():.2f} s at the reload"
+    assert [m["frame_id"] for m in lines.lines] == list(range(len(lines.lines))), "a frame was lost"
+    assert _first_seen(sub.messages) == expected, "a verdict was lost or reordered across the reload"

@@ -75,7 +75,7 @@ def test_unreadable_image_is_a_frame_with_an_error(tmp_path):
     (d / "f1.png").write_bytes(b"not a png")
     frames = _drain(open_source(f"file://{d}"))
     assert frames[0].error is None
-    assert frames[1].image is None and "unreadable image file" in frames[1].error
+    assert frames[1].image is None and "unreadable image" in frames[1].error
 
 
 @pytest.mark.parametrize("uri,expected", [
@@ -86,3 +86,37 @@ def test_unreadable_image_is_a_frame_with_an_error(tmp_path):
 def test_bad_uris(uri, expected):
     with pytest.raises(InputError, match=expected):
         open_source(uri)
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    import struct
+    import zlib
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def test_corrupt_and_odd_pngs_get_our_one_line_reason_and_libpng_prints_nothing(tmp_path):
+    """libpng writes its own 'libpng error/warning' lines to stderr from C; the reader checks PNGs
+    first so a corrupt file is one clear reason and a valid file with a bad colour profile reads."""
+    import subprocess
+    import sys
+    import cv2
+    good = cv2.imencode(".png", (np.arange(64 * 64) % 251).astype(np.uint8).reshape(64, 64))[1].tobytes()
+    idat = good.index(b"IDAT") - 4
+    broken = bytearray(good)
+    broken[idat + 12] ^= 0xFF  # pixel data changed, CRC not
+    # a valid PNG with an iCCP chunk whose profile is garbage: libpng warns about such profiles
+    iccp = _png_chunk(b"iCCP", b"bad\x00\x00" + __import__("zlib").compress(b"not an ICC profile"))
+    with_iccp = good[:idat] + iccp + good[idat:]
+    for name, data in (("broken.png", bytes(broken)), ("iccp.png", with_iccp), ("cut.png", good[:idat + 20])):
+        (tmp_path / name).write_bytes(data)
+    code = ("import sys; from edge.image_file import read_image\n"
+            "for n in sys.argv[1:]:\n    im, why = read_image(n)\n    print(n, None if im is None else im.shape, why)")
+    res = subprocess.run([sys.executable, "-c", code, *(str(tmp_path / n) for n in ("broken.png", "iccp.png", "cut.png"))],
+                         capture_output=True, text=True)
+    out = res.stdout.splitlines()
+    assert "fails its CRC" in out[0] and "(64, 64) None" in out[1] and "truncated PNG" in out[2], res.stdout
+    assert "libpng" not in res.stderr, res.stderr
+    # what OpenCV alone does with the same files (so the test shows the guard is needed)
+    raw = subprocess.run([sys.executable, "-c", "import cv2, sys; [cv2.imread(n) for n in sys.argv[1:]]",
+                          str(tmp_path / "broken.png"), str(tmp_path / "iccp.png")], capture_output=True, text=True)
+    assert "libpng" in raw.stderr

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from edge.errors import InputError
+from edge.image_file import read_image as edge_read_image
 from edge.preprocess import Preprocessor
 from edge.recipe import Preprocess
 from edge.sources.file import IMAGE_SUFFIXES
@@ -28,9 +29,9 @@ def training_preprocess(size: int | None, tile_overlap: int = 0) -> Preprocess:
 
 def read_image(path: Path) -> np.ndarray:
     """An image file as a camera would give it (8/16 bit, grey or colour); unreadable -> InputError."""
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    img, reason = edge_read_image(path)
     if img is None:
-        raise InputError(str(path), None, "unreadable image (expected PNG/JPEG/BMP/TIFF)")
+        raise InputError(str(path), None, reason)
     return img
 
 
@@ -90,9 +91,13 @@ def test_items(root: Path) -> list[TestItem]:
 def load_mask(path: Path | None, shape: tuple[int, int]) -> np.ndarray:
     if path is None:
         return np.zeros(shape, np.uint8)
-    m = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    m, reason = edge_read_image(path)
     if m is None:
-        raise InputError(str(path), None, "unreadable mask")
+        raise InputError(str(path), None, f"mask: {reason}")
+    if m.ndim == 3:
+        m = cv2.cvtColor(m, cv2.COLOR_BGR2GRAY)
+    if m.dtype != np.uint8:
+        m = (m >> 8).astype(np.uint8)
     if m.shape != shape:
         m = cv2.resize(m, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
     return (m >= 128).astype(np.uint8)

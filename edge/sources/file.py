@@ -16,6 +16,7 @@ from urllib.parse import SplitResult, unquote
 import cv2
 
 from ..errors import InputError
+from ..image_file import read_image
 from .base import EndOfStream, Frame, query_options
 
 IMAGE_SUFFIXES = {".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".pgm", ".ppm", ".webp"}
@@ -99,12 +100,8 @@ class FileSource:
 
     @staticmethod
     def _read(path: Path):
-        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if image is None:
-            return None, f"unreadable image file {path}"
-        if image.ndim == 3 and image.shape[2] == 4:
-            image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-        return image, None
+        image, reason = read_image(path)
+        return image, (f"{path}: {reason}" if reason else None)
 
     def grab(self, timeout_s: float = 1.0) -> Frame:
         self._pace()
