@@ -19,7 +19,7 @@ import numpy as np
 from bench.common import machine, median_time, save
 from edge.demo import texture
 from edge.detect import DctFusionDetector
-from edge.detect.reference import dct_fusion_reference
+from testkit.dct_reference import dct_fusion_reference
 from edge.recipe import DctFusion
 
 SIZES = [(512, 512), (1024, 1024), (2048, 2448)]

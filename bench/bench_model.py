@@ -18,8 +18,7 @@ from bench.common import machine, save
 from edge.backends import open_runner
 from edge.demo import texture
 from edge.pipeline import Inspector
-from edge.recipe import Recipe, recipe_from_metadata
-from edge.schema import load
+from edge.recipe import load_recipe
 
 
 def main(argv=None):
@@ -31,7 +30,7 @@ def main(argv=None):
     model = Path(args.model)
     rows = []
     with open_runner(model) as runner:
-        recipe = load(Recipe, recipe_from_metadata(runner.metadata, str(model)), str(model))
+        recipe = load_recipe(runner.metadata, str(model))
         ins = Inspector(runner, recipe, "bench", "bench")
         for size in args.sizes:
             h, w = (int(v) for v in size.split("x"))

@@ -9,7 +9,10 @@ Both run the same model with the same threads; rounds alternate and the medians 
 from __future__ import annotations
 
 import argparse
+import io
 import statistics
+import threading
+import urllib.request
 import tempfile
 import time
 from pathlib import Path
@@ -22,13 +25,12 @@ from bench.common import machine, save
 from bench.models import conv_autoencoder
 from edge.backends import open_runner
 from edge.demo import paint_defect, texture
-from edge.demo.build_model import DEMO_RECIPE, build_lowpass_autoencoder
-from edge.outputs import JsonLinesOutput
-from edge.pipeline import Inspector, Pipeline
+from testkit.lowpass_model import DEMO_RECIPE, build_lowpass_autoencoder
+from edge.config import parse
+from edge.pipeline import Inspector
 from edge.recipe import RECIPE_KEY, Recipe, recipe_json
 from edge.schema import load
-from edge.sources import open_source
-from edge.telemetry import Telemetry
+from edge.station import Station
 
 
 def make_frames(folder: Path, count: int, size: int):
@@ -40,22 +42,51 @@ def make_frames(folder: Path, count: int, size: int):
         cv2.imwrite(str(folder / f"f{i:03d}.png"), (img * 255 + 0.5).astype(np.uint8))
 
 
-def pipeline_fps(model: Path, frames: Path, n: int, preload: bool = True, overlap: bool = True) -> float:
-    runner = open_runner(model)
-    recipe = load(Recipe, DEMO_RECIPE, "bench")
-    source = open_source(f"file://{frames}?loop=1&preload={int(preload)}")
-    with runner, source:
-        inspector = Inspector(runner, recipe, "bench", "bench")
-        inspector.warm_up(cv2.imread(str(next(frames.glob("*.png"))), cv2.IMREAD_UNCHANGED).shape)
-        out = JsonLinesOutput(stdout=False, path=Path("/dev/null"))
-        t = Telemetry(4096, "bench", "bench")
-        p = Pipeline(source, inspector, [out], t, queue_size=4, max_frames=n, overlap=overlap)
+def pipeline_fps(model: Path, frames: Path, n: int, preload: bool = True, overlap: bool = True,
+                 view: bool = False) -> float:
+    """The station as edge-run builds it (edge.station), JSON lines to /dev/null; timed from the
+    first frame to the last verdict (start-up and warm-up excluded, as in the bare loop).
+    view: the live view on, with one browser's worth of traffic (see Browser)."""
+    raw = {"station": "bench", "cameras": {"bench": {"source": f"file://{frames}?loop=1&preload={int(preload)}",
+                                                     "queue": 4}},
+           "model": {"path": str(model)}, "outputs": {"jsonl": {"stdout": False, "path": "/dev/null"}},
+           "telemetry": {"window": 4096, "summary": False, "progress_s": 0},
+           "view": {"enabled": view, "port": 0}}
+    with Station(parse(raw, "bench", frames), "bench", frames=n, overlap=overlap, stdout=False,
+                 log=io.StringIO()) as st:
+        browser = Browser(st.view.server.port) if view else None
         t0 = time.perf_counter()
-        p.run()
+        t = st.run()
         elapsed = time.perf_counter() - t0
-        out.close()
+        if browser is not None:
+            browser.close()
+            assert browser.frames > 0, "the browser saw no frame"
     assert t.decided == n, (t.decided, t.dropped)
     return n / elapsed
+
+
+class Browser:
+    """What one open live-view page asks of the station: the event stream, and the frame JPEG
+    after each frame event."""
+
+    def __init__(self, port: int):
+        self.port, self.frames, self._stop = port, 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        base = f"http://127.0.0.1:{self.port}"
+        with urllib.request.urlopen(base + "/events", timeout=30) as stream:
+            for line in stream:
+                if self._stop.is_set():
+                    return
+                if line.startswith(b"event: frame"):
+                    urllib.request.urlopen(base + "/frame.jpg", timeout=10).read()
+                    self.frames += 1
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(2)
 
 
 def bare_fps(model: Path, frames: Path, n: int) -> float:
@@ -81,9 +112,28 @@ VARIANTS = {  # name: (preload, overlap)
 }
 
 
+def view_cost(models: dict, tmp: Path, n: int, rounds: int) -> list[dict]:
+    """Throughput with the live view on (one browser connected) against off, rounds alternating."""
+    rows = []
+    for size in (512, 1024):
+        frames = tmp / f"frames{size}"
+        for name, model in models.items():
+            off, on = [], []
+            for _ in range(rounds):
+                off.append(pipeline_fps(model, frames, n))
+                on.append(pipeline_fps(model, frames, n, view=True))
+            r = {"model": name, "frame": f"{size}x{size}", "view off fps": statistics.median(off),
+                 "view on fps": statistics.median(on), "ratio": statistics.median(b / a for a, b in zip(off, on))}
+            rows.append(r)
+            print(f"{name:<18} {r['frame']:>9}  view off {r['view off fps']:7.1f} fps  view on {r['view on fps']:7.1f} fps"
+                  f"  on/off {r['ratio']:.3f}x", flush=True)
+    return rows
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--view", action="store_true", help="measure the live view's cost instead (on vs off)")
     args = ap.parse_args(argv)
     n, rounds = (48, 1) if args.quick else (300, 5)
     rows = []
@@ -98,8 +148,13 @@ def main(argv=None):
         lowpass = tmp / "lowpass.onnx"
         onnx.save(build_lowpass_autoencoder(), lowpass)
         for size in (512, 1024):
+            make_frames(tmp / f"frames{size}", 32, size)
+        if args.view:
+            save("pipeline_view", {"rows": view_cost({"demo lowpass AE": lowpass, "conv AE 16-32-64": cae}, tmp, n, rounds),
+                                   "frames_per_round": n, "rounds": rounds})
+            return
+        for size in (512, 1024):
             frames = tmp / f"frames{size}"
-            make_frames(frames, 32, size)
             for name, model in (("demo lowpass AE", lowpass), ("conv AE 16-32-64", cae)):
                 bare, fps, ratio = [], {v: [] for v in VARIANTS}, {v: [] for v in VARIANTS}
                 for _ in range(rounds):

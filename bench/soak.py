@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import machine, save
-from edge.demo.station import free_port, make_station, wait_port
+from testkit.station import free_port, make_station, wait_port
 
 
 def proc_sample(pid: int) -> dict:

@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--int8-calibrator", choices=("modelopt", "tensorrt"), default="modelopt",
                     help="modelopt: Q/DQ graph (every flavour); tensorrt: TensorRT 10's IInt8EntropyCalibrator2 "
                          "with a cache file <engine>.calib (no Q/DQ; not gated: the graph stays FP32 in ONNX)")
-    ap.add_argument("--seed", type=int, default=0, help="draw of calibration/gate images and defects (default 0)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the pseudo-defects the accuracy gate paints (default 0)")
     ap.add_argument("--reference", help="the FP32 ONNX to gate against when MODEL is already FP16 or Q/DQ")
     ap.add_argument("--shape", type=_shape, help="input HxW (fully convolutional models: run whole frames)")
     ap.add_argument("--batch", type=_positive, help="input batch (default: the model's, or 1)")
@@ -101,13 +101,8 @@ def _load_onnx(path: Path, where: str):
     return model
 
 
-def _recipe(model, where: str) -> dict:
-    from edge.recipe import Recipe, recipe_from_metadata
-    from edge.schema import load
-
-    raw = recipe_from_metadata({p.key: p.value for p in model.metadata_props}, where)
-    load(Recipe, raw, where)
-    return raw
+def _metadata(model) -> dict[str, str]:
+    return {p.key: p.value for p in model.metadata_props}
 
 
 def _build_key(model_bytes: bytes, args, flavour, calib: list[Path]) -> str:
@@ -132,7 +127,7 @@ def _up_to_date(out: Path, key: str) -> bool:
         s = read_sidecar(out)
     except InputError:
         return False
-    return s["build"].get("key") == key and s["engine"].get("sha256") == sha256_file(out)
+    return (s.build or {}).get("key") == key and s.engine.sha256 == sha256_file(out)
 
 
 def _write_atomic(path: Path, data: bytes):
@@ -145,8 +140,7 @@ def _plan(args):
     """Validate the command line and the model before any work; returns what the build needs."""
     from calib.images import split_good
     from edge.backends.trt_flavours import pick
-    from edge.recipe import Recipe
-    from edge.schema import load
+    from edge.recipe import has_recipe, load_recipe
 
     from .precision import graph_precision
 
@@ -158,8 +152,8 @@ def _plan(args):
         raise InputError(cmd, "--min-agreement", f"expected 0..1, got {args.min_agreement}")
     flavour = pick(args.flavour)
     model = _load_onnx(model_path, cmd)
-    recipe_raw = _recipe(model, str(model_path))
-    if not recipe_raw:
+    recipe = load_recipe(_metadata(model), str(model_path))
+    if not has_recipe(_metadata(model)):
         print(f"build-engine: warning: {model_path.name} carries no inspection recipe; edge-run will use the "
               f"defaults", file=sys.stderr)
     given = graph_precision(model)
@@ -176,14 +170,14 @@ def _plan(args):
                                              f"FP32 model (--reference fp32.onnx), or --force to skip it")
     calib, holdout = [], []
     if args.calib_dir:
-        calib, holdout = split_good(Path(args.calib_dir), args.calib_images, args.gate_images, args.seed)
+        calib, holdout = split_good(Path(args.calib_dir), args.calib_images, args.gate_images)
     elif want == "int8" and given == "fp32":
         raise InputError(cmd, "--calib-dir", "INT8 calibration needs good images: --calib-dir DIR")
     elif want != "fp32" and not args.force:
         raise InputError(cmd, "--calib-dir", f"the {want} accuracy gate needs good images: --calib-dir DIR "
                                              f"(or --force to build without the gate)")
-    return SimpleNamespace(model_path=model_path, out=out, flavour=flavour, model=model, recipe_raw=recipe_raw,
-                           recipe=load(Recipe, recipe_raw, str(model_path)), given=given, want=want,
+    return SimpleNamespace(model_path=model_path, out=out, flavour=flavour, model=model,
+                           recipe=recipe, given=given, want=want,
                            reference=Path(args.reference) if args.reference else None, calib=calib, holdout=holdout)
 
 
@@ -250,7 +244,8 @@ class _Refused(Exception):
 def run(args) -> int:
     import onnx
 
-    from edge.backends.sidecar import FORMAT, VERSION, sha256_file, sidecar_path
+    from edge.backends.sidecar import FORMAT, VERSION, Sidecar, sha256_file, sidecar_path
+    from edge.schema import load, to_dict
     from edge.gpu import probe_gpu
 
     from .builder import BuildOptions, build_engine
@@ -306,10 +301,11 @@ def run(args) -> int:
                   "calibration": {"images": len(plan.calib), "method": args.calib_method, "seed": args.seed,
                                   "calibrator": args.int8_calibrator}
                   if plan.want == "int8" and plan.given == "fp32" else None},
-        "recipe": plan.recipe_raw,
+        "recipe": to_dict(plan.recipe),
     }
+    typed = load(Sidecar, sidecar, str(sidecar_path(out)))  # what edge-run will read, checked before writing
     _write_atomic(sidecar_path(out), (json.dumps(sidecar, indent=2) + "\n").encode())
-    print(summary(out, sidecar), file=sys.stderr)
+    print(summary(out, typed), file=sys.stderr)
     return 0
 
 
@@ -333,18 +329,19 @@ def _argv_of(args) -> list[str]:
     return argv
 
 
-def summary(out: Path, s: dict) -> str:
-    layers = "; ".join(f"{g}: " + ", ".join(f"{n} {p}" for p, n in sorted(v.items())) for g, v in sorted(s["layers"].items()))
-    t = s["target"]
-    where = (f"compute capability {', '.join(t['compute_capabilities'])}" if t.get("compute_capabilities")
-             else f"{t['gpu']} (cc {t['compute_capability']}, hw-compat {t['hardware_compatibility']})")
-    inp = s["io"]["inputs"][0]
-    lines = [f"build-engine: wrote {out} ({s['engine']['bytes'] / 1e6:.2f} MB) and {out.name}.json",
-             f"  precision  {s['precision']}   {s['tensorrt']['flavour']} {s['tensorrt']['version']}   for {where}",
-             f"  input      {inp['name']} {'x'.join(map(str, inp['shape']))} {inp['dtype']}",
+def summary(out: Path, s) -> str:
+    """The build in a few lines, from the typed sidecar (edge.backends.sidecar.Sidecar)."""
+    layers = "; ".join(f"{g}: " + ", ".join(f"{n} {p}" for p, n in sorted(v.items())) for g, v in sorted(s.layers.items()))
+    t = s.target
+    where = (f"compute capability {', '.join(t.compute_capabilities)}" if t.compute_capabilities
+             else f"{t.gpu} (cc {t.compute_capability}, hw-compat {t.hardware_compatibility})")
+    inp = s.io.inputs[0]
+    lines = [f"build-engine: wrote {out} ({s.engine.bytes / 1e6:.2f} MB) and {out.name}.json",
+             f"  precision  {s.precision}   {s.tensorrt.flavour} {s.tensorrt.version}   for {where}",
+             f"  input      {inp.name} {'x'.join(map(str, inp.shape))} {inp.dtype}",
              f"  layers     {layers}",
-             f"  build      {s['build']['build_s']:.2f} s (total {s['build']['total_s']:.1f} s)"]
-    lines += [f"  note       {n}" for n in s["build"]["notes"]]
+             f"  build      {s.build['build_s']:.2f} s (total {s.build['total_s']:.1f} s)"]
+    lines += [f"  note       {n}" for n in s.build["notes"]]
     return "\n".join(lines)
 
 

@@ -16,10 +16,9 @@ import numpy as np
 
 from edge.backends.onnxruntime import OnnxRuntimeRunner
 from edge.pipeline import Inspector
-from edge.recipe import Recipe, recipe_from_metadata
-from edge.schema import load
+from edge.recipe import load_recipe
 from train.defects import pseudo_defect
-from train.data import read_image
+from edge.images import read_image_or_fail as read_image
 from train.evaluate import auroc, inspect_frame
 
 
@@ -44,10 +43,13 @@ def gate_cases(files: list[Path], seed: int = 0):
 
 def run_gate(reference: Path, candidate: Path, files: list[Path], tol: Tolerance = Tolerance(), seed: int = 0,
              progress=None) -> dict:
-    ref_runner = OnnxRuntimeRunner(reference)
-    recipe = load(Recipe, recipe_from_metadata(ref_runner.metadata, str(reference)), str(reference))
-    pair = (Inspector(ref_runner, recipe, "gate", "build-engine"),
-            Inspector(OnnxRuntimeRunner(candidate), recipe, "gate", "build-engine"))
+    with OnnxRuntimeRunner(reference) as ref_runner, OnnxRuntimeRunner(candidate) as cand_runner:
+        recipe = load_recipe(ref_runner.metadata, str(reference))
+        pair = (Inspector(ref_runner, recipe, "gate", "build-engine"), Inspector(cand_runner, recipe, "gate", "build-engine"))
+        return _compare(pair, files, tol, seed, progress)
+
+
+def _compare(pair, files: list[Path], tol: Tolerance, seed: int, progress) -> dict:
     rec_max, rec_sum, map_max, agree = 0.0, 0.0, 0.0, 0
     maps: tuple[list, list] = ([], [])
     truth, disagreements = [], []

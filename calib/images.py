@@ -11,22 +11,20 @@ import numpy as np
 from edge.errors import InputError
 from edge.preprocess import Preprocessor
 from edge.recipe import Preprocess
-from train.data import good_images, read_image
+from edge.images import evenly, good_images, read_image_or_fail as read_image, split_holdout
 
 
-def split_good(folder: Path, n_calib: int, n_holdout: int, seed: int = 0) -> tuple[list[Path], list[Path]]:
-    """Disjoint (calibration, held-out) lists drawn by a seeded permutation of the sorted file
-    names: the same folder and seed always give the same images. With too few images the held-out
-    set takes at most a third and calibration the rest."""
+def split_good(folder: Path, n_calib: int, n_holdout: int) -> tuple[list[Path], list[Path]]:
+    """Disjoint (calibration, held-out) lists: the held-out images by edge.images.split_holdout
+    (the hold-out policy edge-train uses too: every k-th file by name, k chosen for about
+    n_holdout of them, at most a third of the folder), calibration spread evenly over the rest."""
     files = good_images(Path(folder))
-    order = [files[i] for i in np.random.default_rng(seed).permutation(len(files))]
-    if len(order) < 2:
+    if len(files) < 2:
         raise InputError(str(folder), None, f"expected at least 2 good images (calibration and held out), "
-                                            f"found {len(order)}")
-    if n_calib + n_holdout > len(order):  # too few: at most a third held out, the rest calibrates
-        n_holdout = min(n_holdout, max(1, len(order) // 3))
-        n_calib = len(order) - n_holdout
-    return order[n_holdout:n_holdout + n_calib], order[:n_holdout]
+                                            f"found {len(files)}")
+    n_holdout = max(1, min(n_holdout, len(files) // 3))
+    kept, held = split_holdout(files, n_holdout / len(files))
+    return evenly(kept, n_calib), evenly(held, n_holdout)
 
 
 def model_tiles(files: list[Path], preprocess: Preprocess, input_shape: tuple[int, int, int, int],

@@ -20,20 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-
-def overlay(src: np.ndarray, rec: np.ndarray, regions: list[dict], scale: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
-    """(frame as 8-bit gray, BGR overlay): JET heat map of |src - rec| blended over the frame."""
-    lo, hi = float(src.min()), float(src.max())
-    gray = ((src - lo) * (255.0 / (hi - lo if hi > lo else 1.0))).astype(np.uint8)
-    residual = np.abs(src - rec)
-    top = float(np.percentile(residual, 99.9)) or 1.0
-    heat = cv2.applyColorMap(np.clip(residual * (255.0 / top), 0, 255).astype(np.uint8), cv2.COLORMAP_JET)
-    out = cv2.addWeighted(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR), 0.55, heat, 0.45, 0)
-    fy, fx = scale  # regions are in frame pixels; the overlay is in model-space pixels
-    for r in regions:
-        x0, y0 = int(r["x"] / fx), int(r["y"] / fy)
-        cv2.rectangle(out, (x0, y0), (x0 + max(1, int(r["w"] / fx)), y0 + max(1, int(r["h"] / fy))), (255, 255, 255), 1)
-    return gray, out
+from .overlay import anomaly_map, overlay
 
 
 class Archive:
@@ -52,10 +39,12 @@ class Archive:
         self._thread = threading.Thread(target=self._run, name="archive", daemon=True)
         self._thread.start()
 
-    def submit(self, record: dict, src: np.ndarray, rec: np.ndarray, scale: tuple[float, float]):
-        """Called by the analysis thread for an NG frame; copies, never waits."""
+    def submit(self, record: dict, src: np.ndarray, rec: np.ndarray, scale: tuple[float, float],
+               probability: bool = False):
+        """Called by the analysis thread for an NG frame; copies, never waits. `scale`: frame
+        pixels per model-space pixel (y, x); `probability`: rec is a defect probability map."""
         try:
-            self._q.put_nowait((record, src.copy(), rec.copy(), scale))
+            self._q.put_nowait((record, src.copy(), rec.copy(), scale, probability))
         except queue.Full:
             self.skipped += 1
 
@@ -75,9 +64,11 @@ class Archive:
                 self.failed += 1
                 self.last_error = f"{e.strerror or e}"
 
-    def _write(self, record: dict, src: np.ndarray, rec: np.ndarray, scale):
+    def _write(self, record: dict, src: np.ndarray, rec: np.ndarray, scale, probability: bool):
         stem = f"{record['time'].replace(':', '').replace('-', '')[:18]}_{record['camera']}_{record['frame_id']}"
-        gray, over = overlay(src, rec, record.get("regions", []), scale)
+        frame_hw = (src.shape[0] * scale[0], src.shape[1] * scale[1])
+        gray, over = overlay(src, anomaly_map(src, rec, probability), record.get("regions", []), frame_hw,
+                             probability=probability)
         paths = [self.folder / f"{stem}.png", self.folder / f"{stem}_overlay.png", self.folder / f"{stem}.json"]
         blobs = []
         for img in (gray, over):

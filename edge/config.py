@@ -134,6 +134,18 @@ class ArchiveCfg:
 
 
 @dataclass(frozen=True)
+class View:
+    enabled: bool = field(False, doc="serve the live view page (pip install 'edge-inspect[view]')")
+    host: str = field("127.0.0.1", doc="address to bind; any address but 127.0.0.1/::1/localhost needs token_env")
+    port: int = field(8088, check=_port, doc="TCP port (0 picks a free one)")
+    token_env: str | None = field(None, doc="environment variable holding the access token; required for a "
+                                            "non-local host; open http://<host>:<port>/?token=<token>")
+    max_fps: float = field(5.0, check=rng(0.1, 60), doc="frames per second the view takes at most (copies off the "
+                                                        "inspection thread; the rest are skipped, never waited for)")
+    ng_parts: int = field(8, check=rng(0, 64), doc="last NG parts shown as thumbnails")
+
+
+@dataclass(frozen=True)
 class StationFile:
     station: str = field("station", doc="station name, carried in every verdict")
     cameras: dict[str, Camera] = field(factory=dict, doc="cameras by name; --camera picks one")
@@ -144,6 +156,7 @@ class StationFile:
     outputs: Outputs = field(factory=Outputs)
     archive: ArchiveCfg = field(factory=ArchiveCfg)
     telemetry: Telemetry = field(factory=Telemetry)
+    view: View = field(factory=View)
 
 
 @dataclass

@@ -15,30 +15,48 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 from datetime import datetime, timezone
 
 import numpy as np
 
 from .backends.base import Runner
-from .detect import make_detector
+from .buffers import Lease
+from .detect import Detection, make_detector
 from .preprocess import Preprocessor
 from .recipe import Recipe
 from .errors import SourceError
 from .sources import EndOfStream, Frame, Source
-from .telemetry import Telemetry
+from .telemetry import Stage, Telemetry
 
 _END = object()
 
 
 @dataclass
 class Item:
+    """One frame on its way through the threads. It owns x (a fresh array per frame) and, once
+    inferred, the lease on its stitched model output, which the analysis stage releases."""
     frame: Frame
     x: np.ndarray | None  # model-space frame
     preprocess_s: float
     t_queued: float
     gpu: dict | None = None  # upload/compute/download seconds from the GPU runner's CUDA events
     detection: object = None  # edge.detect.Detection when it ran on the GPU
+
+
+class Analysis(NamedTuple):
+    verdict: str
+    score: float
+    regions: list          # region dicts, in frame pixels
+    latency: dict          # {Stage: seconds}
+    detection: Detection   # its mask belongs to the detector until the next frame: copy to keep
+
+
+@dataclass(frozen=True)
+class Reload:
+    """What a reload request gives the pipeline to apply between two frames."""
+    recipe: Recipe | None = None
+    outputs: list | None = None  # replaces the running outputs, which the pipeline closes
 
 
 def run_tiles(runner: Runner, batch: np.ndarray) -> np.ndarray:
@@ -67,8 +85,7 @@ class Inspector:
     def set_recipe(self, recipe: Recipe):
         """Detection and decision from `recipe` (its preprocessing must match the running one)."""
         gpu_detector = None
-        if hasattr(self.runner, "device_views") and self.runner.input_shape[0] == 1 \
-                and getattr(self.runner, "output_dtype", np.float32) == np.float32:
+        if self.runner.device_outputs:
             from .detect.gpu_dct import make_gpu_detector
             gpu_detector = make_gpu_detector(recipe.detect)
         # each attribute is replaced whole, never cleared first: the inference thread reads
@@ -81,7 +98,7 @@ class Inspector:
     def warm_up(self, shape: tuple[int, ...]):
         """Inference and detection on a blank frame, then detection of a synthetic defect, so
         every kernel is compiled and every buffer sized before the first real part (a cold Numba
-        cache otherwise costs the first NG frame about a second)."""
+        cache otherwise costs the first NG frame about a second). Only speed depends on it."""
         blank = np.full(shape, 128, np.uint8)
         x = self.pre.to_model_space(blank)
         self.inspect(x, blank.shape[:2])
@@ -94,23 +111,26 @@ class Inspector:
             from numba import cuda
             self.gpu_detector(cuda.to_device(src), cuda.to_device(rec))
 
-    def inspect(self, x: np.ndarray, frame_hw: tuple[int, int]):
-        """Model-space frame -> (verdict, score, regions as dicts, {stage: seconds})."""
+    def inspect(self, x: np.ndarray, frame_hw: tuple[int, int]) -> Analysis:
+        """Model-space frame -> Analysis, one frame at a time (no threads)."""
         t0 = time.perf_counter()
         rec = self.reconstruct(x)
-        verdict, score, regions, lat = self.analyse(x, rec, frame_hw)
-        lat["infer"] = time.perf_counter() - t0 - lat["detect"] - lat["decide"]
-        return verdict, score, regions, lat
+        a = self.analyse(x, rec, frame_hw)
+        a.latency[Stage.INFER] = time.perf_counter() - t0 - a.latency[Stage.DETECT] - a.latency[Stage.DECIDE]
+        return a
 
     def reconstruct(self, x: np.ndarray) -> np.ndarray:
-        """Tiles -> model -> stitched output (H, W); stays valid for Preprocessor.RING - 1 more calls."""
+        """Tiles -> model -> stitched output (H, W), a new array the caller owns."""
         return self.pre.stitch(run_tiles(self.runner, self.pre.tiles(x)))
 
-    def can_submit(self) -> bool:
-        """The runner takes frames asynchronously (GPU) and a frame is one tile of its batch."""
+    def reconstruct_leased(self, x: np.ndarray) -> Lease:
+        """The same into a pooled buffer (the pipeline's path): release the lease when analysed."""
+        return self.pre.stitch_leased(run_tiles(self.runner, self.pre.tiles(x)))
+
+    def can_submit(self, x: np.ndarray) -> bool:
+        """The runner runs frames asynchronously and this frame's tiles are one batch of it."""
         fixed = self.runner.input_shape[0]
-        return hasattr(self.runner, "submit") and getattr(self.pre, "batch", None) is not None \
-            and fixed in (0, len(self.pre.batch))
+        return self.runner.overlaps and fixed in (0, self.pre.tile_count(*x.shape[-2:]))
 
     def submit(self, x: np.ndarray):
         """Start inference of one frame without waiting (see Pipeline._infer_overlapped); the
@@ -118,23 +138,24 @@ class Inspector:
         self.pre.tiles(x, out=self.runner.next_input())
         return self.runner.submit(None)
 
-    def collect(self, handle):
-        """Wait for a submitted frame: (stitched output, GPU stage timings in seconds, detection or
-        None). With a GPU detector the residual analysis runs here, on the device buffers, before
-        the slot can be reused; only the patch grid and, for NG frames, the mask come back."""
+    def collect(self, handle) -> tuple[Lease, dict, object]:
+        """Wait for a submitted frame: (lease on the stitched output, GPU stage timings in seconds,
+        detection or None). With a GPU detector the residual analysis runs here, on the device
+        buffers, before the slot can be reused; only the patch grid and, for NG frames, the mask
+        come back."""
         out = self.runner.collect(handle)
-        timings = self.runner.last_timings  # a fresh dict per collect, owned by this frame from here
+        timings = dict(self.runner.last_timings)
         det = None
         gpu_detector = self.gpu_detector  # read once: a reload may replace it meanwhile
         if gpu_detector is not None:
             t0 = time.perf_counter()
             # the frame's own pixels, not the engine's padded input: the CPU path analyses the same
-            src_dev, rec_dev = self.runner.device_views(handle, *self.pre.ring[0].shape)
+            src_dev, rec_dev = self.runner.device_views(handle, *self.pre.frame_hw)
             det = gpu_detector(src_dev, rec_dev)
-            timings["gpu_detect"] = time.perf_counter() - t0
-        return self.pre.stitch(out), timings, det
+            timings[Stage.GPU_DETECT] = time.perf_counter() - t0
+        return self.pre.stitch_leased(out), timings, det
 
-    def analyse(self, x: np.ndarray, rec: np.ndarray, frame_hw: tuple[int, int], det=None):
+    def analyse(self, x: np.ndarray, rec: np.ndarray, frame_hw: tuple[int, int], det=None) -> Analysis:
         """Detection (unless done on the GPU already: `det`) and decision on a reconstructed frame."""
         t1 = time.perf_counter()
         src = x if x.ndim == 2 else x[0]
@@ -145,19 +166,20 @@ class Inspector:
         d = self.decision
         defects = [r for r in (r.scaled(fx, fy) for r in det.regions) if r.area >= d.min_area]
         ng = det.score >= d.score_threshold if d.rule == "score" else bool(defects)
-        verdict = "NG" if ng else "OK"
         regions = [r.as_dict() for r in defects[:d.max_regions]]
         t3 = time.perf_counter()
-        self.last_detection = det  # for evaluation and the archive; valid until the next call
-        return verdict, det.score, regions, {"detect": t2 - t1, "decide": t3 - t2}
+        return Analysis("NG" if ng else "OK", det.score, regions, {Stage.DETECT: t2 - t1, Stage.DECIDE: t3 - t2}, det)
 
 
 class Pipeline:
-    def __init__(self, source: Source, inspector: Inspector, outputs: list, telemetry: Telemetry,
+    """Runs one camera. Built complete (edge.station builds it from a config); from other
+    threads only stop_event and request_reload() touch it."""
+
+    def __init__(self, source: Source, inspector: Inspector, outputs: list, telemetry: Telemetry, *,
                  queue_size: int = 4, drop_when_full: bool | None = None, max_frames: int = 0,
                  progress_s: float = 0.0, first: Frame | None = None, overlap: bool = True,
                  stop_event: threading.Event | None = None, reconnect: tuple[int, float] = (0, 0.5),
-                 log=None):
+                 archive=None, view=None, log=None):
         self.source, self.inspector, self.outputs, self.t = source, inspector, outputs, telemetry
         self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self.drop_when_full = source.live if drop_when_full is None else drop_when_full
@@ -168,12 +190,13 @@ class Pipeline:
         self.reconnect_attempts, self.reconnect_backoff = reconnect
         self.last_grab = time.monotonic()      # for the watchdog: acquisition is alive
         self.last_verdict = time.monotonic()   # for the watchdog: analysis is alive
-        self.reload_request: Callable | None = None  # set by SIGHUP; applied between frames
+        self._reloads: queue.SimpleQueue = queue.SimpleQueue()  # requests, applied between frames
         # records of frames the acquisition thread drops (queue_full), emitted by the thread that
         # emits every other record: outputs are only ever touched from one thread, so a reload
         # that replaces them between two frames cannot lose a record into a closed output
         self._dropped_records: queue.SimpleQueue = queue.SimpleQueue()
-        self.archive = None  # edge.archive.Archive for NG frames, or None
+        self.archive = archive  # edge.archive.Archive for NG frames, or None
+        self.view = view  # edge.view.LiveView, or None: offered every frame, takes a few
         self.error: BaseException | None = None
 
     # -- records --------------------------------------------------------------------------
@@ -280,7 +303,7 @@ class Pipeline:
         if self.first is not None:
             self.first.t_grab = time.perf_counter()  # its wait through the warm-up is not station latency
         self.t.started = time.perf_counter()
-        analysis: queue.Queue = queue.Queue(maxsize=1)  # with the ring of 3 stitched outputs
+        analysis: queue.Queue = queue.Queue(maxsize=1)  # items carry leases on their stitched outputs
         threads = [threading.Thread(target=self._acquire, name="acquire", daemon=True),
                    threading.Thread(target=self._infer, args=(analysis,), name="infer", daemon=True)]
         for th in threads:
@@ -317,11 +340,27 @@ class Pipeline:
             self._flush_dropped()  # drops after the last verdict
         return self.t
 
+    def request_reload(self, request: Callable[[], Reload | None]):
+        """Thread-safe (a signal handler may call it). `request` runs on the emitting thread
+        between two frames and returns what to swap in (None: nothing)."""
+        self._reloads.put(request)
+
     def _apply_reload(self):
-        """Swap in a reloaded recipe and outputs between two frames: none is skipped or dropped."""
-        request, self.reload_request = self.reload_request, None
-        if request is not None:
-            request(self)
+        """Swap in a reloaded recipe and outputs between two frames: none is skipped or dropped.
+        Replaced outputs are closed without waiting (their spool keeps what is undelivered)."""
+        pending = []
+        while not self._reloads.empty():  # the ones asked for so far: later ones wait for the next frame
+            pending.append(self._reloads.get())
+        for request in pending:
+            reload = request()
+            if reload is None:
+                continue
+            if reload.recipe is not None:
+                self.inspector.set_recipe(reload.recipe)
+            if reload.outputs is not None:
+                from .outputs import close_all
+                old, self.outputs = self.outputs, reload.outputs
+                close_all(old, wait=False)
 
     def healthy(self, within_s: float) -> bool:
         """Acquisition returned (a frame or a timeout) and analysis moved, both within `within_s`."""
@@ -329,44 +368,45 @@ class Pipeline:
         return now - self.last_grab < within_s and now - self.last_verdict < within_s
 
     def _infer(self, analysis: queue.Queue):
-        if self.inspector.can_submit():
+        if self.inspector.runner.overlaps:
             return self._infer_overlapped(analysis)
         try:
             while True:
                 item = self.queue.get()
                 if item is _END:
                     break
-                rec, infer_s, t_start = None, 0.0, time.perf_counter()
-                if item.frame.error is None:
-                    rec = self.inspector.reconstruct(item.x)
-                    infer_s = time.perf_counter() - t_start
-                if self.overlap:
-                    analysis.put((item, rec, infer_s, t_start))
-                else:
-                    self._apply_reload()
-                    self._analyse(item, rec, infer_s, t_start)
+                self._deliver(analysis, item, *self._reconstruct(item))
         except BaseException as e:  # the model failed: end the run; what was analysed is emitted
             self.error = self.error or e
         finally:
             analysis.put(_END)
 
+    def _reconstruct(self, item: Item) -> tuple[Lease | None, float, float]:
+        t_start = time.perf_counter()
+        if item.frame.error is not None:
+            return None, 0.0, t_start
+        lease = self.inspector.reconstruct_leased(item.x)
+        return lease, time.perf_counter() - t_start, t_start
+
+    def _deliver(self, analysis: queue.Queue, item: Item, lease: Lease | None, infer_s: float, t_start: float):
+        if self.overlap:
+            analysis.put((item, lease, infer_s, t_start))
+        else:  # this thread emits too
+            self._apply_reload()
+            self._analyse(item, lease, infer_s, t_start)
+
     def _infer_overlapped(self, analysis: queue.Queue):
         """GPU runner: frame n+1 is submitted (cut into pinned memory, uploaded, launched) before
         frame n is collected, so its upload overlaps frame n's compute and download on the other
-        stream. A frame waits for a successor only while one is already queued: never for the camera."""
+        stream. A frame waits for a successor only while one is already queued: never for the camera.
+        Frames the runner cannot take in one batch (or bad frames) go the synchronous way, in order."""
         ins, pending = self.inspector, None
-
-        def deliver(item, rec, infer_s, t_start):
-            if self.overlap:
-                analysis.put((item, rec, infer_s, t_start))
-            else:
-                self._apply_reload()
-                self._analyse(item, rec, infer_s, t_start)
 
         def finish(p):
             item, handle, t_start = p
-            rec, item.gpu, item.detection = ins.collect(handle)
-            deliver(item, rec, time.perf_counter() - t_start - item.gpu.get("gpu_detect", 0.0), t_start)
+            lease, item.gpu, item.detection = ins.collect(handle)
+            gpu_detect = item.gpu.get(Stage.GPU_DETECT, 0.0)
+            self._deliver(analysis, item, lease, time.perf_counter() - t_start - gpu_detect, t_start)
 
         try:
             while True:
@@ -378,11 +418,11 @@ class Pipeline:
                     continue
                 if item is _END:
                     break
-                if pending is not None and item.frame.error is not None:
-                    finish(pending)  # keep the order: the bad frame's DROPPED comes after it
-                    pending = None
-                if item.frame.error is not None:
-                    deliver(item, None, 0.0, time.perf_counter())
+                if item.frame.error is not None or not ins.can_submit(item.x):
+                    if pending is not None:
+                        finish(pending)  # keep the order
+                        pending = None
+                    self._deliver(analysis, item, *self._reconstruct(item))
                     continue
                 started = (item, ins.submit(item.x), time.perf_counter())
                 if pending is not None:
@@ -395,26 +435,36 @@ class Pipeline:
         finally:
             analysis.put(_END)
 
-    def _analyse(self, item: Item, rec, infer_s: float, t_start: float):
+    def _analyse(self, item: Item, lease: Lease | None, infer_s: float, t_start: float):
         frame = item.frame
         if frame.error is not None:
             self._drop(frame, "bad_frame", frame.error)
             return
-        verdict, score, regions, lat = self.inspector.analyse(item.x, rec, frame.image.shape[:2], item.detection)
-        record = self._base(frame)
-        record.update(verdict=verdict, score=round(score, 6), regions=regions)
-        if verdict == "NG" and self.archive is not None:
+        try:
+            rec = lease.array
+            a = self.inspector.analyse(item.x, rec, frame.image.shape[:2], item.detection)
+            record = self._base(frame)
+            record.update(verdict=a.verdict, score=round(a.score, 6), regions=a.regions)
             src = item.x if item.x.ndim == 2 else item.x[0]
-            self.archive.submit(record, src, rec, (frame.image.shape[0] / src.shape[0], frame.image.shape[1] / src.shape[1]))
-        lat.update(acquire=frame.acquire_s, preprocess=item.preprocess_s, queue=t_start - item.t_queued, infer=infer_s)
+            if a.verdict == "NG" and self.archive is not None:  # the archive copies what it keeps
+                self.archive.submit(record, src, rec, (frame.image.shape[0] / src.shape[0],
+                                                       frame.image.shape[1] / src.shape[1]),
+                                    self.inspector.recipe.detect.method == "probability")
+            if self.view is not None:  # copies a few frames a second, never waits
+                self.view.offer(record, src, rec, frame.image.shape[:2], self.inspector.recipe)
+        finally:
+            lease.release()
+        lat = a.latency
+        lat.update({Stage.ACQUIRE: frame.acquire_s, Stage.PREPROCESS: item.preprocess_s,
+                    Stage.QUEUE: t_start - item.t_queued, Stage.INFER: infer_s})
         if item.gpu:
-            lat["detect"] += item.gpu.pop("gpu_detect", 0.0)  # it ran in the inference thread, on the device
+            lat[Stage.DETECT] += item.gpu.pop(Stage.GPU_DETECT, 0.0)  # it ran in the inference thread, on the device
             lat.update(item.gpu)
         t_emit = time.perf_counter()
-        record["latency_ms"] = {k: round(v * 1e3, 3) for k, v in lat.items()}
+        record["latency_ms"] = {str(k): round(v * 1e3, 3) for k, v in lat.items()}
         record["latency_ms"]["total"] = round((frame.acquire_s + t_emit - frame.t_grab) * 1e3, 3)  # up to the emit
         self._emit(record)
         t_end = time.perf_counter()
-        lat["emit"] = t_end - t_emit
-        lat["total"] = frame.acquire_s + (t_end - frame.t_grab)  # frame arrival to verdict sent, plus the grab
-        self.t.record(verdict, lat)
+        lat[Stage.EMIT] = t_end - t_emit
+        lat[Stage.TOTAL] = frame.acquire_s + (t_end - frame.t_grab)  # frame arrival to verdict sent, plus the grab
+        self.t.record(a.verdict, lat)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .buffers import BufferPool, Lease
 from .recipe import Preprocess
 
 
@@ -31,7 +32,9 @@ def bit_scale(bits: int, model_bits: int) -> float:
 class Preprocessor:
     """Owns the buffers for one frame shape; reallocates only when the shape changes."""
 
-    RING = 3  # stitched outputs alive at once: being written, queued, being analysed
+    # stitched outputs that can be leased at once: being written, queued, handed to the queue,
+    # being analysed. More leases only wait (see edge.buffers), so this is a speed setting.
+    LEASES = 4
 
     def __init__(self, p: Preprocess, model_hw: tuple[int, int], channels: int = 1):
         self.p = p
@@ -66,10 +69,7 @@ class Preprocessor:
             self.pad_h, self.pad_w = max(0, self.model_h - h), max(0, self.model_w - w)
             n = len(self.ys) * len(self.xs)
             self.batch = np.zeros((n, self.channels, self.model_h, self.model_w), np.float32)
-            # stitched outputs rotate through a small ring so a pipelined consumer can still read
-            # the previous frames' while this one is written (see Pipeline)
-            self.ring = [np.zeros((h, w), np.float32) for _ in range(self.RING)]
-            self.ring_pos = 0
+            self.pool = BufferPool((h, w), np.float32, self.LEASES)
             self.weight = None
             if n > 1 and self.p.tile_overlap:
                 weight = np.zeros((h, w), np.float32)
@@ -96,14 +96,33 @@ class Preprocessor:
                 i += 1
         return batch
 
+    def tile_count(self, h: int, w: int) -> int:
+        self._layout(h, w)
+        return len(self.ys) * len(self.xs)
+
+    @property
+    def frame_hw(self) -> tuple[int, int]:
+        return self.pool.shape
+
     def stitch(self, outputs: np.ndarray) -> np.ndarray:
-        """(n, C', h, w) outputs -> (H, W) float32 map of the first output channel; overlaps averaged."""
-        h, w = self.ring[0].shape
-        out = self.ring[self.ring_pos]
-        self.ring_pos = (self.ring_pos + 1) % self.RING
+        """(n, C', h, w) outputs -> a new (H, W) float32 map of the first output channel, owned by
+        the caller (evaluation, benchmarks: one frame at a time)."""
+        out = np.empty(self.pool.shape, np.float32)
+        self._stitch(outputs, out)
+        return out
+
+    def stitch_leased(self, outputs: np.ndarray, timeout: float | None = None) -> Lease:
+        """The same into a buffer of the pool (no allocation per frame); release() the lease when
+        done with it. Waits while every buffer is leased."""
+        lease = self.pool.acquire(timeout)
+        self._stitch(outputs, lease.array)
+        return lease
+
+    def _stitch(self, outputs: np.ndarray, out: np.ndarray):
+        h, w = out.shape
         if len(outputs) == 1:  # copied: a runner's output is only valid until its next call
             np.copyto(out, outputs[0, 0, :h, :w])
-            return out
+            return
         if self.weight is not None:
             out[:] = 0
         i = 0
@@ -117,4 +136,3 @@ class Preprocessor:
                 i += 1
         if self.weight is not None:
             out *= self.weight
-        return out

@@ -103,26 +103,48 @@ class Recipe:
     training: dict[str, str] = field(factory=dict, doc="summary of the training data (free text values)")
 
 
-def recipe_from_metadata(meta: Mapping[str, str], where: str) -> dict:
-    """The raw recipe dict from model metadata (validated), or {} when the model carries none."""
-    text = meta.get(RECIPE_KEY)
-    if text is None:
-        return {}
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InputError(where, RECIPE_KEY, f"expected JSON in the model metadata, got a parse error at char {e.pos}")
-    load(Recipe, raw, where, RECIPE_KEY)  # validate alone, so errors name the model file
-    return raw
-
-
-def effective_recipe(model_raw: Mapping, overrides: Mapping, model_where: str, config_where: str) -> Recipe:
-    """Defaults <- the model's recipe <- station config overrides, validated at each step."""
+def load_recipe(metadata: Mapping[str, str], model_where: str, overrides: Mapping | None = None,
+                config_where: str | None = None) -> Recipe:
+    """The one way a recipe is read: defaults <- the model's recipe (metadata key edge_recipe of
+    an ONNX model, or of the engine's sidecar) <- a station config's overrides, validated at each
+    step so an error names the file it comes from."""
+    text = metadata.get(RECIPE_KEY)
+    raw = {}
+    if text is not None:
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise InputError(model_where, RECIPE_KEY, f"expected JSON in the model metadata, got a parse error at char {e.pos}")
+        load(Recipe, raw, model_where, RECIPE_KEY)  # alone first, so its errors name the model file
+    if not overrides:
+        return load(Recipe, raw, model_where, RECIPE_KEY)
+    config_where = config_where or "<overrides>"
     load(Recipe, overrides, config_where)
     try:
-        return load(Recipe, merge(model_raw, overrides), config_where)
+        return load(Recipe, merge(raw, overrides), config_where)
     except InputError as e:  # a cross-field check that only the combination breaks
         raise InputError(config_where, e.key, e.message + f" (after merging the recipe of {model_where})")
+
+
+def model_metadata(path) -> dict[str, str]:
+    """An ONNX model's metadata (through ONNX Runtime, which every install has) or an engine's
+    (its sidecar), without running anything."""
+    from pathlib import Path
+    path = Path(path)
+    if path.suffix.lower() == ".onnx":
+        from .backends.onnxruntime import OnnxRuntimeRunner
+        return dict(OnnxRuntimeRunner(path).metadata)
+    from .backends.sidecar import read_sidecar
+    return {RECIPE_KEY: recipe_json(read_sidecar(path).recipe)}
+
+
+def read_recipe(path) -> Recipe:
+    """The recipe a model file carries (defaults where it carries none)."""
+    return load_recipe(model_metadata(path), str(path))
+
+
+def has_recipe(metadata: Mapping[str, str]) -> bool:
+    return RECIPE_KEY in metadata
 
 
 def recipe_json(recipe: Recipe) -> str:

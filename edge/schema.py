@@ -68,6 +68,8 @@ def _short(v: Any) -> str:
 
 
 def _convert(tp, value, where: str, key: str):
+    if tp is Any:  # free-form parts (reports), kept as they are
+        return value
     origin = typing.get_origin(tp)
     fail = InputError(where, key, f"expected {_describe(tp)}, got {_short(value)}")
     if origin in (typing.Union, types.UnionType):

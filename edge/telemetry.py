@@ -5,13 +5,35 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from enum import Enum
 
 import numpy as np
 
-STAGES = ("acquire", "preprocess", "queue", "infer", "detect", "decide", "emit", "total")
-# within infer, measured by CUDA events on the GPU runner (zero, and not printed, on the CPU)
-GPU_STAGES = ("upload", "compute", "download")
+class Stage(str, Enum):
+    """The one set of stage names: pipeline and runners key their timings by these, telemetry
+    refuses any other key (a misspelt stage would otherwise record zeros unnoticed)."""
+    ACQUIRE = "acquire"
+    PREPROCESS = "preprocess"
+    QUEUE = "queue"
+    INFER = "infer"
+    DETECT = "detect"
+    DECIDE = "decide"
+    EMIT = "emit"
+    TOTAL = "total"
+    # within infer, measured by CUDA events on the GPU runner (zero, and not printed, on the CPU)
+    UPLOAD = "upload"
+    COMPUTE = "compute"
+    DOWNLOAD = "download"
+    GPU_DETECT = "gpu_detect"  # residual analysis on the device, inside the inference thread; folded into detect
+
+    def __str__(self) -> str:
+        return self.value
+
+
+GPU_STAGES = (Stage.UPLOAD, Stage.COMPUTE, Stage.DOWNLOAD)
+STAGES = tuple(s for s in Stage if s not in GPU_STAGES and s is not Stage.GPU_DETECT)
 ALL_STAGES = STAGES + GPU_STAGES
+_INDEX = {s: i for i, s in enumerate(ALL_STAGES)}
 
 
 class OutputStats:
@@ -75,8 +97,10 @@ class Telemetry:
             self.outputs[name] = OutputStats(name)
         return self.outputs[name]
 
-    def record(self, verdict: str, latencies: dict[str, float]):
-        row = np.array([latencies.get(s, 0.0) for s in ALL_STAGES])
+    def record(self, verdict: str, latencies: dict[Stage, float]):
+        row = np.zeros(len(ALL_STAGES))
+        for stage, seconds in latencies.items():
+            row[_INDEX[Stage(stage)]] = seconds  # ValueError/KeyError for a stage that does not exist
         with self._lock:
             self._lat[:, self._n % self.window] = row
             np.maximum(self._max, row, out=self._max)
@@ -113,8 +137,36 @@ class Telemetry:
             return {}
         q = np.percentile(data, [50, 95, 99], axis=1) * 1e3
         mean = data.mean(axis=1) * 1e3
-        return {s: {"p50": q[0, i], "p95": q[1, i], "p99": q[2, i], "max": mx[i] * 1e3, "mean": mean[i]}
+        return {s.value: {"p50": q[0, i], "p95": q[1, i], "p99": q[2, i], "max": mx[i] * 1e3, "mean": mean[i]}
                 for i, s in enumerate(ALL_STAGES) if s in STAGES or mx[i] > 0}
+
+    def histogram(self, stage: Stage = Stage.TOTAL, bins: int = 20) -> dict:
+        """Counts of the rolling window's latencies of one stage in `bins` equal bins (ms)."""
+        with self._lock:
+            n = min(self._n, self.window)
+            data = self._lat[_INDEX[Stage(stage)], :n] * 1e3
+        if n == 0:
+            return {"edges_ms": [], "counts": []}
+        counts, edges = np.histogram(data, bins=bins)
+        return {"edges_ms": [round(float(e), 3) for e in edges], "counts": counts.tolist()}
+
+    def snapshot(self) -> dict:
+        """Everything an operator's view shows, as plain JSON-able values (any thread)."""
+        pct = self.percentiles()
+        with self._lock:
+            counts = {"OK": self.verdicts["OK"], "NG": self.verdicts["NG"], "dropped": dict(self.dropped),
+                      "camera_skipped": self.camera_skipped, "grabbed": self.grabbed, "reloads": self.reloads}
+        outputs = []
+        for o in list(self.outputs.values()):
+            lag = o.lag_ms()
+            outputs.append({"name": o.name, "connected": o.connected, "delivered": o.delivered, "queued": o.depth,
+                            "spool": o.depth_spool, "overflow": o.overflow, "disconnects": o.disconnects,
+                            "lag_p50_ms": lag.get("p50"), "lag_p99_ms": lag.get("p99"), "last_error": o.last_error})
+        a = self.archive
+        return {"camera": self.camera, "station": self.station, "counts": counts, "fps": self.fps(),
+                "latency_ms": {s: {"p50": v["p50"], "p99": v["p99"]} for s, v in pct.items()},
+                "histogram": self.histogram(), "outputs": outputs,
+                "archive": None if a is None else {"written": a.written, "failed": a.failed, "skipped": a.skipped}}
 
     def fps(self) -> float:
         elapsed = time.perf_counter() - self.started

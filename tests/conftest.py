@@ -20,10 +20,25 @@ def lowpass_model(tmp_path_factory):
     """The analytic low-pass autoencoder (256x256, the demo recipe) as a file: predictable verdicts
     on the synthetic textures, whatever model the package ships."""
     import onnx
-    from edge.demo.build_model import build_lowpass_autoencoder
+    from testkit.lowpass_model import build_lowpass_autoencoder
     path = tmp_path_factory.mktemp("models") / "lowpass.onnx"
     onnx.save(build_lowpass_autoencoder(), path)
     return path
+
+
+def station_config(tmp_path, model, source: str = "file://parts", camera: str = "cam", **sections):
+    """A validated StationConfig for one camera (the same parse edge-run does), for building a
+    Station in-process; `cam`: the camera's settings, `sections`: top-level YAML sections (outputs=...)."""
+    from edge.config import parse
+    parts = Path(tmp_path) / "parts"
+    if source == "file://parts" and not parts.exists():  # a real source for the config; a test double may replace it
+        import cv2
+        parts.mkdir()
+        cv2.imwrite(str(parts / "p0.png"), (textured(0, 128, 128) * 255).astype(np.uint8))
+    cam = sections.pop("cam", {})
+    raw = {"station": "st", "cameras": {camera: {"source": source, **cam}}, "model": {"path": str(model)},
+           "outputs": sections.pop("outputs", {"jsonl": {"stdout": False}}), **sections}
+    return parse(raw, "<test>", Path(tmp_path))
 
 
 def textured(seed: int, h: int, w: int) -> np.ndarray:
@@ -41,7 +56,7 @@ def run_cli(args, **kw):
                           env=env, timeout=kw.pop("timeout", 120), **kw)
 
 
-from edge.demo.station import free_port, make_station, wait_port  # noqa: E402,F401  (shared with bench/)
+from testkit.station import free_port, make_station, wait_port  # noqa: E402,F401  (shared with bench/)
 
 
 def wait_line(stream, pattern, timeout=60):

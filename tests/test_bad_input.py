@@ -87,17 +87,20 @@ def test_edge_eval_without_masks_reports_image_metrics_and_no_nan(tmp_path):
 
 
 def test_camera_skipped_frames_are_not_station_drops(lowpass_model, tmp_path):
-    from edge.backends import open_runner
-    from edge.demo.build_model import DEMO_RECIPE
-    from edge.outputs.jsonl import JsonLinesOutput
-    from edge.pipeline import Inspector, Pipeline
-    from edge.recipe import Recipe
-    from edge.schema import load
+    from conftest import make_station
+    from edge.config import load_file
     from edge.sources import EndOfStream, Frame
-    from edge.telemetry import PrometheusEndpoint, Telemetry
+    from edge.station import Station
+    from edge.telemetry import PrometheusEndpoint
 
     class GappySource:  # ids 0, 1, 4, 5: the camera never sent 2 and 3
         live = False
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
 
         def __init__(self):
             self.ids = [0, 1, 4, 5]
@@ -109,10 +112,9 @@ def test_camera_skipped_frames_are_not_station_drops(lowpass_model, tmp_path):
             gap = {"camera_gap": 2} if i == 4 else {}
             return Frame(i, (np.full((128, 128), 120, np.uint8)), name=f"f{i}", meta=gap)
 
-    t = Telemetry(16, "cam", "st")
-    with open_runner(lowpass_model) as runner:
-        Pipeline(GappySource(), Inspector(runner, load(Recipe, DEMO_RECIPE, "t"), "cam", "st"),
-                 [JsonLinesOutput(stream=io.StringIO())], t).run()
+    cfg = load_file(make_station(tmp_path, count=1, extra_yaml="outputs:\n  jsonl:\n    stdout: false\n"))
+    with Station(cfg, "cam0", source=GappySource()) as st:
+        t = st.run()
     assert t.decided == 4 and t.camera_skipped == 2 and not t.dropped
     assert "skipped by the camera 2 (frame-id gaps)" in t.summary()
     metrics = {m.name: m for m in PrometheusEndpoint.collect(type("E", (), {"t": t})())}

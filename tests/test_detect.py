@@ -5,7 +5,7 @@ import pytest
 
 from conftest import textured
 from edge.detect import DctFusionDetector, ProbabilityDetector, SquaredResidualDetector, make_detector
-from edge.detect.reference import dct_feature, dct_fusion_reference
+from testkit.dct_reference import dct_feature, dct_fusion_reference
 from edge.detect.regions import find_regions
 from edge.recipe import DctFusion, Detect, Probability, SquaredResidual
 

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import run_cli, wait_line
 from edge.demo import MODEL, paint_defect, texture
-from edge.demo.build_model import DEMO_RECIPE, build_lowpass_autoencoder
+from testkit.lowpass_model import DEMO_RECIPE, build_lowpass_autoencoder
 
 DEFECTS = (2, 5)
 
@@ -135,11 +135,11 @@ def test_embedded_default_runs_the_packaged_demo():
 
 
 def test_packaged_demo_model_is_small_trained_and_calibrated():
-    from train.export import read_recipe
+    from edge.recipe import read_recipe
     recipe = read_recipe(MODEL)
     assert MODEL.stat().st_size < 600_000
-    assert recipe["model_family"] == "unet" and "gravel" in recipe["training"]["data"]
-    assert recipe["decision"]["rule"] == "score" and "held-out good images" in recipe["training"]["calibration"]
+    assert recipe.model_family == "unet" and "gravel" in recipe.training["data"]
+    assert recipe.decision.rule == "score" and "held-out good images" in recipe.training["calibration"]
 
 
 def test_lowpass_builder_is_deterministic():

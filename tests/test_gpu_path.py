@@ -120,7 +120,7 @@ def _station(tmp_path, size=192, count=10, defects=(2, 5)):
     import cv2
     import onnx
     from edge.demo import texture
-    from edge.demo.build_model import DEMO_RECIPE, build_lowpass_autoencoder
+    from testkit.lowpass_model import DEMO_RECIPE, build_lowpass_autoencoder
     recipe = copy.deepcopy(DEMO_RECIPE)
     if size < 128:
         recipe["detect"]["dct_fusion"].update(patch=16, stride=16, block=4)
@@ -136,33 +136,29 @@ def _station(tmp_path, size=192, count=10, defects=(2, 5)):
     return tmp_path
 
 
-def run_station(folder, mode, size=192):
+def run_station(folder, mode):
     """JSON records of a replay of folder/parts through the pipeline: sync (plain ONNX Runtime),
     overlapped (submit/collect) or gpu_detect (overlapped, detection on device arrays)."""
-    import io
     import json
     from pathlib import Path
+    from conftest import station_config
     from edge.backends.onnxruntime import OnnxRuntimeRunner
-    from edge.outputs.jsonl import JsonLinesOutput
-    from edge.pipeline import Inspector, Pipeline
-    from edge.recipe import Recipe, recipe_from_metadata
-    from edge.schema import load
-    from edge.sources import open_source
-    from edge.telemetry import Telemetry
+    from edge.station import Station
     from gpu_doubles import DeviceSubmitCollectOnnxRuntime, SubmitCollectOnnxRuntime
     folder = Path(folder)
     runner = OnnxRuntimeRunner(folder / "ae.onnx")
     if mode != "sync":
         runner = (DeviceSubmitCollectOnnxRuntime if mode == "gpu_detect" else SubmitCollectOnnxRuntime)(runner)
-    recipe = load(Recipe, recipe_from_metadata(runner.metadata, "ae"), "ae")
-    stream, t = io.StringIO(), Telemetry(64, "cam0", "t")
-    with runner, open_source(f"file://{folder / 'parts'}") as src:
-        ins = Inspector(runner, recipe, "cam0", "t")
-        ins.warm_up((size, size))
-        assert ins.can_submit() == (mode != "sync")
-        assert (ins.gpu_detector is not None) == (mode == "gpu_detect")
-        Pipeline(src, ins, [JsonLinesOutput(stream=stream)], t).run()
-    return [json.loads(line) for line in stream.getvalue().splitlines()], t
+    out = folder / f"{mode}.jsonl"
+    cfg = station_config(folder, folder / "ae.onnx", f"file://{folder / 'parts'}", camera="cam0",
+                         outputs={"jsonl": {"stdout": False, "path": str(out)}})
+    with Station(cfg, "cam0", runner=runner) as st:
+        assert st.runner.overlaps == (mode != "sync")
+        assert (st.inspector.gpu_detector is not None) == (mode == "gpu_detect")
+        t = st.run()
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    out.unlink()
+    return records, t
 
 
 def test_overlapped_pipeline_keeps_order_and_verdicts(tmp_path):
@@ -180,7 +176,7 @@ GPU_DETECT_CHECK = textwrap.dedent("""
     sys.path.insert(0, sys.argv[2])
     from test_gpu_path import run_station
     for mode in ("sync", "gpu_detect"):
-        records, _ = run_station(sys.argv[1], mode, size=64)
+        records, _ = run_station(sys.argv[1], mode)
         print(json.dumps([[r["verdict"], r["regions"]] for r in records]))
 """)
 

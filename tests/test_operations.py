@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from conftest import ROOT, make_station, run_cli, wait_line
@@ -84,14 +85,69 @@ def test_sd_notify_ready_watchdog_stopping(tmp_path):
     assert any("STATUS=[cam0]" in m for m in messages)
 
 
-def test_no_watchdog_ping_when_frames_stop_flowing(tmp_path):
-    """A stuck camera must let systemd's watchdog fire: pings stop when acquisition stalls."""
-    from edge.pipeline import Pipeline
-    p = Pipeline.__new__(Pipeline)
-    p.last_grab = p.last_verdict = time.monotonic()
-    assert p.healthy(1.0)
-    p.last_grab -= 2.0
-    assert not p.healthy(1.0)
+def test_no_watchdog_ping_when_frames_stop_flowing(tmp_path, lowpass_model, monkeypatch):
+    """A stuck camera must let systemd's watchdog fire: edge-run's watchdog thread (cli.watchdog)
+    pings while frames flow and stops pinging once the camera's grab hangs."""
+    from conftest import station_config
+    from edge.cli import watchdog
+    from edge.sources import Frame
+    from edge.station import Station
+
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock.settimeout(0.05)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(sock_path))
+    hang, release = threading.Event(), threading.Event()
+
+    class Camera:  # frames at 50/s until told to hang inside grab(), as a wedged driver does
+        live = True
+
+        def __init__(self):
+            self.n = 0
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+        def grab(self, timeout_s=0.5):
+            if hang.is_set():
+                release.wait()
+            time.sleep(0.02)
+            self.n += 1
+            return Frame(self.n, np.full((256, 256), 120, np.uint8), name=f"f{self.n}")
+
+    def pings_within(seconds):
+        n, end = 0, time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                n += sock.recv(4096).decode().startswith("WATCHDOG=1")
+            except socket.timeout:
+                pass
+        return n
+
+    cfg = station_config(tmp_path, lowpass_model)
+    done = threading.Event()
+    with Station(cfg, "cam", source=Camera()) as st:
+        runner = threading.Thread(target=st.run)
+        runner.start()
+        dog = threading.Thread(target=watchdog, args=(st.pipeline, 0.3, done), daemon=True)
+        dog.start()
+        try:
+            flowing = pings_within(1.0)
+            hang.set()
+            pings_within(0.4)  # the last pings of the healthy period
+            stalled = pings_within(1.0)
+        finally:
+            done.set()
+            st.stop_event.set()
+            release.set()
+            runner.join(10)
+            sock.close()
+    assert flowing >= 5  # every interval/3 = 0.1 s
+    assert stalled == 0
 
 
 # -- SIGHUP ----------------------------------------------------------------------------------------
@@ -177,26 +233,14 @@ def _tlsimu():
         pytest.skip("TLSimu.cti not found in the genicam wheel")
 
 
-def _camera_pipeline(model, uri, attempts, frames=40):
+def _camera_station(tmp_path, model, uri, attempts, frames=40):
+    """A station on a TLSimu camera, built as edge-run builds it; enter it to open."""
     import io
-    from edge.backends import open_runner
-    from edge.demo.build_model import DEMO_RECIPE
-    from edge.outputs import JsonLinesOutput
-    from edge.pipeline import Inspector, Pipeline
-    from edge.recipe import Recipe
-    from edge.schema import load
-    from edge.sources import open_source
-    from edge.telemetry import Telemetry
-    runner = open_runner(model)
-    source = open_source(uri)
-    lines = io.StringIO()
-    out = JsonLinesOutput(stream=lines)
-    log = io.StringIO()
-    runner.__enter__()
-    source.__enter__()
-    p = Pipeline(source, Inspector(runner, load(Recipe, DEMO_RECIPE, "t"), "cam", "st"), [out], Telemetry(64, "cam", "st"),
-                 max_frames=frames, reconnect=(attempts, 0.05), log=log)
-    return p, source, lines, log
+    from conftest import station_config
+    from edge.station import Station
+    cfg = station_config(tmp_path, model, uri, cam={"reconnect_attempts": attempts, "reconnect_backoff_s": 0.05},
+                         outputs={"jsonl": {"stdout": False, "path": str(tmp_path / "v.jsonl")}})
+    return Station(cfg, "cam", frames=frames, log=io.StringIO())
 
 
 def _unplug(source):
@@ -209,51 +253,48 @@ def _unplug(source):
 @pytest.mark.camera
 def test_lost_camera_is_reopened_and_frames_continue(tmp_path, lowpass_model):
     _tlsimu()
-    p, source, out, log = _camera_pipeline(lowpass_model, "genicam://SN_InterfaceA_0?trigger=software&timeout_ms=500", attempts=3)
-    grabbed_before = []
-    real_grab = source.grab
+    grabbed = []
+    with _camera_station(tmp_path, lowpass_model, "genicam://SN_InterfaceA_0?trigger=software&timeout_ms=500",
+                         attempts=3) as st:
+        source, real_grab = st.source, st.source.grab
 
-    def grab(timeout_s=None):
-        f = real_grab(timeout_s)
-        grabbed_before.append(f)
-        if len(grabbed_before) == 10:
-            _unplug(source)
-        return f
+        def grab(timeout_s=None):
+            f = real_grab(timeout_s)
+            grabbed.append(f)
+            if len(grabbed) == 10:
+                _unplug(source)
+            return f
 
-    source.grab = grab
-    try:
-        p.run()
-    finally:
-        source.__exit__(None, None, None)
-    lines = [json.loads(l) for l in out.getvalue().splitlines()]
-    assert p.error is None, p.error
-    assert len(lines) == 40 and p.t.reconnects == 1
-    assert "source reopened after 1 attempt" in log.getvalue()
+        source.grab = grab
+        t = st.run()  # raises what ended the run abnormally
+    lines = [json.loads(l) for l in (tmp_path / "v.jsonl").read_text().splitlines()]
+    assert len(lines) == 40 and t.reconnects == 1
+    assert [l["verdict"] for l in lines].count("DROPPED") == 0
+    assert "source reopened after 1 attempt" in st.log.getvalue()
 
 
 @pytest.mark.camera
 def test_camera_gone_for_good_exits_nonzero_after_the_attempts(tmp_path, lowpass_model):
-    _tlsimu()
-    p, source, out, log = _camera_pipeline(lowpass_model, "genicam://SN_InterfaceA_0?trigger=software&timeout_ms=500", attempts=3)
-    real_grab = source.grab
-    count = [0]
-
-    def grab(timeout_s=None):
-        count[0] += 1
-        if count[0] == 5:
-            _unplug(source)
-            source.device = "SN_UNPLUGGED"  # and it does not come back under its serial
-        return real_grab(timeout_s)
-
-    source.grab = grab
-    try:
-        p.run()
-    finally:
-        source.__exit__(None, None, None)
     from edge.errors import SourceError
-    assert isinstance(p.error, SourceError) and "gave up after 3 reopen attempts" in str(p.error)
-    assert p.t.reconnects == 3
-    assert len(out.getvalue().splitlines()) == 4  # every frame grabbed before the loss has its verdict
+    _tlsimu()
+    count = [0]
+    with _camera_station(tmp_path, lowpass_model, "genicam://SN_InterfaceA_0?trigger=software&timeout_ms=500",
+                         attempts=3) as st:
+        source, real_grab = st.source, st.source.grab  # the first frame was grabbed at start-up
+
+        def grab(timeout_s=None):
+            count[0] += 1
+            if count[0] == 5:
+                _unplug(source)
+                source.device = "SN_UNPLUGGED"  # and it does not come back under its serial
+            return real_grab(timeout_s)
+
+        source.grab = grab
+        with pytest.raises(SourceError, match="gave up after 3 reopen attempts"):
+            st.run()
+    assert st.telemetry.reconnects == 3
+    lines = (tmp_path / "v.jsonl").read_text().splitlines()
+    assert len(lines) == 1 + 4  # every frame grabbed before the loss has its verdict
 
 
 @pytest.mark.camera

@@ -1,21 +1,17 @@
 """The pipeline in-process: its modes must not change a single verdict."""
 
 import json
-import io
 
 import cv2
 import numpy as np
 import pytest
 
-from edge.backends import open_runner
+from conftest import station_config
 from edge.demo import paint_defect, texture
-from edge.demo.build_model import DEMO_RECIPE
 from edge.outputs import JsonLinesOutput
-from edge.pipeline import Inspector, Pipeline
-from edge.recipe import Recipe
-from edge.schema import load
-from edge.sources import open_source
-from edge.telemetry import Telemetry
+from edge.pipeline import Reload
+from edge.station import Station
+from edge.telemetry import STAGES
 
 
 @pytest.fixture(scope="module")
@@ -30,16 +26,14 @@ def frames(tmp_path_factory):
 
 
 def _run(model, frames, preload, overlap, n=25):
-    runner = open_runner(model)
-    source = open_source(f"file://{frames}?loop=1&preload={int(preload)}")
-    buf = io.StringIO()
-    out = JsonLinesOutput(stream=buf)
-    t = Telemetry(64, "cam", "st")
-    with runner, source:
-        p = Pipeline(source, Inspector(runner, load(Recipe, DEMO_RECIPE, "t"), "cam", "st"), [out], t,
-                     queue_size=2, max_frames=n, overlap=overlap)
-        p.run()
-    return [json.loads(l) for l in buf.getvalue().splitlines()], t
+    out = frames.parent / f"{frames.name}-{preload}-{overlap}-{n}.jsonl"
+    cfg = station_config(frames.parent, model, f"file://{frames}?loop=1&preload={int(preload)}",
+                         cam={"queue": 2}, outputs={"jsonl": {"stdout": False, "path": str(out)}})
+    with Station(cfg, "cam", frames=n, overlap=overlap) as st:
+        t = st.run()
+    lines = [json.loads(l) for l in out.read_text().splitlines()]
+    out.unlink()
+    return lines, t
 
 
 def test_modes_give_identical_verdicts(frames, lowpass_model):
@@ -52,12 +46,20 @@ def test_modes_give_identical_verdicts(frames, lowpass_model):
                [(l["frame_id"], l["verdict"], l["score"], l["regions"]) for l in base], (pre, ov)
 
 
-def test_percentiles_cover_every_stage(frames, lowpass_model):
-    _, t = _run(lowpass_model, frames, True, True, n=12)
+def test_telemetry_agrees_with_each_frames_latencies(frames, lowpass_model):
+    """Every stage is measured (a misspelt stage would record zeros), the rolling percentiles are
+    those of the per-frame latencies each record carries, and a frame's total covers its stages."""
+    lines, t = _run(lowpass_model, frames, True, True, n=12)
     pct = t.percentiles()
-    assert set(pct) == {"acquire", "preprocess", "queue", "infer", "detect", "decide", "emit", "total"}
-    assert pct["total"]["p50"] >= pct["infer"]["p50"] > 0
-    assert pct["total"]["max"] >= pct["total"]["p99"] >= pct["total"]["p95"] >= pct["total"]["p50"]
+    assert set(pct) == {str(s) for s in STAGES}
+    for stage in ("preprocess", "infer", "detect", "decide"):
+        per_frame = [l["latency_ms"][stage] for l in lines]
+        assert min(per_frame) > 0, stage
+        assert pct[stage]["p50"] == pytest.approx(np.median(per_frame), abs=2e-3), stage  # records round to 1 us
+        assert pct[stage]["max"] == pytest.approx(max(per_frame), abs=2e-3), stage
+    for l in lines:
+        lat = l["latency_ms"]
+        assert lat["total"] >= lat["preprocess"] + lat["infer"] + lat["detect"] + lat["decide"] - 0.01, lat
 
 
 def test_warm_up_compiles_the_defect_path(lowpass_model):
@@ -68,7 +70,7 @@ def test_warm_up_compiles_the_defect_path(lowpass_model):
     code = (
         "from edge.backends import open_runner\n"
         "from pathlib import Path\n"
-        "from edge.demo.build_model import DEMO_RECIPE\n"
+        "from testkit.lowpass_model import DEMO_RECIPE\n"
         "from edge.pipeline import Inspector\n"
         "from edge.recipe import Recipe\n"
         "from edge.schema import load\n"
@@ -98,36 +100,36 @@ def test_reloads_that_replace_the_outputs_lose_no_record(lowpass_model, tmp_path
         def __init__(self):
             self.n = 0
 
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
         def grab(self, timeout_s=0.5):
             time.sleep(0.001)
             self.n += 1
             return Frame(self.n, np.full((256, 256), 100 + self.n % 50, np.uint8), name=f"f{self.n}")
 
     path = tmp_path / "verdicts.jsonl"
-    t = Telemetry(64, "cam", "st")
-    with open_runner(lowpass_model) as runner:
-        p = Pipeline(FastCamera(), Inspector(runner, load(Recipe, DEMO_RECIPE, "t"), "cam", "st"),
-                     [JsonLinesOutput(stdout=False, path=path)], t, queue_size=1, max_frames=80, overlap=overlap)
+    cfg = station_config(tmp_path, lowpass_model, cam={"queue": 1},
+                         outputs={"jsonl": {"stdout": False, "path": str(path)}})
 
-        def replace_outputs(pipeline):
-            for out in pipeline.outputs:
-                out.close()
-            time.sleep(0.005)  # closing takes a while (a queued output drains or spools)
-            pipeline.outputs = [JsonLinesOutput(stdout=False, path=path)]
-        stop = threading.Event()
-
+    def replace_outputs():
+        time.sleep(0.005)  # building outputs takes a while (a queued output opens its spool)
+        return Reload(outputs=[JsonLinesOutput(stdout=False, path=path)])
+    stop = threading.Event()
+    with Station(cfg, "cam", frames=80, overlap=overlap, source=FastCamera()) as st:
         def sighup():
             while not stop.wait(0.003):
-                p.reload_request = replace_outputs
+                st.pipeline.request_reload(replace_outputs)
         th = threading.Thread(target=sighup)
         th.start()
         try:
-            p.run()
+            t = st.run()
         finally:
             stop.set()
             th.join()
-            for out in p.outputs:
-                out.close()
     ids = [json.loads(line)["frame_id"] for line in path.read_text().splitlines()]
     assert t.grabbed == 80 and t.dropped["queue_full"] > 0  # the case exercises drops during reloads
     assert sorted(ids) == list(range(1, 81))

@@ -109,7 +109,7 @@ def test_corrupt_and_odd_pngs_get_our_one_line_reason_and_libpng_prints_nothing(
     with_iccp = good[:idat] + iccp + good[idat:]
     for name, data in (("broken.png", bytes(broken)), ("iccp.png", with_iccp), ("cut.png", good[:idat + 20])):
         (tmp_path / name).write_bytes(data)
-    code = ("import sys; from edge.image_file import read_image\n"
+    code = ("import sys; from edge.images import read_image\n"
             "for n in sys.argv[1:]:\n    im, why = read_image(n)\n    print(n, None if im is None else im.shape, why)")
     res = subprocess.run([sys.executable, "-c", code, *(str(tmp_path / n) for n in ("broken.png", "iccp.png", "cut.png"))],
                          capture_output=True, text=True)

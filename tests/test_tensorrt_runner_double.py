@@ -138,15 +138,23 @@ def fake_trt(mem: FakeMemory, out_dtype=np.float32, version_compatible=False):
     return type("trt", (), {"Logger": Logger, "Runtime": Runtime})
 
 
+def _sidecar(precision, inputs, outputs, **target):
+    """A sidecar as edge-run reads it (typed, validated)."""
+    from edge.backends.sidecar import FORMAT, VERSION, Sidecar
+    from edge.schema import load
+    return load(Sidecar, {"format": FORMAT, "version": VERSION, "engine": {"file": "m.plan"},
+                          "tensorrt": {"flavour": "tensorrt", "version": "10.3.0"}, "target": target,
+                          "precision": precision, "io": {"inputs": inputs, "outputs": outputs}}, "test sidecar")
+
+
 def _runner(tmp_path, monkeypatch, out_dtype="float32", version_compatible=False):
     mem = FakeMemory()
     monkeypatch.setattr("edge.cuda.open_memory", lambda kind, where: mem)
     engine = tmp_path / "m.plan"
     engine.write_bytes(b"engine")
-    sidecar = {"precision": "fp16", "recipe": {},
-               "io": {"inputs": [{"name": "image", "shape": [1, 1, 64, 64], "dtype": "float32"}],
-                      "outputs": [{"name": "output", "shape": [-1, 1, 64, 64], "dtype": out_dtype}]},
-               "target": {"version_compatible": version_compatible}}
+    sidecar = _sidecar("fp16", [{"name": "image", "shape": [1, 1, 64, 64], "dtype": "float32"}],
+                       [{"name": "output", "shape": [-1, 1, 64, 64], "dtype": out_dtype}],
+                       version_compatible=version_compatible)
     np_dtype = {"float32": np.float32, "float16": np.float16}[out_dtype]
     flavour = Flavour("tensorrt", "10.3.0", fake_trt(mem, np_dtype, version_compatible))
     return TensorRTRunner(Path(engine), sidecar, flavour), mem
@@ -173,11 +181,8 @@ def test_half_precision_output_is_read_as_half_and_widened(tmp_path, monkeypatch
 
 def test_an_unreadable_output_dtype_is_refused_at_open(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="int8"):
-        TensorRTRunner(tmp_path / "m.plan", {"precision": "int8", "recipe": {}, "target": {},
-                                             "io": {"inputs": [{"name": "image", "shape": [1, 1, 8, 8],
-                                                                "dtype": "float32"}],
-                                                    "outputs": [{"name": "o", "shape": [1, 1, 8, 8],
-                                                                 "dtype": "int8"}]}},
+        TensorRTRunner(tmp_path / "m.plan", _sidecar("int8", [{"name": "image", "shape": [1, 1, 8, 8], "dtype": "float32"}],
+                                                     [{"name": "o", "shape": [1, 1, 8, 8], "dtype": "int8"}]),
                        Flavour("tensorrt", "10.3.0", object))
 
 
@@ -275,8 +280,7 @@ def test_a_reload_never_leaves_the_inference_thread_without_its_gpu_detector(mon
         time.sleep(0.002)  # compiling the new detector takes a while
         return object()
     monkeypatch.setattr("edge.detect.gpu_dct.make_gpu_detector", slow_make)
-    runner = type("R", (), {"input_shape": (1, 1, 64, 64), "output_dtype": np.float32,
-                            "device_views": lambda self, *a: None})()
+    runner = type("R", (), {"input_shape": (1, 1, 64, 64), "device_outputs": True})()
     ins = Inspector(runner, Recipe(), "cam0", "t")
     seen_none, stop = [], threading.Event()
 
@@ -291,3 +295,96 @@ def test_a_reload_never_leaves_the_inference_thread_without_its_gpu_detector(mon
     stop.set()
     t.join()
     assert not seen_none
+
+
+class FramesInMemory:
+    """A replay source of given frames (waits rather than drops, like file replay)."""
+    live = False
+
+    def __init__(self, images):
+        self.images, self.i = images, 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+    def grab(self, timeout_s=0.5):
+        from edge.sources import EndOfStream, Frame
+        if self.i >= len(self.images):
+            raise EndOfStream
+        self.i += 1
+        return Frame(self.i - 1, self.images[self.i - 1].copy(), name=f"f{self.i - 1}")
+
+
+def _frames(n=24):
+    rng = np.random.default_rng(7)
+    images = []
+    for i in range(n):
+        img = rng.integers(60, 120, (64, 64), dtype=np.uint8)
+        img[(i * 5) % 50:(i * 5) % 50 + 10, (i * 3) % 50:(i * 3) % 50 + 10] = 150 + 4 * i  # a patch, moving, brighter each frame
+        images.append(img)
+    return images
+
+
+def _run_through_station(tmp_path, monkeypatch, images):
+    """The real TensorRT runner (its two slots and pinned buffers reused exactly as on a GPU,
+    over the runtime double) in a whole station, with an analysis stage slow enough that inference
+    runs ahead. Returns (scores per frame from the records, scores of each frame alone)."""
+    import json
+    import time
+    from conftest import station_config
+    from edge import pipeline as pl
+    from edge.station import Station
+
+    real_make = pl.make_detector
+
+    def slow_make(detect):
+        real = real_make(detect)
+
+        def slow(src, rec):
+            time.sleep(0.003)  # before reading: a later frame has every chance to overwrite `rec`
+            return real(src, rec)
+        slow.score_map = real.score_map
+        return slow
+    monkeypatch.setattr(pl, "make_detector", slow_make)
+    runner, _ = _runner(tmp_path, monkeypatch, out_dtype="float16")  # host-side detection, overlapped inference
+    out = tmp_path / "v.jsonl"
+    cfg = station_config(tmp_path, tmp_path / "m.plan", cam={"queue": 4},
+                         outputs={"jsonl": {"stdout": False, "path": str(out)}},
+                         detect={"method": "squared_residual", "squared_residual": {"k": 1.0}})
+    with Station(cfg, "cam", runner=runner, source=FramesInMemory(images)) as st:
+        st.run()
+        alone = [st.inspector.inspect(st.inspector.pre.to_model_space(img), img.shape).score for img in images]
+    got = [json.loads(line)["score"] for line in out.read_text().splitlines()]
+    return got, [round(a, 6) for a in alone]
+
+
+def test_no_later_frame_overwrites_an_earlier_frames_buffers(tmp_path, monkeypatch):
+    images = _frames()
+    got, alone = _run_through_station(tmp_path, monkeypatch, images)
+    assert len(got) == len(images) and len(set(alone)) > len(images) // 2  # frames really differ
+    assert got == alone
+
+
+def test_the_overwrite_check_fails_when_buffers_are_handed_on_without_a_lease(tmp_path, monkeypatch):
+    """The check above can fail: with the stitch buffers rotated as a bare ring of two (the old
+    agreement, made too small), later frames overwrite earlier ones and the scores differ."""
+    from edge import buffers
+
+    def ring_acquire(self, timeout=None):  # hands out buffers in turn, leased or not
+        self._turn = (getattr(self, "_turn", -1) + 1) % 2
+        return buffers.Lease(self._ring[self._turn], self)
+
+    monkeypatch.setattr(buffers.BufferPool, "acquire", ring_acquire)
+    monkeypatch.setattr(buffers.BufferPool, "_give_back", lambda self, a: None)
+    real_init = buffers.BufferPool.__init__
+
+    def init(self, shape, dtype, count):
+        real_init(self, shape, dtype, count)
+        self._ring = [np.zeros(shape, dtype) for _ in range(2)]
+    monkeypatch.setattr(buffers.BufferPool, "__init__", init)
+    images = _frames()
+    got, alone = _run_through_station(tmp_path, monkeypatch, images)
+    assert got != alone

@@ -93,7 +93,7 @@ def test_perlin_seg_trains_at_native_scale_and_the_station_runs_it(tmp_path):
     says native scale with overlapping tiles, and edge-run inspects a 100x600 frame with it."""
     import yaml
     from train.cli import edge_train_main
-    from train.export import read_recipe
+    from edge.recipe import read_recipe
     sizes = [(100, 600), (300, 140), (180, 180), (250, 500)] * 3
     data = _tree(tmp_path / "data", sizes)
     cfg = {"data": str(data), "out": str(tmp_path / "run"), "time_budget_min": 0.05, "epochs": 2,
@@ -101,11 +101,11 @@ def test_perlin_seg_trains_at_native_scale_and_the_station_runs_it(tmp_path):
     (tmp_path / "t.yaml").write_text(yaml.safe_dump(cfg))
     assert edge_train_main(["--config", str(tmp_path / "t.yaml")]) == 0
     recipe = read_recipe(tmp_path / "run/model.onnx")
-    assert recipe["model_family"] == "perlin_seg"
-    assert recipe["preprocess"]["size"] is None and recipe["preprocess"]["tile_overlap"] == 32
-    assert recipe["detect"]["method"] == "probability" and recipe["detect"]["probability"]["smooth"] == 1
-    assert recipe["decision"]["rule"] == "score" and 0 < recipe["decision"]["score_threshold"] <= 1
-    assert json.loads(recipe["training"]["anomalies"])["share"] == 0.7
+    assert recipe.model_family == "perlin_seg"
+    assert recipe.preprocess.size is None and recipe.preprocess.tile_overlap == 32
+    assert recipe.detect.method == "probability" and recipe.detect.probability.smooth == 1
+    assert recipe.decision.rule == "score" and 0 < recipe.decision.score_threshold <= 1
+    assert json.loads(recipe.training["anomalies"])["share"] == 0.7
     summary = json.loads((tmp_path / "run/train.json").read_text())["summary"]
     assert summary["onnx_input"] == [1, 1, 128, 128] and summary["onnx_parity_max_abs"] < 1e-3
     frames = tmp_path / "frames"

@@ -60,11 +60,11 @@ def test_training_reduces_the_loss_then_exports_calibrates_and_resumes(tmp_path,
     assert s["train_images"] == 20 and s["holdout_images"] == 4  # every 5th file held out
     for name in ("model.onnx", "checkpoint.pt", "loss.png"):
         assert (run / name).is_file()
-    from train.export import read_recipe
+    from edge.recipe import read_recipe
     recipe = read_recipe(run / "model.onnx")
-    assert recipe["model_family"] == "renet_d" and recipe["preprocess"]["size"] == [160, 160]
-    assert recipe["decision"]["rule"] == "score" and recipe["decision"]["score_threshold"] > 0
-    assert recipe["detect"]["squared_residual"]["floor"] == recipe["decision"]["score_threshold"]
+    assert recipe.model_family == "renet_d" and recipe.preprocess.size == (160, 160)
+    assert recipe.decision.rule == "score" and recipe.decision.score_threshold > 0
+    assert recipe.detect.squared_residual.floor == recipe.decision.score_threshold
     # resume: more epochs continue from the checkpoint instead of starting over
     import yaml
     cfg = yaml.safe_load(path.read_text())
@@ -76,15 +76,29 @@ def test_training_reduces_the_loss_then_exports_calibrates_and_resumes(tmp_path,
     assert "resumed from" in capsys.readouterr().err
 
 
-def test_the_station_runs_the_exported_model(tmp_path):
+def test_the_station_runs_the_exported_model_as_edge_eval_measured_it(tmp_path):
+    """edge-run on the test images gives, frame by frame, the score and verdict edge-eval's
+    Inspector gives the same files: the station's preprocessing, model and detection are the
+    ones the accuracy figures were measured with."""
+    from train.evaluate import inspect_file, open_inspector
     path = _config(tmp_path, epochs=2)
     assert edge_train_main(["--config", str(path)]) == 0
-    res = subprocess.run([sys.executable, "-m", "edge.cli", "--engine", str(tmp_path / "run/model.onnx"), "--frames", "4"],
+    model = tmp_path / "run/model.onnx"
+    files = sorted((tmp_path / "data/test/pit").glob("*.png"))
+    station = tmp_path / "station.yaml"
+    station.write_text(f"cameras:\n  cam0:\n    source: file://{tmp_path / 'data/test/pit'}\n")
+    res = subprocess.run([sys.executable, "-m", "edge.cli", "--config", str(station), "--engine", str(model)],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     lines = [json.loads(l) for l in res.stdout.splitlines()]
-    assert len(lines) == 4 and all(l["verdict"] in ("OK", "NG") for l in lines)
-    assert "renet_d" in res.stderr
+    assert "renet_d" in res.stderr and [l["source"] for l in lines] == [f.name for f in files]
+    ins, runner = open_inspector(model)
+    try:
+        expected = [inspect_file(ins, f) for f in files]
+    finally:
+        runner.close()
+    assert [l["verdict"] for l in lines] == [e[2] for e in expected]
+    assert [l["score"] for l in lines] == pytest.approx([e[3] for e in expected], abs=1e-5)
 
 
 def test_edge_eval_writes_metrics_and_pictures(tmp_path):
@@ -99,6 +113,12 @@ def test_edge_eval_writes_metrics_and_pictures(tmp_path):
         assert 0.0 <= m["overall"][key] <= 1.0
     assert m["overall"]["pixel_auroc"] > 0.6  # dark pits on a smooth texture are found even after a short run
     assert (out / "roc.png").stat().st_size > 1000 and (out / "overlays.png").stat().st_size > 1000
+    # the HTML report stands alone: no external fetches, its numbers are metrics.json's, its pictures inline
+    report = (out / "report.html").read_text()
+    assert "http://" not in report and "https://" not in report and 'src="data:image/png;base64,' in report
+    assert f"<td>{m['overall']['image_auroc']:.4f}</td>" in report and f"AUROC {m['overall']['image_auroc']:.4f}" in report
+    assert report.count("<figure>") == 12  # 6 good (all of them) + 6 defective: fewer than 8 of each
+    assert "Missed defects" in report and "Worst false alarms" in report
 
 
 def test_auroc_on_known_cases():
@@ -167,14 +187,14 @@ def test_cosine_schedule_decays_the_learning_rate_over_the_budget(tmp_path):
 def test_unet_recipe_records_its_pseudo_defects(tmp_path):
     """The model's recipe says what the network learned a defect looks like, and the station's
     schema still accepts the recipe."""
-    from edge.recipe import effective_recipe
+    from edge.recipe import RECIPE_KEY, load_recipe
     from train.cli import recipe_for
     cfg, _ = load_config(_config(tmp_path, method="unet", patch=64,
                                  pseudo={"strength": [0.15, 0.8], "colours": [1, 1, 3], "feather": 1.5}))
     recipe = recipe_for(cfg, cfg.resolved(), {"train_images": 20, "holdout_images": 4, "epochs": 1, "minutes": 0.1})
     pseudo = json.loads(recipe["training"]["pseudo_defects"])
     assert pseudo["strength"] == [0.15, 0.8] and pseudo["colours"] == [1, 1, 3] and pseudo["feather"] == 1.5
-    assert effective_recipe(recipe, {}, "model.onnx", "station.yaml").training["pseudo_defects"]
+    assert load_recipe({RECIPE_KEY: json.dumps(recipe)}, "model.onnx", {}, "station.yaml").training["pseudo_defects"]
 
 
 def test_cli_exit_2_on_missing_data(tmp_path):
@@ -199,7 +219,7 @@ def test_two_process_ddp_with_torchrun(tmp_path):
 
 @pytest.mark.skipif(not (SHARED_DATA / "magnetic_tile").is_dir(), reason="../shared/data/magnetic_tile is absent")
 def test_real_data_tree_is_read(tmp_path):
-    from train.data import good_images, test_items
+    from edge.images import good_images, test_items
     root = SHARED_DATA / "magnetic_tile"
     items = test_items(root)
     assert len(good_images(root)) == 761

@@ -21,8 +21,11 @@ from edge import demo
 
 def describe(model: Path):
     """Record what the demo was trained on (the run used a temporary folder)."""
-    from .export import read_recipe, set_recipe
-    recipe = read_recipe(model)
+    from edge.recipe import read_recipe
+    from edge.schema import to_dict
+
+    from .export import set_recipe
+    recipe = to_dict(read_recipe(model))
     recipe["training"]["data"] = (f"scikit-image data.gravel(): {len(demo.training_crops())} crops of "
                                   f"{demo.MODEL_SIZE}x{demo.MODEL_SIZE} (with mirror images) from the top 320 rows")
     set_recipe(model, recipe)

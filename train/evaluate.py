@@ -21,11 +21,11 @@ import numpy as np
 from scipy.stats import rankdata
 
 from edge.backends import open_runner
+from edge.images import load_mask, read_image_or_fail as read_image, test_items
 from edge.pipeline import Inspector
-from edge.recipe import Recipe, recipe_from_metadata
-from edge.schema import load, merge
+from edge.recipe import load_recipe, read_recipe as read_model_recipe
+from edge.schema import to_dict
 
-from .data import load_mask, read_image, test_items
 
 
 def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -92,12 +92,16 @@ class Result:
     truth: np.ndarray
     image: np.ndarray
     rec: np.ndarray
+    name: str = ""        # the image file's name
 
 
 def open_inspector(model: Path, recipe_overrides: dict | None = None) -> tuple[Inspector, object]:
-    runner = open_runner(model).__enter__()
-    raw = recipe_from_metadata(runner.metadata, str(model))
-    recipe = load(Recipe, merge(raw, recipe_overrides or {}), str(model))
+    runner = open_runner(model).open()
+    try:
+        recipe = load_recipe(runner.metadata, str(model), recipe_overrides, "recipe overrides")
+    except BaseException:
+        runner.close()
+        raise
     return Inspector(runner, recipe, "eval", "eval"), runner
 
 
@@ -106,13 +110,13 @@ def inspect_file(ins: Inspector, path: Path):
 
 
 def inspect_frame(ins: Inspector, img: np.ndarray):
-    """One frame through the station's Inspector: (model-space source, reconstruction copy,
-    verdict, score, detection); the detection is valid until the next call."""
+    """One frame through the station's Inspector: (model-space source, reconstruction, verdict,
+    score, detection); the detection's mask is the detector's until the next call."""
     x = ins.pre.to_model_space(img)
-    rec = ins.reconstruct(x).copy()
-    verdict, score, _, _ = ins.analyse(x, rec, img.shape[:2])
+    rec = ins.reconstruct(x)
+    a = ins.analyse(x, rec, img.shape[:2])
     src = x if x.ndim == 2 else x[0]
-    return src, rec, verdict, score, ins.last_detection
+    return src, rec, a.verdict, a.score, a.detection
 
 
 def score_threshold(scores: np.ndarray, target_far: float, bounded: bool) -> float:
@@ -148,9 +152,7 @@ def calibrate(model: Path, good_files: list[Path], target_far: float) -> dict:
     probability map keeps its pixel threshold (0.5, the network's own boundary): its image
     scores crowd just below 1, and masks cut there hold a few pixels of each defect (the first
     perlin_seg run: pixel F1 0.002). Returns the recipe to store."""
-    from .export import read_recipe
-
-    recipe = read_recipe(model)
+    recipe = to_dict(read_model_recipe(model))
     method = recipe["detect"]["method"]
     ins, runner = open_inspector(model)
     scores, diffs = [], []
@@ -161,7 +163,7 @@ def calibrate(model: Path, good_files: list[Path], target_far: float) -> dict:
             if method == "dct_fusion":
                 diffs.append(ins.detector.analyse(src, rec)[1].ravel().copy())
     finally:
-        runner.__exit__(None, None, None)
+        runner.close()
     scores = np.array(scores)
     threshold = score_threshold(scores, target_far, bounded=method == "probability")
     if method == "dct_fusion":
@@ -188,9 +190,9 @@ def run_eval(model: Path, data: Path, limit: int = 0, overrides: dict | None = N
         for it in items:
             src, rec, verdict, score, det = inspect_file(ins, it.path)
             results.append(Result(it.kind, score, verdict, det.mask.copy(), ins.detector.score_map(src, rec).copy(),
-                                  load_mask(it.mask, src.shape), src.copy(), rec))
+                                  load_mask(it.mask, src.shape), src.copy(), rec, it.path.name))
     finally:
-        runner.__exit__(None, None, None)
+        runner.close()
     return results
 
 
@@ -297,4 +299,9 @@ def evaluate(model: Path, data: Path, out: Path, limit: int = 0, overrides: dict
     (out / "metrics.json").write_text(json.dumps(_no_nan(m), indent=2, allow_nan=False))
     roc_figure(results, out / "roc.png", model.stem)
     overlay_grid(results, out / "overlays.png")
+    from .report import write_report
+    recipe = read_model_recipe(model)
+    method = (overrides or {}).get("detect", {}).get("method") or recipe.detect.method
+    write_report(results, _no_nan(m), out / "report.html", f"edge-eval: {model.name} on {data.name}",
+                 probability=method == "probability", threshold=None if overrides else recipe.decision.score_threshold)
     return m

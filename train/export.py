@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -41,14 +40,6 @@ def set_recipe(path: Path, recipe: dict):
     del m.metadata_props[:]
     onnx.helper.set_model_props(m, {RECIPE_KEY: recipe_json(rec)})
     onnx.save(m, str(path))
-
-
-def read_recipe(path: Path) -> dict:
-    import onnx
-    for p in onnx.load(str(path), load_external_data=False).metadata_props:
-        if p.key == RECIPE_KEY:
-            return json.loads(p.value)
-    return {}
 
 
 def parity(model: torch.nn.Module, path: Path, size: int, samples: int = 3, seed: int = 0) -> float:

@@ -24,7 +24,9 @@ import torch
 import torch.distributed as dist
 
 from .config import TrainConfig
-from .data import good_images, load_gray, pad_to, random_patches, split_holdout
+from edge.images import good_images, split_holdout
+
+from .data import load_gray, pad_to, random_patches
 from .methods import get, weight_bytes
 
 

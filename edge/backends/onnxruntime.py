@@ -7,14 +7,16 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from .base import RunnerBase
 
 
-class OnnxRuntimeRunner:
+class OnnxRuntimeRunner(RunnerBase):
     def __init__(self, path: Path, threads: int = 0):
         self.path, self.threads = Path(path), threads
         self.name = "onnxruntime"
+        self.last_timings: dict = {}
         self._session = None
-        self._inspect()
+        self._inspect()  # shape, metadata and a readable error before anything is opened
 
     def _inspect(self):
         import onnxruntime as ort
@@ -46,12 +48,12 @@ class OnnxRuntimeRunner:
         self.output_name = outputs[0].name
         self.metadata = dict(self._session.get_modelmeta().custom_metadata_map)
 
-    def __enter__(self):
+    def open(self):
         if self._session is None:
             self._inspect()
         return self
 
-    def __exit__(self, *exc):
+    def close(self):
         self._session = None
 
     def infer(self, batch: np.ndarray) -> np.ndarray:

@@ -9,7 +9,6 @@ collect() waits only for its own slot. CUDA events time upload, compute and down
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,8 +16,10 @@ import numpy as np
 
 from ..errors import InputError
 from ..gpu import probe_gpu
-from ..recipe import RECIPE_KEY
-from .sidecar import check_sidecar, read_sidecar
+from ..recipe import RECIPE_KEY, recipe_json
+from ..telemetry import Stage
+from .base import RunnerBase
+from .sidecar import Sidecar, check_sidecar, read_sidecar
 from .trt_flavours import load
 
 
@@ -29,7 +30,7 @@ def _itemsize(dtype: str) -> int:
 
 def open_engine(path: Path, where: str, cuda: str = "auto") -> "TensorRTRunner":
     sidecar = read_sidecar(path)
-    flavour = load(sidecar["tensorrt"]["flavour"])
+    flavour = load(sidecar.tensorrt.flavour)
     gpu = probe_gpu()
     check_sidecar(path, sidecar, flavour.name if flavour else None, flavour.version if flavour else None, gpu)
     return TensorRTRunner(Path(path), sidecar, flavour, cuda, where)
@@ -51,37 +52,39 @@ class _Slot:
 _NP = {"float32": np.float32, "float16": np.float16}  # output dtypes the station can read
 
 
-class TensorRTRunner:
+class TensorRTRunner(RunnerBase):
     SLOTS = 2
+    overlaps = True
 
-    def __init__(self, path: Path, sidecar: dict, flavour, cuda: str = "auto", where: str = "<config>"):
+    def __init__(self, path: Path, sidecar: Sidecar, flavour, cuda: str = "auto", where: str = "<config>"):
         self.path, self.sidecar, self.flavour, self.cuda_kind, self.where = path, sidecar, flavour, cuda, where
-        self.name = f"{flavour.name} {flavour.version} ({sidecar['precision']})"
-        ins, outs = sidecar["io"]["inputs"], sidecar["io"]["outputs"]
-        if len(ins) != 1 or len(ins[0]["shape"]) != 4 or ins[0]["dtype"] != "float32":
-            raise InputError(str(path), None, f"expected one float32 (N, C, H, W) input, sidecar says {ins}")
-        self.input_name, self.input_shape = ins[0]["name"], tuple(int(d) for d in ins[0]["shape"])
+        self.name = f"{flavour.name} {flavour.version} ({sidecar.precision})"
+        ins, outs = sidecar.io.inputs, sidecar.io.outputs
+        if len(ins[0].shape) != 4 or ins[0].dtype != "float32":
+            raise InputError(str(path), None, f"expected one float32 (N, C, H, W) input, sidecar says {ins[0]}")
+        self.input_name, self.input_shape = ins[0].name, tuple(int(d) for d in ins[0].shape)
         if any(d < 1 for d in self.input_shape):
             raise InputError(str(path), None, f"expected a fixed input shape in the sidecar, got {self.input_shape}")
-        if outs[0]["dtype"] not in _NP:
-            raise InputError(str(path), None, f"output {outs[0]['name']!r} is {outs[0]['dtype']}: the station reads "
+        if outs[0].dtype not in _NP:
+            raise InputError(str(path), None, f"output {outs[0].name!r} is {outs[0].dtype}: the station reads "
                                               f"float32 or float16 outputs (rebuild with a float output)")
         self.outputs = outs
-        self.output_dtype = np.dtype(_NP[outs[0]["dtype"]])
+        self.output_dtype = np.dtype(_NP[outs[0].dtype])
+        self.device_outputs = self.output_dtype == np.float32 and self.input_shape[0] == 1
         self.output_shape = None  # from the execution context once the input shape is set
-        self.metadata = {RECIPE_KEY: json.dumps(sidecar["recipe"])} if sidecar.get("recipe") else {}
+        self.metadata = {RECIPE_KEY: recipe_json(sidecar.recipe)}
         self.last_timings: dict[str, float] = {}
         self._next = 0
         self.mem = None
 
-    def __enter__(self):
+    def open(self):
         from ..cuda import open_memory
 
         self.mem = mem = open_memory(self.cuda_kind, where=self.where)
         trt = self.flavour.trt
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
-        if self.sidecar["target"].get("version_compatible") and hasattr(self._runtime, "engine_host_code_allowed"):
+        if self.sidecar.target.version_compatible and hasattr(self._runtime, "engine_host_code_allowed"):
             self._runtime.engine_host_code_allowed = True  # a version-compatible engine carries its lean runtime
         self.engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self.engine is None:
@@ -94,16 +97,16 @@ class TensorRTRunner:
                 ctx.set_input_shape(self.input_name, self.input_shape)
             # outputs sized by the context: with a dynamic input dimension the engine (and the
             # builder's sidecar) says -1 there until the input shape is set
-            shapes = {o["name"]: tuple(int(d) for d in ctx.get_tensor_shape(o["name"])) for o in self.outputs}
-            self.output_shape = shapes[self.outputs[0]["name"]]
+            shapes = {o.name: tuple(int(d) for d in ctx.get_tensor_shape(o.name)) for o in self.outputs}
+            self.output_shape = shapes[self.outputs[0].name]
             host_in = mem.pinned(self.input_shape, np.float32)
             host_out = mem.pinned(self.output_shape, self.output_dtype)
             dev_in, dev_out = mem.device(host_in.nbytes), mem.device(host_out.nbytes)
             ctx.set_tensor_address(self.input_name, dev_in)
-            ctx.set_tensor_address(self.outputs[0]["name"], dev_out)
+            ctx.set_tensor_address(self.outputs[0].name, dev_out)
             for extra in self.outputs[1:]:  # outputs the station does not read still need somewhere to go
-                nbytes = int(np.prod(shapes[extra["name"]])) * _itemsize(extra["dtype"])
-                ctx.set_tensor_address(extra["name"], mem.device(nbytes))
+                nbytes = int(np.prod(shapes[extra.name])) * _itemsize(extra.dtype)
+                ctx.set_tensor_address(extra.name, mem.device(nbytes))
             events = tuple(mem.event() for _ in range(4))
             out32 = None if self.output_dtype == np.float32 else np.empty(self.output_shape, np.float32)
             self.slots.append(_Slot(ctx, mem.stream(), events, host_in, host_out, dev_in, dev_out, out32))
@@ -111,7 +114,7 @@ class TensorRTRunner:
             self.infer(np.zeros(self.input_shape, np.float32))
         return self
 
-    def __exit__(self, *exc):
+    def close(self):
         if self.mem is not None:
             for s in getattr(self, "slots", []):
                 s.stream.synchronize()
@@ -157,7 +160,8 @@ class TensorRTRunner:
         e3.synchronize()
         slot.busy = False
         ms = self.mem.elapsed_ms
-        self.last_timings = {"upload": ms(e0, e1) / 1e3, "compute": ms(e1, e2) / 1e3, "download": ms(e2, e3) / 1e3}
+        self.last_timings = {Stage.UPLOAD: ms(e0, e1) / 1e3, Stage.COMPUTE: ms(e1, e2) / 1e3,
+                             Stage.DOWNLOAD: ms(e2, e3) / 1e3}
         if slot.out32 is not None:  # a half-precision output, widened once into a preallocated buffer
             np.copyto(slot.out32, slot.host_out)
             return slot.out32

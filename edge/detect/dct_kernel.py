@@ -10,7 +10,7 @@ A patch is marked where |f(src) - f(rec)| > epsilon (eq. 20). The same pass sums
 (Measured alternatives that were slower: per-patch statistics, 8-column register blocking.) The fusion pass
 (eq. 21) then visits only the marked patches: defect where residual >= mu + gamma*sigma.
 
-The tested equivalent is edge.detect.reference.dct_fusion_reference (scipy.fft, full DCT).
+The tested equivalent is testkit.dct_reference.dct_fusion_reference (scipy.fft, full DCT).
 """
 
 from __future__ import annotations

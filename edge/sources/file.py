@@ -16,7 +16,7 @@ from urllib.parse import SplitResult, unquote
 import cv2
 
 from ..errors import InputError
-from ..image_file import read_image
+from ..images import read_image
 from .base import EndOfStream, Frame, query_options
 
 IMAGE_SUFFIXES = {".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".pgm", ".ppm", ".webp"}

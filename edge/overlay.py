@@ -1,0 +1,47 @@
+"""The one picture of an inspected frame, used by the NG archive, the live view and edge-eval's
+report: the frame in grey, the anomaly map as a heat overlay where it is high, defect regions
+boxed in red, ground truth (when there is one) outlined in green."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def anomaly_map(src: np.ndarray, rec: np.ndarray, probability: bool) -> np.ndarray:
+    """What the heat shows: the model's defect probability, or the residual |src - rec|."""
+    return rec if probability else np.abs(src - rec)
+
+
+def overlay(src: np.ndarray, heat: np.ndarray, regions: list[dict] = (), frame_hw=None, *, probability: bool = False,
+            width: int | None = None, truth: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(frame as 8-bit grey, BGR picture), both `width` wide at most (model-space size otherwise).
+    `regions` are in frame pixels (frame_hw; None = model space); a probability map is shown on
+    its own 0..1 scale, a residual relative to its 99.9th percentile."""
+    h, w = src.shape
+    scale = width / w if width and w > width else 1.0
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if scale != 1.0:  # shrink first: everything below then costs the picture's size, not the frame's
+        src = cv2.resize(src, size, interpolation=cv2.INTER_AREA)
+        heat = cv2.resize(heat.astype(np.float32), size, interpolation=cv2.INTER_AREA)
+    sample = src[::2, ::2]
+    lo, hi = np.percentile(sample, (0.5, 99.5))
+    grey = np.clip((src - lo) * (255.0 / max(float(hi - lo), 1e-6)), 0, 255).astype(np.uint8)
+    picture = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
+    top = 1.0 if probability else float(np.percentile(heat[::2, ::2], 99.9))
+    if top > 1e-6:
+        level = np.clip(heat.astype(np.float32) / top, 0, 1)
+        colour = cv2.applyColorMap((level * 255).astype(np.uint8), cv2.COLORMAP_JET)
+        alpha = (np.clip((level - 0.25) * np.float32(2), 0, 1) * np.float32(0.6))[..., None]  # float32 throughout
+        picture = (picture * (1 - alpha) + colour * alpha).astype(np.uint8)
+    if truth is not None and truth.any():
+        t = cv2.resize(truth.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) if scale != 1.0 else truth.astype(np.uint8)
+        contours, _ = cv2.findContours(t, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(picture, contours, -1, (0, 255, 0), 1)
+    fh, fw = frame_hw if frame_hw is not None else (h, w)
+    fy, fx = size[1] / fh, size[0] / fw
+    for r in regions:
+        x0, y0 = int(r["x"] * fx), int(r["y"] * fy)
+        x1, y1 = int((r["x"] + r["w"]) * fx), int((r["y"] + r["h"]) * fy)
+        cv2.rectangle(picture, (x0, y0), (max(x0 + 1, x1), max(y0 + 1, y1)), (0, 0, 255), 2 if size[0] >= 320 else 1)
+    return grey, picture

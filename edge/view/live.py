@@ -1,0 +1,132 @@
+"""What the view shows, taken off the inspection threads without delaying a verdict.
+
+The analysis thread calls offer() for every inspected frame. offer() returns at once unless the
+frame is wanted (at most max_fps, and every NG part) and the encoder is free; then it copies the
+model-space source and the model output (two float arrays, ~0.1 ms at 512x512) and wakes the
+encoder thread. Everything else (heat map, boxes, JPEG) happens on that thread. A frame that
+arrives while the encoder is busy is skipped, not queued.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+
+import cv2
+import numpy as np
+
+from ..errors import InputError
+from ..overlay import anomaly_map, overlay
+
+LOCAL_HOSTS = {"127.0.0.1", "::1", "localhost"}
+VIEW_WIDTH = 640
+THUMB_WIDTH = 200
+
+
+def token_for(cfg, where: str) -> str | None:
+    """The access token, or None on a local address without one; refuses a non-local address
+    without a token (exit 2), so the page is never open to the plant network by mistake."""
+    token = os.environ.get(cfg.token_env, "") if cfg.token_env else ""
+    if cfg.token_env and not token:
+        raise InputError(where, "view.token_env", f"environment variable {cfg.token_env} is empty or unset")
+    if cfg.host not in LOCAL_HOSTS and not token:
+        raise InputError(where, "view.host", f"{cfg.host} is reachable from other machines: set view.token_env "
+                                             "to an environment variable holding an access token")
+    return token or None
+
+
+class LiveView:
+    def __init__(self, cfg, telemetry, where: str):
+        self.cfg, self.telemetry = cfg, telemetry
+        self.token = token_for(cfg, where)
+        self.min_interval = 1.0 / cfg.max_fps
+        self._last_offer = 0.0
+        self._pending = None              # the one frame waiting for the encoder
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()     # guards frame/ng below (encoder writes, server reads)
+        self.seq = 0                      # frames shown so far
+        self.frame: tuple[dict, bytes] | None = None    # (meta, JPEG)
+        self.ng: deque = deque(maxlen=max(1, cfg.ng_parts))  # (meta, JPEG thumbnail), newest last
+        self.ng_seq = 0
+        self.offered = self.taken = 0     # for tests and the page: how many were skipped
+        self.listeners: list = []         # callables run after each new frame (the server's wake-up)
+        self._encoder = threading.Thread(target=self._encode_loop, name="view-encoder", daemon=True)
+        self._encoder.start()
+        self.server = None
+
+    def start_server(self, where: str):
+        from .server import ViewServer
+        self.server = ViewServer(self, self.cfg.host, self.cfg.port, where)
+        return self.server.port
+
+    # -- the analysis thread ------------------------------------------------------------------
+    def offer(self, record: dict, src: np.ndarray, rec: np.ndarray, frame_hw, recipe):
+        self.offered += 1
+        ng = record.get("verdict") == "NG"
+        now = time.monotonic()
+        if self._pending is not None or (not ng and now - self._last_offer < self.min_interval):
+            return  # the encoder is busy, or a frame was taken moments ago: skip this one
+        self._last_offer = now
+        d = recipe.decision
+        meta = {k: record[k] for k in ("frame_id", "verdict", "score", "regions", "time", "source") if k in record}
+        meta.update(threshold=d.score_threshold if d.rule == "score" else None, rule=d.rule, min_area=d.min_area)
+        self._pending = (meta, src.copy(), rec.copy(), tuple(frame_hw), recipe.detect.method == "probability")
+        self.taken += 1
+        self._wake.set()
+
+    # -- the encoder thread ---------------------------------------------------------------------
+    def _encode_loop(self):
+        while not self._stop.is_set():
+            if not self._wake.wait(0.5):
+                continue
+            self._wake.clear()
+            job, self._pending = self._pending, None
+            if job is None:
+                continue
+            meta, src, rec, frame_hw, probability = job
+            try:
+                _, picture = overlay(src, anomaly_map(src, rec, probability), meta.get("regions", []), frame_hw,
+                                     probability=probability, width=VIEW_WIDTH)
+                jpeg = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes()
+                thumb = None
+                if meta["verdict"] == "NG":
+                    small = cv2.resize(picture, (THUMB_WIDTH, max(1, picture.shape[0] * THUMB_WIDTH // picture.shape[1])),
+                                       interpolation=cv2.INTER_AREA)
+                    thumb = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes()
+            except Exception:  # a view failure must never reach inspection
+                continue
+            with self._lock:
+                self.seq += 1
+                meta["seq"] = self.seq
+                self.frame = (meta, jpeg)
+                if thumb is not None:
+                    self.ng_seq += 1
+                    self.ng.append(({**meta, "ng_seq": self.ng_seq}, thumb))
+            for wake in list(self.listeners):
+                wake()
+
+    # -- read by the server -------------------------------------------------------------------------
+    def latest(self):
+        with self._lock:
+            return self.frame
+
+    def ng_parts(self) -> list[dict]:
+        with self._lock:
+            return [m for m, _ in reversed(self.ng)]
+
+    def ng_jpeg(self, ng_seq: int) -> bytes | None:
+        with self._lock:
+            for m, jpeg in self.ng:
+                if m["ng_seq"] == ng_seq:
+                    return jpeg
+        return None
+
+    def close(self):
+        self._stop.set()
+        self._wake.set()
+        if self.server is not None:
+            self.server.close()
+        self._encoder.join(5)

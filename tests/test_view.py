@@ -1,0 +1,174 @@
+"""The live view: in a real browser (headless Chromium, driven over the DevTools protocol) during
+a replay run, and its security: local by default, a token for anything else, read-only."""
+
+import asyncio
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import free_port, make_station, run_cli, wait_line
+
+pytest.importorskip("aiohttp")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _view_yaml(port, extra=""):
+    return f"view:\n  enabled: true\n  port: {port}\n{extra}telemetry:\n  summary: false\n"
+
+
+def _get(url, headers=None, method="GET"):
+    req = urllib.request.Request(url, headers=headers or {}, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+async def _page_state(devtools_port, wait_s):
+    """Open the page's DevTools socket, wait, and read what the page recorded in its body's
+    data attributes (frames seen, first/last sequence, counters, NG seen)."""
+    import aiohttp
+    async with aiohttp.ClientSession() as http:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                async with http.get(f"http://127.0.0.1:{devtools_port}/json/list") as r:
+                    pages = [p for p in await r.json() if p["type"] == "page"]
+                if pages:
+                    break
+            except aiohttp.ClientError:
+                pass
+            assert time.monotonic() < deadline, "Chromium did not open the page"
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(wait_s)
+        async with http.ws_connect(pages[0]["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+            expr = ("JSON.stringify(Object.assign({}, document.body.dataset, {"
+                    "ok: document.getElementById('n-ok').textContent, img: document.getElementById('frame').src,"
+                    "link: document.getElementById('link').textContent}))")
+            await ws.send_json({"id": 1, "method": "Runtime.evaluate", "params": {"expression": expr, "returnByValue": True}})
+            async for msg in ws:
+                data = json.loads(msg.data)
+                if data.get("id") == 1:
+                    return json.loads(data["result"]["result"]["value"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (bash scripts/install-test-services.sh installs it)")
+def test_page_in_a_real_browser_shows_frames_counters_and_ng_overlays(tmp_path):
+    port = free_port()
+    cfg = make_station(tmp_path, count=8, defects=(2, 5), source_opts="?loop=1&fps=20",
+                       extra_yaml=_view_yaml(port) + "outputs:\n  jsonl:\n    stdout: false\n")
+    proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "--config", str(cfg)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    browser = None
+    try:
+        url = wait_line(proc.stderr, r"live view on (http://\S+)").group(1)
+        assert url == f"http://127.0.0.1:{port}/"
+        wait_line(proc.stderr, "ready")
+        devtools = free_port()
+        browser = subprocess.Popen([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+                                    f"--remote-debugging-port={devtools}", f"--user-data-dir={tmp_path / 'chromium'}",
+                                    url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        state = asyncio.run(_page_state(devtools, 3.0))
+        status, jpeg = _get(url + state["ngThumb"])  # the newest NG part's thumbnail, as the page shows it
+    finally:
+        if browser is not None:
+            browser.terminate()
+            browser.wait(10)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    assert state["link"] == "live"
+    assert int(state["frames"]) >= 5 and int(state["lastSeq"]) > int(state["firstSeq"]), state  # the frame changes
+    assert int(state["lastGrabbed"]) > int(state["firstGrabbed"]) and int(state["ok"]) > 0, state  # counters move
+    assert state["ngSeen"] == "1" and int(state["ngParts"]) >= 1, state  # an NG part was shown
+    assert "frame.jpg?seq=" in state["img"]
+    assert status == 200
+    picture = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).astype(int)
+    colour = np.abs(picture[..., 2] - picture[..., 0])  # the frames are grey: colour is the heat map and boxes
+    assert (colour > 80).sum() > 50, "the NG part has no overlay"
+
+
+def _live_view(monkeypatch, **cfg):
+    from edge.config import View
+    from edge.telemetry import Telemetry
+    from edge.view import LiveView
+    v = LiveView(View(enabled=True, port=0, **cfg), Telemetry(16, "cam", "st"), "station.yaml")
+    return v, v.start_server("station.yaml")
+
+
+def test_bound_to_localhost_by_default():
+    from edge.config import View
+    from edge.view import LiveView
+    from edge.telemetry import Telemetry
+    assert View().host == "127.0.0.1" and not View().enabled
+    v = LiveView(View(enabled=True, port=0), Telemetry(16, "cam", "st"), "station.yaml")
+    try:
+        v.start_server("station.yaml")
+        assert v.server.address[0] == "127.0.0.1"
+    finally:
+        v.close()
+
+
+def test_a_non_local_address_without_a_token_is_refused_at_start(tmp_path):
+    cfg = make_station(tmp_path, extra_yaml=_view_yaml(0, "  host: 0.0.0.0\n"))
+    res = run_cli(["--config", str(cfg)])
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "view.host: 0.0.0.0 is reachable from other machines: set view.token_env" in res.stderr
+    assert res.stdout == ""  # refused before any frame was grabbed
+    (tmp_path / "b").mkdir()
+    res = run_cli(["--config", str(make_station(tmp_path / "b", extra_yaml=_view_yaml(0, "  token_env: NO_SUCH_VAR\n")))])
+    assert res.returncode == 2 and "view.token_env: environment variable NO_SUCH_VAR is empty or unset" in res.stderr
+
+
+def test_with_a_token_every_request_needs_it_and_nothing_changes_the_station(monkeypatch):
+    monkeypatch.setenv("EDGE_VIEW_TOKEN", "s3cret-token")
+    v, port = _live_view(monkeypatch, host="0.0.0.0", token_env="EDGE_VIEW_TOKEN")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for path in ("/", "/events", "/frame.jpg", "/ng/1.jpg", "/static/view.js"):
+            assert _get(base + path)[0] == 401, path
+            assert _get(base + path + "?token=wrong")[0] == 401, path
+        assert _get(base + "/?token=s3cret-token")[0] == 200
+        assert _get(base + "/static/view.js", {"Authorization": "Bearer s3cret-token"})[0] == 200
+        assert _get(base + "/frame.jpg?token=s3cret-token")[0] == 404  # no frame yet: nothing to show, nothing leaks
+        for method in ("POST", "PUT", "DELETE", "PATCH"):
+            assert _get(base + "/?token=s3cret-token", method=method)[0] == 405, method
+        methods = {r.method for r in v.server.app().router.routes()}
+        assert methods <= {"GET", "HEAD"}, methods  # read-only by construction
+    finally:
+        v.close()
+
+
+def test_offers_never_wait_and_take_at_most_max_fps(monkeypatch):
+    """The analysis thread's side: a frame is taken at most max_fps times a second (NG parts
+    always, while the encoder is free), the rest are skipped at once."""
+    from edge.recipe import Recipe
+    v, _ = _live_view(monkeypatch, max_fps=2.0)
+    try:
+        src = np.random.default_rng(0).random((256, 256), dtype=np.float32)
+        t0 = time.perf_counter()
+        worst = 0.0
+        for i in range(200):
+            t = time.perf_counter()
+            v.offer({"frame_id": i, "verdict": "OK", "score": 0.1, "regions": []}, src, src * 0.9, (256, 256), Recipe())
+            worst = max(worst, time.perf_counter() - t)
+            time.sleep(0.005)
+        elapsed = time.perf_counter() - t0
+        assert v.offered == 200 and v.taken <= 2.0 * elapsed + 2
+        assert worst < 0.05  # a copy at most, never an encode
+        deadline = time.time() + 5
+        while v.seq < v.taken and time.time() < deadline:
+            time.sleep(0.02)
+        assert v.latest()[0]["frame_id"] >= 0 and v.seq == v.taken
+    finally:
+        v.close()
