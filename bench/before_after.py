@@ -19,14 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-import onnx
-
-from bench.bench_pipeline import VARIANTS, make_frames
+from bench.bench_pipeline import VARIANTS, make_frames, make_models
 from bench.common import machine, save
-from bench.models import conv_autoencoder
-from edge.recipe import RECIPE_KEY, Recipe, recipe_json
-from edge.schema import load
-from testkit.lowpass_model import DEMO_RECIPE, build_lowpass_autoencoder
 
 ROUND = """
 import json, sys
@@ -61,16 +55,11 @@ def main(argv=None):
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        cae = tmp / "cae.onnx"
-        m = conv_autoencoder(256)
-        onnx.helper.set_model_props(m, {RECIPE_KEY: recipe_json(load(Recipe, DEMO_RECIPE, "bench"))})
-        onnx.save(m, cae)
-        lowpass = tmp / "lowpass.onnx"
-        onnx.save(build_lowpass_autoencoder(), lowpass)
+        models = make_models(tmp)
         for size in args.sizes:
             frames = tmp / f"frames{size}"
             make_frames(frames, 32, size)
-            for name, model in (("demo lowpass AE", lowpass), ("conv AE 16-32-64", cae)):
+            for name, model in models.items():
                 runs = {t: [] for t in trees}
                 for _ in range(args.rounds):
                     for t, tree in trees.items():

@@ -112,6 +112,17 @@ VARIANTS = {  # name: (preload, overlap)
 }
 
 
+def make_models(folder: Path) -> dict[str, Path]:
+    """The two benchmark models as ONNX files in `folder`, by the names the tables use."""
+    cae = folder / "cae.onnx"
+    m = conv_autoencoder(256)
+    onnx.helper.set_model_props(m, {RECIPE_KEY: recipe_json(load(Recipe, DEMO_RECIPE, "bench"))})
+    onnx.save(m, cae)
+    lowpass = folder / "lowpass.onnx"
+    onnx.save(build_lowpass_autoencoder(), lowpass)
+    return {"demo lowpass AE": lowpass, "conv AE 16-32-64": cae}
+
+
 def view_cost(models: dict, tmp: Path, n: int, rounds: int) -> list[dict]:
     """Throughput with the live view on (one browser connected) against off, rounds alternating."""
     rows = []
@@ -141,12 +152,8 @@ def main(argv=None):
     print("ratios are against the bare session of the same round; medians over rounds")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        cae = tmp / "cae.onnx"
-        m = conv_autoencoder(256)
-        onnx.helper.set_model_props(m, {RECIPE_KEY: recipe_json(load(Recipe, DEMO_RECIPE, "bench"))})
-        onnx.save(m, cae)
-        lowpass = tmp / "lowpass.onnx"
-        onnx.save(build_lowpass_autoencoder(), lowpass)
+        models = make_models(tmp)
+        lowpass, cae = models["demo lowpass AE"], models["conv AE 16-32-64"]
         for size in (512, 1024):
             make_frames(tmp / f"frames{size}", 32, size)
         if args.view:

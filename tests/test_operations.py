@@ -11,7 +11,6 @@ import sys
 import threading
 import time
 
-import numpy as np
 import pytest
 
 from conftest import ROOT, make_station, run_cli, wait_line
@@ -90,8 +89,8 @@ def test_no_watchdog_ping_when_frames_stop_flowing(tmp_path, lowpass_model, monk
     pings while frames flow and stops pinging once the camera's grab hangs."""
     from conftest import station_config
     from edge.cli import watchdog
-    from edge.sources import Frame
     from edge.station import Station
+    from testkit.sources import SyntheticCamera  # 50 frames/s until told to hang inside grab()
 
     sock_path = tmp_path / "notify.sock"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -100,24 +99,6 @@ def test_no_watchdog_ping_when_frames_stop_flowing(tmp_path, lowpass_model, monk
     monkeypatch.setenv("NOTIFY_SOCKET", str(sock_path))
     hang, release = threading.Event(), threading.Event()
 
-    class Camera:  # frames at 50/s until told to hang inside grab(), as a wedged driver does
-        live = True
-
-        def __init__(self):
-            self.n = 0
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            pass
-
-        def grab(self, timeout_s=0.5):
-            if hang.is_set():
-                release.wait()
-            time.sleep(0.02)
-            self.n += 1
-            return Frame(self.n, np.full((256, 256), 120, np.uint8), name=f"f{self.n}")
 
     def pings_within(seconds):
         n, end = 0, time.monotonic() + seconds
@@ -130,7 +111,7 @@ def test_no_watchdog_ping_when_frames_stop_flowing(tmp_path, lowpass_model, monk
 
     cfg = station_config(tmp_path, lowpass_model)
     done = threading.Event()
-    with Station(cfg, "cam", source=Camera()) as st:
+    with Station(cfg, "cam", source=SyntheticCamera(0.02, hang, release)) as st:
         runner = threading.Thread(target=st.run)
         runner.start()
         dog = threading.Thread(target=watchdog, args=(st.pipeline, 0.3, done), daemon=True)

@@ -92,24 +92,7 @@ def test_reloads_that_replace_the_outputs_lose_no_record(lowpass_model, tmp_path
     grabbed frame's record (verdict or DROPPED) must reach the file, exactly once."""
     import threading
     import time
-    from edge.sources import Frame
-
-    class FastCamera:
-        live = True
-
-        def __init__(self):
-            self.n = 0
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            pass
-
-        def grab(self, timeout_s=0.5):
-            time.sleep(0.001)
-            self.n += 1
-            return Frame(self.n, np.full((256, 256), 100 + self.n % 50, np.uint8), name=f"f{self.n}")
+    from testkit.sources import SyntheticCamera
 
     path = tmp_path / "verdicts.jsonl"
     cfg = station_config(tmp_path, lowpass_model, cam={"queue": 1},
@@ -119,7 +102,7 @@ def test_reloads_that_replace_the_outputs_lose_no_record(lowpass_model, tmp_path
         time.sleep(0.005)  # building outputs takes a while (a queued output opens its spool)
         return Reload(outputs=[JsonLinesOutput(stdout=False, path=path)])
     stop = threading.Event()
-    with Station(cfg, "cam", frames=80, overlap=overlap, source=FastCamera()) as st:
+    with Station(cfg, "cam", frames=80, overlap=overlap, source=SyntheticCamera(0.001)) as st:
         def sighup():
             while not stop.wait(0.003):
                 st.pipeline.request_reload(replace_outputs)
