@@ -64,8 +64,13 @@ class Archive:
                 self.failed += 1
                 self.last_error = f"{e.strerror or e}"
 
+    @staticmethod
+    def stem(record: dict) -> str:
+        """The file-name stem an NG part is archived under."""
+        return f"{record['time'].replace(':', '').replace('-', '')[:18]}_{record['camera']}_{record['frame_id']}"
+
     def _write(self, record: dict, src: np.ndarray, rec: np.ndarray, scale, probability: bool):
-        stem = f"{record['time'].replace(':', '').replace('-', '')[:18]}_{record['camera']}_{record['frame_id']}"
+        stem = self.stem(record)
         frame_hw = (src.shape[0] * scale[0], src.shape[1] * scale[1])
         gray, over = overlay(src, anomaly_map(src, rec, probability), record.get("regions", []), frame_hw,
                              probability=probability)

@@ -128,7 +128,7 @@ class Station:
             print(f"edge-run: metrics on http://{tcfg.prometheus.host}:{self.endpoint.port}/metrics", file=self.log)
         if cfg.file.view.enabled:  # bound before the first grab too
             from .view import LiveView
-            self.view = LiveView(cfg.file.view, self.telemetry, cfg.path)
+            self.view = LiveView(cfg.file.view, self.telemetry, cfg.path, self.archive)
             self._stack.callback(self.view.close)
             port = self.view.start_server(cfg.path)
             print(f"edge-run: live view on http://{_url_host(cfg.file.view.host)}:{port}/"

@@ -172,3 +172,27 @@ def test_offers_never_wait_and_take_at_most_max_fps(monkeypatch):
         assert v.latest()[0]["frame_id"] >= 0 and v.seq == v.taken
     finally:
         v.close()
+
+
+def test_ng_parts_name_their_archived_files_when_the_archive_is_on(tmp_path):
+    from edge.archive import Archive
+    from edge.config import View
+    from edge.recipe import Recipe
+    from edge.telemetry import Telemetry
+    from edge.view import LiveView
+    archive = Archive(tmp_path / "archive", 10 * 2**20)
+    v = LiveView(View(enabled=True, port=0), Telemetry(16, "cam", "st"), "station.yaml", archive)
+    try:
+        record = {"frame_id": 7, "camera": "cam", "verdict": "NG", "score": 0.9, "time": "2026-11-23T10:00:00.000+00:00",
+                  "regions": [{"x": 10, "y": 10, "w": 20, "h": 20, "area": 400, "peak": 1.0}]}
+        src = np.random.default_rng(1).random((128, 128), dtype=np.float32)
+        archive.submit(record, src, src * 0.5, (1.0, 1.0))
+        v.offer(record, src, src * 0.5, (128, 128), Recipe())
+        deadline = time.time() + 5
+        while (not v.ng_parts() or archive.written < 1) and time.time() < deadline:
+            time.sleep(0.02)
+        shown = v.ng_parts()[0]["archived"]
+        assert shown in {str(p) for p in (tmp_path / "archive").iterdir()}
+    finally:
+        v.close()
+        archive.close()

@@ -38,8 +38,8 @@ def token_for(cfg, where: str) -> str | None:
 
 
 class LiveView:
-    def __init__(self, cfg, telemetry, where: str):
-        self.cfg, self.telemetry = cfg, telemetry
+    def __init__(self, cfg, telemetry, where: str, archive=None):
+        self.cfg, self.telemetry, self.archive = cfg, telemetry, archive
         self.token = token_for(cfg, where)
         self.min_interval = 1.0 / cfg.max_fps
         self._last_offer = 0.0
@@ -73,6 +73,8 @@ class LiveView:
         d = recipe.decision
         meta = {k: record[k] for k in ("frame_id", "verdict", "score", "regions", "time", "source") if k in record}
         meta.update(threshold=d.score_threshold if d.rule == "score" else None, rule=d.rule, min_area=d.min_area)
+        if ng and self.archive is not None:  # where the full-size frame and overlay are kept
+            meta["archived"] = str(self.archive.folder / f"{self.archive.stem(record)}_overlay.png")
         self._pending = (meta, src.copy(), rec.copy(), tuple(frame_hw), recipe.detect.method == "probability")
         self.taken += 1
         self._wake.set()

@@ -27,7 +27,7 @@ class ViewServer:
             raise InputError(where, "view.enabled", "needs aiohttp: pip install 'edge-inspect[view]'")
         self.view, self.host = view, host
         self.loop = asyncio.new_event_loop()
-        self._frame_event: asyncio.Event | None = None
+        self._new_frame: asyncio.Condition | None = None  # every connected page waits on it
         ready, result = threading.Event(), {}
 
         def run():
@@ -48,7 +48,11 @@ class ViewServer:
         if e is not None or "port" not in result:
             raise RuntimeError(f"the live view did not start: {e!r}")
         self.port = result["port"]
-        view.listeners.append(lambda: self.loop.call_soon_threadsafe(self._frame_event.set))
+        view.listeners.append(lambda: asyncio.run_coroutine_threadsafe(self._wake_all(), self.loop))
+
+    async def _wake_all(self):
+        async with self._new_frame:
+            self._new_frame.notify_all()
 
     def app(self):
         from aiohttp import web
@@ -68,7 +72,7 @@ class ViewServer:
     async def _start(self, port: int) -> int:
         from aiohttp import web
 
-        self._frame_event = asyncio.Event()
+        self._new_frame = asyncio.Condition()
         self._runner = web.AppRunner(self.app(), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, port)
@@ -136,14 +140,18 @@ class ViewServer:
                     stats["ng_parts"] = self.view.ng_parts()
                     stats["view"] = {"offered": self.view.offered, "shown": self.view.seq, "max_fps": self.view.cfg.max_fps}
                     await resp.write(_event("stats", stats))
-                self._frame_event.clear()
-                try:
-                    await asyncio.wait_for(self._frame_event.wait(), STATS_EVERY_S)
-                except asyncio.TimeoutError:
-                    pass
+                async with self._new_frame:
+                    try:
+                        await asyncio.wait_for(self._new_frame.wait_for(lambda: self._seq() != sent_seq), STATS_EVERY_S)
+                    except asyncio.TimeoutError:
+                        pass
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         return resp
+
+    def _seq(self) -> int:
+        latest = self.view.latest()
+        return -1 if latest is None else latest[0]["seq"]
 
     def close(self):
         async def stop():

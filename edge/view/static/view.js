@@ -77,6 +77,7 @@
       const f = document.createElement("figure");
       const img = document.createElement("img"); img.src = "ng/" + p.ng_seq + ".jpg" + q(); img.alt = "NG part " + p.frame_id;
       const cap = document.createElement("figcaption"); cap.textContent = "frame " + p.frame_id + "  score " + fmt(p.score, 4) + "  " + (p.time || "");
+      if (p.archived) { cap.title = "archived: " + p.archived; cap.textContent += "  (archived)"; }
       f.appendChild(img); f.appendChild(cap); ng.appendChild(f);
     });
     body.dataset.ngParts = s.ng_parts.length;
