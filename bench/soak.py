@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import machine, save
+from bench.common import _git, machine, save
 from testkit.station import free_port, make_station, wait_port
 
 
@@ -89,6 +89,7 @@ def main(argv=None):
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--sample-s", type=float, default=5.0)
     args = ap.parse_args(argv)
+    args.git = _git()  # the code the soak runs (the results file is rewritten as the run goes)
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -164,7 +165,7 @@ def _save(args, samples, windows, summary) -> dict:
     if len(windows) > 2:
         mid = [(w["from_min"] + w["to_min"]) * 30 for w in windows[1:]]
         slopes["latency_p99_ms"] = slope_per_hour(mid, [w["latency_p99_ms"] for w in windows[1:]])
-    result = {"minutes": args.minutes, "window_min": args.window, "frame": f"{args.size}x{args.size}",
+    result = {"git": args.git, "minutes": args.minutes, "window_min": args.window, "frame": f"{args.size}x{args.size}",
               "windows": windows, "slopes_per_hour": slopes, "summary": summary, "samples": samples}
     save("soak", result)
     return result

@@ -44,8 +44,3 @@ class BufferPool:
         with self._cond:
             self._free.append(array)
             self._cond.notify()
-
-    @property
-    def leased(self) -> int:
-        with self._cond:
-            return self.count - len(self._free)
