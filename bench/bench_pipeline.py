@@ -145,8 +145,10 @@ def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--view", action="store_true", help="measure the live view's cost instead (on vs off)")
+    ap.add_argument("--frames", type=int, default=300, help="frames per run")
+    ap.add_argument("--rounds", type=int, default=5, help="alternating rounds (medians reported)")
     args = ap.parse_args(argv)
-    n, rounds = (48, 1) if args.quick else (300, 5)
+    n, rounds = (48, 1) if args.quick else (args.frames, args.rounds)
     rows = []
     print(f"machine: {machine()}")
     print("ratios are against the bare session of the same round; medians over rounds")
