@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import io
 import statistics
-import threading
-import urllib.request
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -67,26 +67,29 @@ def pipeline_fps(model: Path, frames: Path, n: int, preload: bool = True, overla
 
 class Browser:
     """What one open live-view page asks of the station: the event stream, and the frame JPEG
-    after each frame event."""
+    after each frame event. In its own process, as a browser is: it must not share edge-run's GIL."""
+
+    CLIENT = """
+import sys, urllib.request
+base = sys.argv[1]
+frames = 0
+with urllib.request.urlopen(base + "/events", timeout=30) as stream:
+    for line in stream:
+        if line.startswith(b"event: frame"):
+            urllib.request.urlopen(base + "/frame.jpg", timeout=10).read()
+            frames += 1
+            print(frames, flush=True)
+"""
 
     def __init__(self, port: int):
-        self.port, self.frames, self._stop = port, 0, threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self):
-        base = f"http://127.0.0.1:{self.port}"
-        with urllib.request.urlopen(base + "/events", timeout=30) as stream:
-            for line in stream:
-                if self._stop.is_set():
-                    return
-                if line.startswith(b"event: frame"):
-                    urllib.request.urlopen(base + "/frame.jpg", timeout=10).read()
-                    self.frames += 1
+        self.proc = subprocess.Popen([sys.executable, "-c", self.CLIENT, f"http://127.0.0.1:{port}"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.frames = 0
 
     def close(self):
-        self._stop.set()
-        self._thread.join(2)
+        self.proc.terminate()
+        out = self.proc.communicate(timeout=10)[0].split()
+        self.frames = int(out[-1]) if out else 0
 
 
 def bare_fps(model: Path, frames: Path, n: int) -> float:

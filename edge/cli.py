@@ -48,7 +48,7 @@ def run(args) -> int:
     cfg = read_config(args.config)
     stop_event = threading.Event()  # exists before the station: a signal during warm-up counts too
     station: Station | None = None
-    watchdog_done = threading.Event()
+    watchdog_done, dog = threading.Event(), None
 
     def stop(signum, _frame):
         print(f"edge-run: {signal.Signals(signum).name}: stopping; queued frames still get verdicts", file=sys.stderr)
@@ -72,14 +72,17 @@ def run(args) -> int:
             sdnotify.notify("READY=1", f"STATUS=inspecting camera {args.camera}")
             interval = sdnotify.watchdog_interval()
             if interval:
-                threading.Thread(target=watchdog, args=(st.pipeline, interval, watchdog_done), daemon=True).start()
+                dog = threading.Thread(target=watchdog, args=(st.pipeline, interval, watchdog_done), daemon=True)
+                dog.start()
             try:
                 st.run()
             except Exception as e:  # reported after the summary, with every verdict out
                 error = e
     finally:
+        watchdog_done.set()  # no ping may follow STOPPING=1
+        if dog is not None:
+            dog.join(5)
         sdnotify.notify("STOPPING=1")
-        watchdog_done.set()
     telemetry = st.telemetry
     if cfg.file.telemetry.summary:
         print(telemetry.summary(), file=sys.stderr)

@@ -22,18 +22,17 @@ def overlay(src: np.ndarray, heat: np.ndarray, regions: list[dict] = (), frame_h
     scale = width / w if width and w > width else 1.0
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     if scale != 1.0:  # shrink first: everything below then costs the picture's size, not the frame's
-        src = cv2.resize(src, size, interpolation=cv2.INTER_AREA)
-        heat = cv2.resize(heat.astype(np.float32), size, interpolation=cv2.INTER_AREA)
-    sample = src[::2, ::2]
-    lo, hi = np.percentile(sample, (0.5, 99.5))
-    grey = np.clip((src - lo) * (255.0 / max(float(hi - lo), 1e-6)), 0, 255).astype(np.uint8)
+        src = cv2.resize(src, size, interpolation=cv2.INTER_LINEAR)
+        heat = cv2.resize(heat.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
+    lo, hi = np.percentile(src[::4, ::4], (0.5, 99.5))  # a sample is plenty for a display range
+    grey = cv2.convertScaleAbs(src, alpha=255.0 / max(float(hi - lo), 1e-6), beta=-lo * 255.0 / max(float(hi - lo), 1e-6))
     picture = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
-    top = 1.0 if probability else float(np.percentile(heat[::2, ::2], 99.9))
+    top = 1.0 if probability else float(np.percentile(heat[::4, ::4], 99.9))
     if top > 1e-6:
-        level = np.clip(heat.astype(np.float32) / top, 0, 1)
-        colour = cv2.applyColorMap((level * 255).astype(np.uint8), cv2.COLORMAP_JET)
-        alpha = (np.clip((level - 0.25) * np.float32(2), 0, 1) * np.float32(0.6))[..., None]  # float32 throughout
-        picture = (picture * (1 - alpha) + colour * alpha).astype(np.uint8)
+        level = cv2.min(heat.astype(np.float32) * np.float32(1.0 / top), 1.0)
+        colour = cv2.applyColorMap(cv2.convertScaleAbs(level, alpha=255.0), cv2.COLORMAP_JET)
+        alpha = np.clip((level - np.float32(0.25)) * np.float32(1.2), 0, 0.6)  # 0 below a quarter of the top, 0.6 above
+        picture = cv2.blendLinear(picture, colour, 1 - alpha, alpha)
     if truth is not None and truth.any():
         t = cv2.resize(truth.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) if scale != 1.0 else truth.astype(np.uint8)
         contours, _ = cv2.findContours(t, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)

@@ -185,7 +185,7 @@ GPU_DETECT_CHECK = textwrap.dedent("""
 def test_gpu_detection_in_the_pipeline_matches_the_cpu_path(tmp_path):
     """The pipeline with detection on device arrays (Numba's CUDA simulator here) gives the same
     verdicts and regions as the CPU kernel."""
-    folder = _station(tmp_path, size=64, count=4, defects=(1,))  # the simulator runs each CUDA thread in Python
+    folder = _station(tmp_path, size=64, count=3, defects=(1,))  # the simulator runs each CUDA thread in Python
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
     tests_dir = os.path.dirname(__file__)
     r = subprocess.run([sys.executable, "-c", GPU_DETECT_CHECK, str(folder), tests_dir], capture_output=True,
@@ -193,7 +193,7 @@ def test_gpu_detection_in_the_pipeline_matches_the_cpu_path(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     import json
     cpu, gpu_records = (json.loads(line) for line in r.stdout.strip().splitlines()[-2:])
-    assert [v for v, _ in cpu] == ["OK", "NG", "OK", "OK"]
+    assert [v for v, _ in cpu] == ["OK", "NG", "OK"]
     assert gpu_records == cpu
 
 

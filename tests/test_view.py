@@ -150,8 +150,8 @@ def test_with_a_token_every_request_needs_it_and_nothing_changes_the_station(mon
 
 
 def test_offers_never_wait_and_take_at_most_max_fps(monkeypatch):
-    """The analysis thread's side: a frame is taken at most max_fps times a second (NG parts
-    always, while the encoder is free), the rest are skipped at once."""
+    """The analysis thread's side: a frame is taken at most max_fps times a second (NG parts at
+    up to twice that), the rest are skipped at once."""
     from edge.recipe import Recipe
     v, _ = _live_view(monkeypatch, max_fps=2.0)
     try:

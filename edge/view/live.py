@@ -1,7 +1,7 @@
 """What the view shows, taken off the inspection threads without delaying a verdict.
 
 The analysis thread calls offer() for every inspected frame. offer() returns at once unless the
-frame is wanted (at most max_fps, and every NG part) and the encoder is free; then it copies the
+frame is wanted (at most max_fps; NG parts at up to twice that) and the encoder is free; then it copies the
 model-space source and the model output (two float arrays, ~0.1 ms at 512x512) and wakes the
 encoder thread. Everything else (heat map, boxes, JPEG) happens on that thread. A frame that
 arrives while the encoder is busy is skipped, not queued.
@@ -37,6 +37,15 @@ def token_for(cfg, where: str) -> str | None:
     return token or None
 
 
+def lower_priority(niceness: int = 10):
+    """Run the calling thread at a lower scheduling priority (Linux: per thread), so the view's
+    work yields the cores to inspection whenever both want them."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+    except (AttributeError, OSError):
+        pass
+
+
 class LiveView:
     def __init__(self, cfg, telemetry, where: str, archive=None):
         self.cfg, self.telemetry, self.archive = cfg, telemetry, archive
@@ -67,7 +76,9 @@ class LiveView:
         self.offered += 1
         ng = record.get("verdict") == "NG"
         now = time.monotonic()
-        if self._pending is not None or (not ng and now - self._last_offer < self.min_interval):
+        # at most max_fps frames, NG parts at up to twice that (they are what an operator looks for);
+        # a station rejecting 30 parts a second must not keep the encoder busy all the time
+        if self._pending is not None or now - self._last_offer < self.min_interval / (2 if ng else 1):
             return  # the encoder is busy, or a frame was taken moments ago: skip this one
         self._last_offer = now
         d = recipe.decision
@@ -81,6 +92,7 @@ class LiveView:
 
     # -- the encoder thread ---------------------------------------------------------------------
     def _encode_loop(self):
+        lower_priority()
         while not self._stop.is_set():
             if not self._wake.wait(0.5):
                 continue

@@ -31,6 +31,8 @@ class ViewServer:
         ready, result = threading.Event(), {}
 
         def run():
+            from .live import lower_priority
+            lower_priority()
             asyncio.set_event_loop(self.loop)
             try:
                 result["port"] = self.loop.run_until_complete(self._start(port))
