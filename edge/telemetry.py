@@ -100,7 +100,7 @@ class Telemetry:
     def record(self, verdict: str, latencies: dict[Stage, float]):
         row = np.zeros(len(ALL_STAGES))
         for stage, seconds in latencies.items():
-            row[_INDEX[Stage(stage)]] = seconds  # ValueError/KeyError for a stage that does not exist
+            row[_INDEX[stage]] = seconds  # KeyError for a stage that does not exist (Stage keys equal their names)
         with self._lock:
             self._lat[:, self._n % self.window] = row
             np.maximum(self._max, row, out=self._max)

@@ -76,6 +76,12 @@ class Subscriber:
         while len({m["frame_id"] for m in self.messages}) < n and time.time() < deadline:
             time.sleep(0.05)
 
+    def wait_for_records(self, n, timeout=30):
+        """Until n distinct verdicts (camera time, frame id) have arrived, or the timeout."""
+        deadline = time.time() + timeout
+        while len(_first_seen(self.messages)) < n and time.time() < deadline:
+            time.sleep(0.05)
+
     def close(self):
         self.client.loop_stop()
         self.client.disconnect()
@@ -276,9 +282,7 @@ def test_kill_9_while_broker_down_then_restart_delivers_every_verdict_in_order(t
         assert res.returncode == 0, res.stderr
         second = [json.loads(l) for l in res.stdout.splitlines() if l.startswith("{")]
         expected = [_key(m) for m in first.lines + second]
-        deadline = time.time() + 30
-        while len(_first_seen(sub.messages)) < len(expected) and time.time() < deadline:
-            time.sleep(0.05)
+        sub.wait_for_records(len(expected), timeout=30)
     finally:
         sub.close()
     got = _first_seen(sub.messages)
@@ -313,9 +317,7 @@ def test_broker_down_at_full_rate_loses_nothing_and_keeps_order(tmp_path, broker
         err = (tmp_path / "stderr.txt").read_text()
         assert proc.returncode == 0, err
         expected = [_key(m) for m in lines.lines]
-        deadline = time.time() + 60
-        while len(_first_seen(sub.messages)) < len(expected) and time.time() < deadline:
-            time.sleep(0.05)
+        sub.wait_for_records(len(expected), timeout=60)
     finally:
         sub.close()
     got = _first_seen(sub.messages)
@@ -352,9 +354,7 @@ def test_reload_of_changed_mqtt_settings_while_broker_down_neither_stalls_nor_lo
         err = proc.stderr.read()
         assert proc.returncode == 0, err
         expected = [_key(m) for m in lines.lines]
-        deadline = time.time() + 30
-        while len(_first_seen(sub.messages)) < len(expected) and time.time() < deadline:
-            time.sleep(0.05)
+        sub.wait_for_records(len(expected), timeout=30)
     finally:
         sub.close()
     gaps = np.diff(lines.times)

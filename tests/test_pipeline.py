@@ -116,3 +116,12 @@ def test_reloads_that_replace_the_outputs_lose_no_record(lowpass_model, tmp_path
     ids = [json.loads(line)["frame_id"] for line in path.read_text().splitlines()]
     assert t.grabbed == 80 and t.dropped["queue_full"] > 0  # the case exercises drops during reloads
     assert sorted(ids) == list(range(1, 81))
+
+
+def test_a_misspelt_stage_is_refused_not_recorded_as_zero():
+    from edge.telemetry import Stage, Telemetry
+    t = Telemetry(16)
+    t.record("OK", {Stage.DETECT: 0.002, "infer": 0.004})  # members and their names are the same keys
+    with pytest.raises(KeyError):
+        t.record("OK", {"detekt": 0.002})
+    assert t.percentiles()["detect"]["p50"] == pytest.approx(2.0)
