@@ -14,6 +14,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -44,8 +45,14 @@ def make_frames(folder: Path, count: int, size: int):
 
 def pipeline_fps(model: Path, frames: Path, n: int, preload: bool = True, overlap: bool = True,
                  view: bool = False) -> float:
-    """The station as edge-run builds it (edge.station), JSON lines to /dev/null; timed from the
-    first frame to the last verdict (start-up and warm-up excluded, as in the bare loop).
+    return pipeline_run(model, frames, n, preload, overlap, view)[0]
+
+
+def pipeline_run(model: Path, frames: Path, n: int, preload: bool = True, overlap: bool = True,
+                 view: bool = False) -> tuple[float, float, float]:
+    """(frames/s, CPU ms per frame of the station process, frames/s the page was sent) of the
+    station as edge-run builds it (edge.station), JSON lines to /dev/null; timed from the first
+    frame to the last verdict (start-up and warm-up excluded, as in the bare loop).
     view: the live view on, with one browser's worth of traffic (see Browser)."""
     raw = {"station": "bench", "cameras": {"bench": {"source": f"file://{frames}?loop=1&preload={int(preload)}",
                                                      "queue": 4}},
@@ -54,37 +61,47 @@ def pipeline_fps(model: Path, frames: Path, n: int, preload: bool = True, overla
            "view": {"enabled": view, "port": 0}}
     with Station(parse(raw, "bench", frames), "bench", frames=n, overlap=overlap, stdout=False,
                  log=io.StringIO()) as st:
-        browser = Browser(st.view.server.port) if view else None
-        t0 = time.perf_counter()
+        browser = Browser(st.view.server.port) if view else None  # connected before the clock starts
+        c0, t0 = time.process_time(), time.perf_counter()
         t = st.run()
-        elapsed = time.perf_counter() - t0
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
         if browser is not None:
             browser.close()
             assert browser.frames > 0, "the browser saw no frame"
     assert t.decided == n, (t.decided, t.dropped)
-    return n / elapsed
+    return n / elapsed, cpu / n * 1e3, (browser.frames / elapsed if browser else 0.0)
 
 
 class Browser:
     """What one open live-view page asks of the station: the event stream, and the frame JPEG
-    after each frame event. In its own process, as a browser is: it must not share edge-run's GIL."""
+    after each frame event. In its own process, as a browser is (it must not share edge-run's
+    GIL), and at idle priority: it stands for a page open on the operator's PC, whose own work is
+    not the station's. The station's side of serving it (the view's threads) is all counted."""
 
     CLIENT = """
-import sys, urllib.request
-base = sys.argv[1]
+import http.client, os, sys
+os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+port = int(sys.argv[1])
 frames = 0
-with urllib.request.urlopen(base + "/events", timeout=30) as stream:
-    for line in stream:
-        if line.startswith(b"event: frame"):
-            urllib.request.urlopen(base + "/frame.jpg", timeout=10).read()
-            frames += 1
-            print(frames, flush=True)
+events = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+images = http.client.HTTPConnection("127.0.0.1", port, timeout=10)  # kept alive, as a browser's is
+events.request("GET", "/events")
+stream = events.getresponse()
+print("connected", flush=True)
+for line in stream:
+    if line.startswith(b"event: frame"):
+        images.request("GET", "/frame.jpg")
+        images.getresponse().read()
+        frames += 1
+        print(frames, flush=True)
 """
 
     def __init__(self, port: int):
-        self.proc = subprocess.Popen([sys.executable, "-c", self.CLIENT, f"http://127.0.0.1:{port}"],
+        self.proc = subprocess.Popen([sys.executable, "-c", self.CLIENT, str(port)],
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.frames = 0
+        # wait until the page is connected: a browser's start-up is not the station's cost
+        assert self.proc.stdout.readline().strip() == "connected", "the browser could not connect"
 
     def close(self):
         self.proc.terminate()
@@ -126,22 +143,99 @@ def make_models(folder: Path) -> dict[str, Path]:
     return {"demo lowpass AE": lowpass, "conv AE 16-32-64": cae}
 
 
-def view_cost(models: dict, tmp: Path, n: int, rounds: int) -> list[dict]:
-    """Throughput with the live view on (one browser connected) against off, rounds alternating."""
+def view_cost(models: dict, tmp: Path, seconds: float, rounds: int, sizes=(512, 1024),
+              interleaved_s: float = 60.0) -> list[dict]:
+    """Throughput and CPU per frame with the live view on (one browser connected) against off.
+    Each run is sized to take about `seconds`; rounds go off-on, on-off, ... so that a drift in
+    the machine's speed does not favour either."""
     rows = []
-    for size in (512, 1024):
+    for size in sizes:
         frames = tmp / f"frames{size}"
         for name, model in models.items():
-            off, on = [], []
-            for _ in range(rounds):
-                off.append(pipeline_fps(model, frames, n))
-                on.append(pipeline_fps(model, frames, n, view=True))
-            r = {"model": name, "frame": f"{size}x{size}", "view off fps": statistics.median(off),
-                 "view on fps": statistics.median(on), "ratio": statistics.median(b / a for a, b in zip(off, on))}
+            n = max(100, int(pipeline_fps(model, frames, 64) * seconds))
+            runs = {False: [], True: []}
+            for i in range(rounds):
+                for view in ((False, True) if i % 2 == 0 else (True, False)):
+                    runs[view].append(pipeline_run(model, frames, n, view=view))
+            (off_fps, off_cpu, _), (on_fps, on_cpu, shown) = (list(zip(*runs[v])) for v in (False, True))
+            med = statistics.median
+            r = {"model": name, "frame": f"{size}x{size}", "frames_per_run": n,
+                 "view off fps": med(off_fps), "view on fps": med(on_fps),
+                 "ratio": med(b / a for a, b in zip(off_fps, on_fps)),
+                 "ratios": [round(b / a, 3) for a, b in zip(off_fps, on_fps)],
+                 "ratio 90% interval": median_interval([b / a for a, b in zip(off_fps, on_fps)]),
+                 "view off cpu ms/frame": med(off_cpu), "view on cpu ms/frame": med(on_cpu),
+                 "page frames/s": med(shown)}
+            if interleaved_s:
+                r["interleaved"] = interleaved_view_cost(model, frames, interleaved_s)
             rows.append(r)
-            print(f"{name:<18} {r['frame']:>9}  view off {r['view off fps']:7.1f} fps  view on {r['view on fps']:7.1f} fps"
-                  f"  on/off {r['ratio']:.3f}x", flush=True)
+            print(f"{name:<18} {r['frame']:>9}  {n:5d} frames/run  view off {r['view off fps']:7.1f} fps "
+                  f"{r['view off cpu ms/frame']:6.2f} CPU ms/frame  view on {r['view on fps']:7.1f} fps "
+                  f"{r['view on cpu ms/frame']:6.2f} CPU ms/frame  on/off {r['ratio']:.3f}x "
+                  f"(90% interval {r['ratio 90% interval'][0]:.3f}..{r['ratio 90% interval'][1]:.3f}, "
+                  f"rounds {min(r['ratios']):.3f}..{max(r['ratios']):.3f}), page {r['page frames/s']:.1f} frames/s",
+                  flush=True)
+            if interleaved_s:
+                i = r["interleaved"]
+                print(f"{'':<18} {'':>9}  interleaved {interleaved_s:.0f} s, {i['windows']} windows: on/off {i['ratio']:.3f}x "
+                      f"(90% interval {i['ratio 90% interval'][0]:.3f}..{i['ratio 90% interval'][1]:.3f})", flush=True)
     return rows
+
+
+def interleaved_view_cost(model: Path, frames: Path, seconds: float, window_s: float = 1.0) -> dict:
+    """One long run with the live view on and a page connected, the view's per-frame work switched
+    off and on every `window_s`: frames/s of each "on" window against the mean of the "off"
+    windows either side. Slow drifts of the machine's speed, which make separate runs scatter by
+    several per cent here, cancel. "Off" windows keep the server and the page's statistics stream
+    (a few small writes a second); everything a shown frame costs is switched."""
+    raw = {"station": "bench", "cameras": {"bench": {"source": f"file://{frames}?loop=1&preload=1", "queue": 4}},
+           "model": {"path": str(model)}, "outputs": {"jsonl": {"stdout": False, "path": "/dev/null"}},
+           "telemetry": {"window": 4096, "summary": False, "progress_s": 0}, "view": {"enabled": True, "port": 0}}
+    windows, done = [], threading.Event()
+    with Station(parse(raw, "bench", frames), "bench", stdout=False, log=io.StringIO()) as st:
+        browser = Browser(st.view.server.port)
+        shown0 = st.view.seq
+
+        def toggle():
+            on, t, decided = False, time.perf_counter(), st.telemetry.decided
+            st.view.offer = lambda *a, **k: None  # off: the pipeline's call returns at once
+            while not done.wait(window_s):
+                on = not on
+                if on:
+                    del st.view.offer  # the real offer again
+                else:
+                    st.view.offer = lambda *a, **k: None
+                now, d = time.perf_counter(), st.telemetry.decided
+                windows.append((not on, (d - decided) / (now - t)))  # the window that just ended
+                t, decided = now, d
+                if now - t0 > seconds:
+                    st.stop_event.set()
+        t0 = time.perf_counter()
+        switcher = threading.Thread(target=toggle, daemon=True)
+        switcher.start()
+        st.run()
+        done.set()
+        switcher.join()
+        browser.close()
+        shown = st.view.seq - shown0
+    rates = [r for _, r in windows[2:-1]]  # warm-up and the last (partial) window left out
+    states = [w for w, _ in windows[2:-1]]
+    ratios = [rates[i] / ((rates[i - 1] + rates[i + 1]) / 2)
+              for i in range(1, len(rates) - 1) if states[i] and not states[i - 1] and not states[i + 1]]
+    return {"windows": len(rates), "ratio": statistics.median(ratios), "ratio 90% interval": median_interval(ratios),
+            "off fps": statistics.median(r for on, r in zip(states, rates) if not on),
+            "on fps": statistics.median(r for on, r in zip(states, rates) if on),
+            "page frames/s while on": shown / (time.perf_counter() - t0) * 2}
+
+
+def median_interval(values: list[float], level: float = 0.9, resamples: int = 4000) -> tuple[float, float]:
+    """Bootstrap interval of the median: on a shared 2-core machine single runs scatter by several
+    per cent, so a ratio is only worth quoting with how far its median could be off."""
+    rng = np.random.default_rng(0)
+    v = np.asarray(values)
+    medians = np.median(rng.choice(v, (resamples, len(v))), axis=1)
+    lo, hi = np.quantile(medians, [(1 - level) / 2, (1 + level) / 2])
+    return round(float(lo), 4), round(float(hi), 4)
 
 
 def main(argv=None):
@@ -149,9 +243,16 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--view", action="store_true", help="measure the live view's cost instead (on vs off)")
     ap.add_argument("--frames", type=int, default=300, help="frames per run")
-    ap.add_argument("--rounds", type=int, default=5, help="alternating rounds (medians reported)")
+    ap.add_argument("--rounds", type=int, default=None, help="alternating rounds (medians reported; default 5, --view 20)")
+    ap.add_argument("--seconds", type=float, default=2.0, help="--view: length of each run")
+    ap.add_argument("--interleaved-s", type=float, default=60.0,
+                    help="--view: length of the run that switches the view off and on each second (0: none)")
+    ap.add_argument("--sizes", default="512,1024", help="frame sizes (comma-separated)")
+    ap.add_argument("--models", default="lowpass,cae", help="models: lowpass (demo lowpass AE), cae (conv AE)")
     args = ap.parse_args(argv)
-    n, rounds = (48, 1) if args.quick else (args.frames, args.rounds)
+    n, rounds = (48, 1) if args.quick else (args.frames, args.rounds or (20 if args.view else 5))
+    if args.quick:
+        args.seconds, args.interleaved_s = 1.0, 8.0
     rows = []
     print(f"machine: {machine()}")
     print("ratios are against the bare session of the same round; medians over rounds")
@@ -162,8 +263,10 @@ def main(argv=None):
         for size in (512, 1024):
             make_frames(tmp / f"frames{size}", 32, size)
         if args.view:
-            save("pipeline_view", {"rows": view_cost({"demo lowpass AE": lowpass, "conv AE 16-32-64": cae}, tmp, n, rounds),
-                                   "frames_per_round": n, "rounds": rounds})
+            chosen = {k: v for k, v in models.items() if ("lowpass" if "lowpass" in k else "cae") in args.models.split(",")}
+            sizes = tuple(int(x) for x in args.sizes.split(","))
+            save("pipeline_view", {"rows": view_cost(chosen, tmp, args.seconds, rounds, sizes, args.interleaved_s),
+                                   "seconds_per_run": args.seconds, "rounds": rounds, "interleaved_s": args.interleaved_s})
             return
         for size in (512, 1024):
             frames = tmp / f"frames{size}"

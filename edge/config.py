@@ -140,8 +140,9 @@ class View:
     port: int = field(8088, check=_port, doc="TCP port (0 picks a free one)")
     token_env: str | None = field(None, doc="environment variable holding the access token; required for a "
                                             "non-local host; open http://<host>:<port>/?token=<token>")
-    max_fps: float = field(5.0, check=rng(0.1, 60), doc="frames per second the view takes at most (copies off the "
-                                                        "inspection thread; the rest are skipped, never waited for)")
+    max_fps: float = field(5.0, check=rng(0.1, 60), doc="OK frames per second the view takes at most while a page is "
+                                                        "open, and NG parts per second at most (copies off the inspection "
+                                                        "thread; the rest are skipped, never waited for)")
     ng_parts: int = field(8, check=rng(0, 64), doc="last NG parts shown as thumbnails")
 
 

@@ -150,10 +150,11 @@ def test_with_a_token_every_request_needs_it_and_nothing_changes_the_station(mon
 
 
 def test_offers_never_wait_and_take_at_most_max_fps(monkeypatch):
-    """The analysis thread's side: a frame is taken at most max_fps times a second (NG parts at
-    up to twice that), the rest are skipped at once."""
+    """The analysis thread's side: a frame is taken at most max_fps times a second, the rest are
+    skipped at once."""
     from edge.recipe import Recipe
     v, _ = _live_view(monkeypatch, max_fps=2.0)
+    v.watchers = 1  # as the server counts a connected page
     try:
         src = np.random.default_rng(0).random((256, 256), dtype=np.float32)
         t0 = time.perf_counter()
@@ -170,6 +171,57 @@ def test_offers_never_wait_and_take_at_most_max_fps(monkeypatch):
         while v.seq < v.taken and time.time() < deadline:
             time.sleep(0.02)
         assert v.latest()[0]["frame_id"] >= 0 and v.seq == v.taken
+    finally:
+        v.close()
+
+
+def test_a_rare_ng_part_is_not_skipped_for_an_ok_frame_taken_moments_ago(monkeypatch):
+    """NG parts have their own max_fps: one that comes right after an OK frame was taken is taken
+    too, and takes the place of that OK frame if it still waits for the encoder."""
+    from edge.recipe import Recipe
+    v, _ = _live_view(monkeypatch, max_fps=1.0)
+    v.watchers = 1
+    try:
+        src = np.random.default_rng(3).random((64, 64), dtype=np.float32)
+        for i, verdict in enumerate(("OK", "OK", "NG", "NG")):
+            v.offer({"frame_id": i, "verdict": verdict, "score": 0.5, "regions": []}, src, src * 0.5, (64, 64), Recipe())
+        assert v.taken == 2  # the first OK and the first NG; the second of each within the second is skipped
+        deadline = time.time() + 5
+        while not v.ng_parts() and time.time() < deadline:
+            time.sleep(0.02)
+        assert [m["frame_id"] for m in v.ng_parts()] == [2]
+    finally:
+        v.close()
+
+
+def test_with_no_page_open_only_ng_parts_are_taken(monkeypatch):
+    """Nobody looking: OK frames cost nothing (not even a copy), NG parts are still kept so the
+    page shows the last rejects when it opens; a connected page brings OK frames back."""
+    from edge.recipe import Recipe
+    v, port = _live_view(monkeypatch, max_fps=50.0)
+    try:
+        src = np.random.default_rng(2).random((64, 64), dtype=np.float32)
+
+        def offer(verdict, i):
+            v.offer({"frame_id": i, "verdict": verdict, "score": 0.5, "regions": []}, src, src * 0.5, (64, 64), Recipe())
+            time.sleep(0.05)
+        for i in range(5):
+            offer("OK", i)
+        assert v.offered == 5 and v.taken == 0 and v.latest() is None
+        offer("NG", 5)
+        assert v.taken == 1
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/events", timeout=5) as stream:
+            assert stream.readline().startswith(b"event: ")  # connected: the server counts the page
+            assert v.watchers == 1
+            offer("OK", 6)
+            assert v.taken == 2
+        deadline = time.time() + 5
+        while v.watchers and time.time() < deadline:  # the server notices the page has gone
+            offer("OK", 7)
+        assert v.watchers == 0
+        taken = v.taken
+        offer("OK", 8)
+        assert v.taken == taken
     finally:
         v.close()
 

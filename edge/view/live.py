@@ -1,10 +1,12 @@
 """What the view shows, taken off the inspection threads without delaying a verdict.
 
 The analysis thread calls offer() for every inspected frame. offer() returns at once unless the
-frame is wanted (at most max_fps; NG parts at up to twice that) and the encoder is free; then it copies the
-model-space source and the model output (two float arrays, ~0.1 ms at 512x512) and wakes the
-encoder thread. Everything else (heat map, boxes, JPEG) happens on that thread. A frame that
-arrives while the encoder is busy is skipped, not queued.
+frame is wanted and no other frame waits for the encoder; then it copies the model-space source
+and the model output (two float arrays, ~0.1 ms at 512x512) and wakes the encoder thread, which
+does everything else (heat map, boxes, JPEG) at idle priority. Wanted: OK frames at most max_fps
+and only while a page is open; NG parts at most max_fps of their own, always (so the page shows
+the last rejects when it opens, and a rare reject is not skipped for a moment-old OK frame), and
+an NG part takes the place of an OK frame still waiting. Nothing is ever queued or waited for.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from ..errors import InputError
 from ..overlay import anomaly_map, overlay
 
 LOCAL_HOSTS = {"127.0.0.1", "::1", "localhost"}
+STATS_EVERY_S = 0.5
 VIEW_WIDTH = 640
 THUMB_WIDTH = 200
 
@@ -37,13 +40,18 @@ def token_for(cfg, where: str) -> str | None:
     return token or None
 
 
-def lower_priority(niceness: int = 10):
-    """Run the calling thread at a lower scheduling priority (Linux: per thread), so the view's
-    work yields the cores to inspection whenever both want them."""
+def lower_priority():
+    """Run the calling thread only when a core would otherwise be idle (Linux SCHED_IDLE, per
+    thread; nice 19 elsewhere), so the view never takes a core from inspection: under full load
+    it shows fewer frames, and no verdict waits for it."""
+    tid = threading.get_native_id()
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+        os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
     except (AttributeError, OSError):
-        pass
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, 19)
+        except (AttributeError, OSError):
+            pass
 
 
 class LiveView:
@@ -51,19 +59,23 @@ class LiveView:
         self.cfg, self.telemetry, self.archive = cfg, telemetry, archive
         self.token = token_for(cfg, where)
         self.min_interval = 1.0 / cfg.max_fps
-        self._last_offer = 0.0
-        self._pending = None              # the one frame waiting for the encoder
+        self._last_taken = {"OK": 0.0, "NG": 0.0}  # when a frame of each verdict was last taken
+        self._pending = None              # the one frame waiting for the encoder (guarded by _lock)
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._lock = threading.Lock()     # guards frame/ng below (encoder writes, server reads)
+        self._lock = threading.Lock()     # guards _pending, frame and ng (encoder writes, server reads)
         self.seq = 0                      # frames shown so far
         self.frame: tuple[dict, bytes] | None = None    # (meta, JPEG)
         self.ng: deque = deque(maxlen=max(1, cfg.ng_parts))  # (meta, JPEG thumbnail), newest last
         self.ng_seq = 0
         self.offered = self.taken = 0     # for tests and the page: how many were skipped
-        self.listeners: list = []         # callables run after each new frame (the server's wake-up)
+        self.watchers = 0                 # pages connected now (the server counts them)
+        self.stats: dict | None = None    # the latest statistics for the page (replaced, never changed)
+        self.listeners: list = []         # callables run after each new frame or statistics (the server's wake-up)
         self._encoder = threading.Thread(target=self._encode_loop, name="view-encoder", daemon=True)
         self._encoder.start()
+        self._stats_thread = threading.Thread(target=self._stats_loop, name="view-stats", daemon=True)
+        self._stats_thread.start()
         self.server = None
 
     def start_server(self, where: str):
@@ -75,18 +87,24 @@ class LiveView:
     def offer(self, record: dict, src: np.ndarray, rec: np.ndarray, frame_hw, recipe):
         self.offered += 1
         ng = record.get("verdict") == "NG"
-        now = time.monotonic()
-        # at most max_fps frames, NG parts at up to twice that (they are what an operator looks for);
-        # a station rejecting 30 parts a second must not keep the encoder busy all the time
-        if self._pending is not None or now - self._last_offer < self.min_interval / (2 if ng else 1):
-            return  # the encoder is busy, or a frame was taken moments ago: skip this one
-        self._last_offer = now
+        if not ng and not self.watchers:
+            return  # nobody is looking: an OK frame is not worth a copy
+        now, kind = time.monotonic(), "NG" if ng else "OK"
+        waiting = self._pending  # read without the lock: a stale answer only skips or takes one frame
+        as_wanted_waits = waiting is not None and (not ng or waiting[0]["verdict"] == "NG")
+        if as_wanted_waits or now - self._last_taken[kind] < self.min_interval:
+            return  # one of its kind was taken moments ago, or one as wanted waits: skip this one
+        self._last_taken[kind] = now
         d = recipe.decision
         meta = {k: record[k] for k in ("frame_id", "verdict", "score", "regions", "time", "source") if k in record}
         meta.update(threshold=d.score_threshold if d.rule == "score" else None, rule=d.rule, min_area=d.min_area)
         if ng and self.archive is not None:  # where the full-size frame and overlay are kept
             meta["archived"] = str(self.archive.folder / f"{self.archive.stem(record)}_overlay.png")
-        self._pending = (meta, src.copy(), rec.copy(), tuple(frame_hw), recipe.detect.method == "probability")
+        job = (meta, src.copy(), rec.copy(), tuple(frame_hw), recipe.detect.method == "probability")
+        if not self._lock.acquire(blocking=False):
+            return  # held by a view thread (idle priority, maybe not running): never wait for it
+        self._pending = job
+        self._lock.release()
         self.taken += 1
         self._wake.set()
 
@@ -97,7 +115,8 @@ class LiveView:
             if not self._wake.wait(0.5):
                 continue
             self._wake.clear()
-            job, self._pending = self._pending, None
+            with self._lock:
+                job, self._pending = self._pending, None
             if job is None:
                 continue
             meta, src, rec, frame_hw, probability = job
@@ -119,6 +138,25 @@ class LiveView:
                 if thumb is not None:
                     self.ng_seq += 1
                     self.ng.append(({**meta, "ng_seq": self.ng_seq}, thumb))
+            for wake in list(self.listeners):
+                wake()
+
+    # -- the statistics thread ------------------------------------------------------------------
+    def _stats_loop(self):
+        """At normal priority on purpose: the snapshot takes the telemetry's lock, which inspection
+        takes for every frame, and a thread at idle priority could be preempted while holding it.
+        It costs about a millisecond twice a second, and nothing while no page is open."""
+        while not self._stop.wait(STATS_EVERY_S):
+            if not self.watchers:
+                continue
+            try:
+                stats = self.telemetry.snapshot()
+                stats["ng_parts"] = self.ng_parts()
+                stats["view"] = {"offered": self.offered, "shown": self.seq, "max_fps": self.cfg.max_fps,
+                                 "watchers": self.watchers}
+            except Exception:  # a view failure must never reach inspection
+                continue
+            self.stats = stats
             for wake in list(self.listeners):
                 wake()
 
@@ -144,3 +182,4 @@ class LiveView:
         if self.server is not None:
             self.server.close()
         self._encoder.join(5)
+        self._stats_thread.join(5)

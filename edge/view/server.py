@@ -16,9 +16,9 @@ import threading
 from pathlib import Path
 
 from ..errors import InputError
+from .live import STATS_EVERY_S
 
 STATIC = Path(__file__).parent / "static"
-STATS_EVERY_S = 0.5
 
 
 class ViewServer:
@@ -27,7 +27,8 @@ class ViewServer:
             raise InputError(where, "view.enabled", "needs aiohttp: pip install 'edge-inspect[view]'")
         self.view, self.host = view, host
         self.loop = asyncio.new_event_loop()
-        self._new_frame: asyncio.Condition | None = None  # every connected page waits on it
+        self._pages: set[asyncio.Event] = set()  # one per connected page, set when a new frame is ready
+        self._stats: tuple[dict, bytes] | None = None  # (view.stats, its event): encoded once for all pages
         ready, result = threading.Event(), {}
 
         def run():
@@ -50,11 +51,11 @@ class ViewServer:
         if e is not None or "port" not in result:
             raise RuntimeError(f"the live view did not start: {e!r}")
         self.port = result["port"]
-        view.listeners.append(lambda: asyncio.run_coroutine_threadsafe(self._wake_all(), self.loop))
+        view.listeners.append(lambda: self.loop.call_soon_threadsafe(self._wake_all))
 
-    async def _wake_all(self):
-        async with self._new_frame:
-            self._new_frame.notify_all()
+    def _wake_all(self):
+        for page in self._pages:
+            page.set()
 
     def app(self):
         from aiohttp import web
@@ -74,7 +75,6 @@ class ViewServer:
     async def _start(self, port: int) -> int:
         from aiohttp import web
 
-        self._new_frame = asyncio.Condition()
         self._runner = web.AppRunner(self.app(), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, port)
@@ -123,37 +123,47 @@ class ViewServer:
         return web.Response(body=jpeg, content_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
     async def _events(self, request):
-        """Server-sent events: `frame` when a new frame is ready, `stats` every 0.5 s."""
+        """Server-sent events: `frame` when a new frame is ready, `stats` every 0.5 s (while a
+        page is connected; without one the view takes no OK frames and no statistics)."""
         from aiohttp import web
 
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"})
         await resp.prepare(request)
-        sent_seq, last_stats = -1, 0.0
+        wake = asyncio.Event()
+        self._pages.add(wake)
+        self.view.watchers += 1
+        sent_seq, sent_stats = -1, None
         try:
             while True:
+                wake.clear()  # before reading: a frame that lands after this wakes the wait below
                 latest = self.view.latest()
                 if latest is not None and latest[0]["seq"] != sent_seq:
                     sent_seq = latest[0]["seq"]
                     await resp.write(_event("frame", latest[0]))
-                now = self.loop.time()
-                if now - last_stats >= STATS_EVERY_S:
-                    last_stats = now
-                    stats = self.view.telemetry.snapshot()
-                    stats["ng_parts"] = self.view.ng_parts()
-                    stats["view"] = {"offered": self.view.offered, "shown": self.view.seq, "max_fps": self.view.cfg.max_fps}
-                    await resp.write(_event("stats", stats))
-                async with self._new_frame:
-                    try:
-                        await asyncio.wait_for(self._new_frame.wait_for(lambda: self._seq() != sent_seq), STATS_EVERY_S)
-                    except asyncio.TimeoutError:
-                        pass
+                stats = self._stats_event()
+                if stats is not None and stats is not sent_stats:
+                    sent_stats = stats
+                    await resp.write(stats)
+                try:
+                    await asyncio.wait_for(wake.wait(), STATS_EVERY_S)
+                except asyncio.TimeoutError:
+                    pass
         except (ConnectionResetError, asyncio.CancelledError):
             pass
+        finally:
+            self._pages.discard(wake)
+            self.view.watchers -= 1
         return resp
 
-    def _seq(self) -> int:
-        latest = self.view.latest()
-        return -1 if latest is None else latest[0]["seq"]
+    def _stats_event(self) -> bytes | None:
+        """The latest statistics (the view's stats thread takes them) as an event, encoded once
+        however many pages are open."""
+        stats = self.view.stats
+        if stats is None:
+            return None
+        if self._stats is None or self._stats[0] is not stats:
+            self._stats = (stats, _event("stats", stats))
+        return self._stats[1]
 
     def close(self):
         async def stop():
