@@ -2,6 +2,7 @@
 ONNX Runtime session on the same frames (already decoded, normalised and tiled in memory).
 
     python -m bench.bench_pipeline [--quick]
+    python -m bench.bench_pipeline --view [--quick]    # the live view's cost: on vs off (docs/BENCHMARKS.md)
 
 Both run the same model with the same threads; rounds alternate and the medians are compared.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import statistics
 import subprocess
 import sys
@@ -50,7 +52,7 @@ def pipeline_fps(model: Path, frames: Path, n: int, preload: bool = True, overla
 
 def pipeline_run(model: Path, frames: Path, n: int, preload: bool = True, overlap: bool = True,
                  view: bool = False) -> tuple[float, float, float]:
-    """(frames/s, CPU ms per frame of the station process, frames/s the page was sent) of the
+    """(frames/s, CPU ms per frame of the station's processes, frames/s the page was sent) of the
     station as edge-run builds it (edge.station), JSON lines to /dev/null; timed from the first
     frame to the last verdict (start-up and warm-up excluded, as in the bare loop).
     view: the live view on, with one browser's worth of traffic (see Browser)."""
@@ -61,15 +63,23 @@ def pipeline_run(model: Path, frames: Path, n: int, preload: bool = True, overla
            "view": {"enabled": view, "port": 0}}
     with Station(parse(raw, "bench", frames), "bench", frames=n, overlap=overlap, stdout=False,
                  log=io.StringIO()) as st:
-        browser = Browser(st.view.server.port) if view else None  # connected before the clock starts
-        c0, t0 = time.process_time(), time.perf_counter()
+        browser = Browser(st.view.port) if view else None  # connected before the clock starts
+        c0, t0 = time.process_time() + view_process_cpu(st), time.perf_counter()
         t = st.run()
-        elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() + view_process_cpu(st) - c0
         if browser is not None:
             browser.close()
             assert browser.frames > 0, "the browser saw no frame"
     assert t.decided == n, (t.decided, t.dropped)
     return n / elapsed, cpu / n * 1e3, (browser.frames / elapsed if browser else 0.0)
+
+
+def view_process_cpu(st) -> float:
+    """CPU seconds the live view's own process has used (0 without a view): counted as the station's."""
+    if st.view is None or st.view._proc is None:
+        return 0.0
+    fields = Path(f"/proc/{st.view._proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Browser:
@@ -177,54 +187,58 @@ def view_cost(models: dict, tmp: Path, seconds: float, rounds: int, sizes=(512, 
                   flush=True)
             if interleaved_s:
                 i = r["interleaved"]
-                print(f"{'':<18} {'':>9}  interleaved {interleaved_s:.0f} s, {i['windows']} windows: on/off {i['ratio']:.3f}x "
+                print(f"{'':<18} {'':>9}  interleaved {interleaved_s:.0f} s, {i['pairs']} pairs: on/off {i['ratio']:.3f}x "
                       f"(90% interval {i['ratio 90% interval'][0]:.3f}..{i['ratio 90% interval'][1]:.3f})", flush=True)
     return rows
 
 
-def interleaved_view_cost(model: Path, frames: Path, seconds: float, window_s: float = 1.0) -> dict:
+def interleaved_view_cost(model: Path, frames: Path, seconds: float, window_s: float = 1.0, null: bool = False) -> dict:
     """One long run with the live view on and a page connected, the view's per-frame work switched
-    off and on every `window_s`: frames/s of each "on" window against the mean of the "off"
-    windows either side. Slow drifts of the machine's speed, which make separate runs scatter by
-    several per cent here, cancel. "Off" windows keep the server and the page's statistics stream
-    (a few small writes a second); everything a shown frame costs is switched."""
+    on for one window of each pair and off for the other, in random order: frames/s of the "on"
+    window over the "off" one, per pair. Slow drifts of the machine's speed (which make separate
+    runs scatter by several per cent here) cancel, and the random order keeps anything periodic in
+    the station from lining up with the switching. "Off" keeps the view's process, the server and
+    the page's statistics stream (a few small writes a second); everything a shown frame costs is
+    switched. null=True switches nothing: what the method reports for no difference."""
     raw = {"station": "bench", "cameras": {"bench": {"source": f"file://{frames}?loop=1&preload=1", "queue": 4}},
            "model": {"path": str(model)}, "outputs": {"jsonl": {"stdout": False, "path": "/dev/null"}},
            "telemetry": {"window": 4096, "summary": False, "progress_s": 0}, "view": {"enabled": True, "port": 0}}
-    windows, done = [], threading.Event()
+    rng = np.random.default_rng(1)
+    pairs, done = [], threading.Event()
     with Station(parse(raw, "bench", frames), "bench", stdout=False, log=io.StringIO()) as st:
-        browser = Browser(st.view.server.port)
+        browser = Browser(st.view.port)
         shown0 = st.view.seq
 
-        def toggle():
-            on, t, decided = False, time.perf_counter(), st.telemetry.decided
-            st.view.offer = lambda *a, **k: None  # off: the pipeline's call returns at once
-            while not done.wait(window_s):
-                on = not on
-                if on:
-                    del st.view.offer  # the real offer again
-                else:
-                    st.view.offer = lambda *a, **k: None
-                now, d = time.perf_counter(), st.telemetry.decided
-                windows.append((not on, (d - decided) / (now - t)))  # the window that just ended
-                t, decided = now, d
-                if now - t0 > seconds:
-                    st.stop_event.set()
+        def switch(on: bool):
+            if on and not null:
+                st.view.__dict__.pop("offer", None)  # the real offer
+            else:
+                st.view.offer = lambda *a, **k: None  # the pipeline's call returns at once
+
+        def window(on: bool) -> float:
+            switch(on)
+            t, d = time.perf_counter(), st.telemetry.decided
+            done.wait(window_s)
+            return (st.telemetry.decided - d) / (time.perf_counter() - t)
+
+        def run_pairs():
+            window(False)  # warm-up
+            while not done.is_set() and time.perf_counter() - t0 < seconds:
+                first_on = bool(rng.integers(2))
+                a, b = window(first_on), window(not first_on)
+                pairs.append((a, b) if first_on else (b, a))  # (on, off)
+            st.stop_event.set()
         t0 = time.perf_counter()
-        switcher = threading.Thread(target=toggle, daemon=True)
+        switcher = threading.Thread(target=run_pairs, daemon=True)
         switcher.start()
         st.run()
         done.set()
         switcher.join()
         browser.close()
         shown = st.view.seq - shown0
-    rates = [r for _, r in windows[2:-1]]  # warm-up and the last (partial) window left out
-    states = [w for w, _ in windows[2:-1]]
-    ratios = [rates[i] / ((rates[i - 1] + rates[i + 1]) / 2)
-              for i in range(1, len(rates) - 1) if states[i] and not states[i - 1] and not states[i + 1]]
-    return {"windows": len(rates), "ratio": statistics.median(ratios), "ratio 90% interval": median_interval(ratios),
-            "off fps": statistics.median(r for on, r in zip(states, rates) if not on),
-            "on fps": statistics.median(r for on, r in zip(states, rates) if on),
+    ratios = [on / off for on, off in pairs]
+    return {"pairs": len(pairs), "ratio": statistics.median(ratios), "ratio 90% interval": median_interval(ratios),
+            "off fps": statistics.median(off for _, off in pairs), "on fps": statistics.median(on for on, _ in pairs),
             "page frames/s while on": shown / (time.perf_counter() - t0) * 2}
 
 
@@ -255,7 +269,8 @@ def main(argv=None):
         args.seconds, args.interleaved_s = 1.0, 8.0
     rows = []
     print(f"machine: {machine()}")
-    print("ratios are against the bare session of the same round; medians over rounds")
+    print("on/off ratios, medians over rounds" if args.view else
+          "ratios are against the bare session of the same round; medians over rounds")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         models = make_models(tmp)

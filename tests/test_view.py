@@ -3,6 +3,7 @@ a replay run, and its security: local by default, a token for anything else, rea
 
 import asyncio
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -106,6 +107,22 @@ def _live_view(monkeypatch, **cfg):
     return v, v.start_server("station.yaml")
 
 
+def _page_stats(port) -> dict:
+    """What an open page is sent as its first statistics event (the view process's answer)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/events", timeout=10) as stream:
+        for line in stream:
+            if line.startswith(b"event: stats"):
+                return json.loads(next(stream).removeprefix(b"data: "))
+    raise AssertionError("no statistics event")
+
+
+def _until(condition, timeout=5.0):
+    deadline = time.time() + timeout
+    while not condition() and time.time() < deadline:
+        time.sleep(0.02)
+    return condition()
+
+
 def test_bound_to_localhost_by_default():
     from edge.config import View
     from edge.view import LiveView
@@ -114,7 +131,7 @@ def test_bound_to_localhost_by_default():
     v = LiveView(View(enabled=True, port=0), Telemetry(16, "cam", "st"), "station.yaml")
     try:
         v.start_server("station.yaml")
-        assert v.server.address[0] == "127.0.0.1"
+        assert v.address[0] == "127.0.0.1"
     finally:
         v.close()
 
@@ -143,7 +160,8 @@ def test_with_a_token_every_request_needs_it_and_nothing_changes_the_station(mon
         assert _get(base + "/frame.jpg?token=s3cret-token")[0] == 404  # no frame yet: nothing to show, nothing leaks
         for method in ("POST", "PUT", "DELETE", "PATCH"):
             assert _get(base + "/?token=s3cret-token", method=method)[0] == 405, method
-        methods = {r.method for r in v.server.app().router.routes()}
+        from edge.view.server import ViewServer
+        methods = {r.method for r in ViewServer(None, "127.0.0.1", 0, "station.yaml", start=False).app().router.routes()}
         assert methods <= {"GET", "HEAD"}, methods  # read-only by construction
     finally:
         v.close()
@@ -151,10 +169,10 @@ def test_with_a_token_every_request_needs_it_and_nothing_changes_the_station(mon
 
 def test_offers_never_wait_and_take_at_most_max_fps(monkeypatch):
     """The analysis thread's side: a frame is taken at most max_fps times a second, the rest are
-    skipped at once."""
+    skipped at once; the view's process draws what was taken."""
     from edge.recipe import Recipe
-    v, _ = _live_view(monkeypatch, max_fps=2.0)
-    v.watchers = 1  # as the server counts a connected page
+    v, port = _live_view(monkeypatch, max_fps=2.0)
+    v._ctl.counts[0] = 1  # as the view's process reports an open page
     try:
         src = np.random.default_rng(0).random((256, 256), dtype=np.float32)
         t0 = time.perf_counter()
@@ -165,38 +183,35 @@ def test_offers_never_wait_and_take_at_most_max_fps(monkeypatch):
             worst = max(worst, time.perf_counter() - t)
             time.sleep(0.005)
         elapsed = time.perf_counter() - t0
-        assert v.offered == 200 and v.taken <= 2.0 * elapsed + 2
+        assert v.offered == 200 and 2 <= v.taken <= 2.0 * elapsed + 2
         assert worst < 0.05  # a copy at most, never an encode
-        deadline = time.time() + 5
-        while v.seq < v.taken and time.time() < deadline:
-            time.sleep(0.02)
-        assert v.latest()[0]["frame_id"] >= 0 and v.seq == v.taken
+        assert _until(lambda: v.seq == v.taken)
+        status, jpeg = _get(f"http://127.0.0.1:{port}/frame.jpg")
+        assert status == 200 and cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape == (256, 256, 3)
     finally:
         v.close()
 
 
 def test_a_rare_ng_part_is_not_skipped_for_an_ok_frame_taken_moments_ago(monkeypatch):
-    """NG parts have their own max_fps: one that comes right after an OK frame was taken is taken
-    too, and takes the place of that OK frame if it still waits for the encoder."""
+    """NG parts have their own max_fps and their own slot: one that comes right after an OK frame
+    was taken is taken too, even while that OK frame is still being drawn."""
     from edge.recipe import Recipe
-    v, _ = _live_view(monkeypatch, max_fps=1.0)
-    v.watchers = 1
+    v, port = _live_view(monkeypatch, max_fps=1.0)
+    v._ctl.counts[0] = 1  # as the view's process reports an open page
     try:
         src = np.random.default_rng(3).random((64, 64), dtype=np.float32)
         for i, verdict in enumerate(("OK", "OK", "NG", "NG")):
             v.offer({"frame_id": i, "verdict": verdict, "score": 0.5, "regions": []}, src, src * 0.5, (64, 64), Recipe())
         assert v.taken == 2  # the first OK and the first NG; the second of each within the second is skipped
-        deadline = time.time() + 5
-        while not v.ng_parts() and time.time() < deadline:
-            time.sleep(0.02)
-        assert [m["frame_id"] for m in v.ng_parts()] == [2]
+        assert _until(lambda: v.ng_seq == 1)
+        assert [m["frame_id"] for m in _page_stats(port)["ng_parts"]] == [2]
     finally:
         v.close()
 
 
 def test_with_no_page_open_only_ng_parts_are_taken(monkeypatch):
     """Nobody looking: OK frames cost nothing (not even a copy), NG parts are still kept so the
-    page shows the last rejects when it opens; a connected page brings OK frames back."""
+    page shows the last rejects when it opens; an open page brings OK frames back."""
     from edge.recipe import Recipe
     v, port = _live_view(monkeypatch, max_fps=50.0)
     try:
@@ -207,23 +222,45 @@ def test_with_no_page_open_only_ng_parts_are_taken(monkeypatch):
             time.sleep(0.05)
         for i in range(5):
             offer("OK", i)
-        assert v.offered == 5 and v.taken == 0 and v.latest() is None
+        assert v.offered == 5 and v.taken == 0 and _get(f"http://127.0.0.1:{port}/frame.jpg")[0] == 404
         offer("NG", 5)
         assert v.taken == 1
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/events", timeout=5) as stream:
-            assert stream.readline().startswith(b"event: ")  # connected: the server counts the page
-            assert v.watchers == 1
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/events", timeout=5):
+            assert _until(lambda: v.watchers == 1)  # the view's process counts the open page
+            assert _until(lambda: v.seq == 1)  # the NG part is drawn: the OK slot is free
             offer("OK", 6)
             assert v.taken == 2
-        deadline = time.time() + 5
-        while v.watchers and time.time() < deadline:  # the server notices the page has gone
-            offer("OK", 7)
+        i = 7
+        while v.watchers and i < 200:  # the server notices the page has gone at its next write
+            offer("OK", i)
+            i += 1
         assert v.watchers == 0
         taken = v.taken
-        offer("OK", 8)
+        offer("OK", i)
         assert v.taken == taken
     finally:
         v.close()
+
+
+def test_the_view_process_ends_with_edge_run_and_a_dead_one_stops_nothing(monkeypatch):
+    """Closing the view ends its process and removes the shared files; a view process that dies
+    leaves inspection's offers returning at once."""
+    from edge.recipe import Recipe
+    v, port = _live_view(monkeypatch, max_fps=50.0)
+    src = np.random.default_rng(4).random((64, 64), dtype=np.float32)
+    v.offer({"frame_id": 1, "verdict": "NG", "score": 0.5, "regions": []}, src, src, (64, 64), Recipe())
+    assert _until(lambda: v.ng_seq == 1)
+    shared = [s.path for s in v._slots.values() if s.path] + [v._ctl.path]
+    assert shared and all(os.path.exists(p) for p in shared)
+    v._proc.kill()
+    assert _until(lambda: v._proc.poll() is not None)
+    time.sleep(0.1)
+    t = time.perf_counter()
+    for i in range(100):
+        v.offer({"frame_id": i, "verdict": "NG", "score": 0.5, "regions": []}, src, src, (64, 64), Recipe())
+    assert time.perf_counter() - t < 0.5 and v.watchers == 0
+    v.close()
+    assert not any(os.path.exists(p) for p in shared)
 
 
 def test_ng_parts_name_their_archived_files_when_the_archive_is_on(tmp_path):
@@ -239,11 +276,10 @@ def test_ng_parts_name_their_archived_files_when_the_archive_is_on(tmp_path):
                   "regions": [{"x": 10, "y": 10, "w": 20, "h": 20, "area": 400, "peak": 1.0}]}
         src = np.random.default_rng(1).random((128, 128), dtype=np.float32)
         archive.submit(record, src, src * 0.5, (1.0, 1.0))
+        v.start_server("station.yaml")
         v.offer(record, src, src * 0.5, (128, 128), Recipe())
-        deadline = time.time() + 5
-        while (not v.ng_parts() or archive.written < 1) and time.time() < deadline:
-            time.sleep(0.02)
-        shown = v.ng_parts()[0]["archived"]
+        assert _until(lambda: v.ng_seq == 1 and archive.written == 1)
+        shown = _page_stats(v.port)["ng_parts"][0]["archived"]
         assert shown in {str(p) for p in (tmp_path / "archive").iterdir()}
     finally:
         v.close()

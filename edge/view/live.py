@@ -1,31 +1,40 @@
-"""What the view shows, taken off the inspection threads without delaying a verdict.
+"""edge-run's side of the live view: takes frames off the inspection thread without delaying a
+verdict and hands them to the view's own process (edge.view.worker), which draws, encodes and
+serves them at idle priority.
 
 The analysis thread calls offer() for every inspected frame. offer() returns at once unless the
-frame is wanted and no other frame waits for the encoder; then it copies the model-space source
-and the model output (two float arrays, ~0.1 ms at 512x512) and wakes the encoder thread, which
-does everything else (heat map, boxes, JPEG) at idle priority. Wanted: OK frames at most max_fps
-and only while a page is open; NG parts at most max_fps of their own, always (so the page shows
-the last rejects when it opens, and a rare reject is not skipped for a moment-old OK frame), and
-an NG part takes the place of an OK frame still waiting. Nothing is ever queued or waited for.
+frame is wanted and its slot is free; then it copies the model-space source and the model output
+(two float arrays, ~0.1 ms at 512x512) into the slot's shared file and sends the view process a
+few hundred bytes saying so. Wanted: OK frames at most max_fps and only while a page is open; NG
+parts at most max_fps of their own, always (so the page shows the last rejects when it opens, and
+a rare reject is never skipped for an OK frame taken moments before). Each kind has one slot,
+written only after the view process has drawn the last frame in it: nothing is queued, nothing
+waited for, and no thread of edge-run wakes per frame (the view process answers through a shared
+Control block, not messages).
 """
 
 from __future__ import annotations
 
+import importlib.util
+import mmap
 import os
+import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
-from collections import deque
+from multiprocessing.connection import Connection
+from pathlib import Path
 
-import cv2
 import numpy as np
 
 from ..errors import InputError
-from ..overlay import anomaly_map, overlay
 
 LOCAL_HOSTS = {"127.0.0.1", "::1", "localhost"}
 STATS_EVERY_S = 0.5
-VIEW_WIDTH = 640
-THUMB_WIDTH = 200
+START_TIMEOUT_S = 60.0  # the view process imports numpy, OpenCV and aiohttp: seconds on a small device
+SHARED_FOLDER = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
 
 
 def token_for(cfg, where: str) -> str | None:
@@ -40,18 +49,72 @@ def token_for(cfg, where: str) -> str | None:
     return token or None
 
 
-def lower_priority():
-    """Run the calling thread only when a core would otherwise be idle (Linux SCHED_IDLE, per
-    thread; nice 19 elsewhere), so the view never takes a core from inspection: under full load
-    it shows fewer frames, and no verdict waits for it."""
-    tid = threading.get_native_id()
-    try:
-        os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
-    except (AttributeError, OSError):
-        try:
-            os.setpriority(os.PRIO_PROCESS, tid, 19)
-        except (AttributeError, OSError):
-            pass
+def shared_file(kind: str, size: int) -> tuple[str, mmap.mmap]:
+    """A new file of `size` bytes in shared memory (/dev/shm where there is one), mapped."""
+    fd, path = tempfile.mkstemp(prefix=f"edge-view-{kind}-", dir=SHARED_FOLDER)
+    with os.fdopen(fd, "r+b") as f:
+        f.truncate(size)
+        return path, mmap.mmap(f.fileno(), size)
+
+
+class Control:
+    """A few numbers both processes read and write in place (no message, so no thread of
+    edge-run wakes for them): per slot whether the view process still has to draw it, whether a
+    statistics message waits, the pages open, and how many frames and NG parts were shown."""
+
+    SLOTS = {"OK": 0, "NG": 1}
+    STATS = 2
+    WATCHERS, SHOWN, NG_SHOWN = 8, 16, 24   # int64 offsets
+    SIZE = 32
+
+    def __init__(self, path: str, mapping: mmap.mmap):
+        self.path, self.map = path, mapping
+        self.flags = np.frombuffer(mapping, np.uint8, 8)
+        self.counts = np.frombuffer(mapping, np.int64, 3, offset=8)  # watchers, shown, NG shown
+
+    @classmethod
+    def create(cls) -> "Control":
+        return cls(*shared_file("ctl", cls.SIZE))
+
+    @classmethod
+    def open(cls, path: str) -> "Control":
+        with open(path, "r+b") as f:
+            return cls(path, mmap.mmap(f.fileno(), cls.SIZE))
+
+    def close(self, unlink: bool):
+        del self.flags, self.counts
+        self.map.close()
+        if unlink:
+            Path(self.path).unlink(missing_ok=True)
+
+
+class Slot:
+    """One frame's source and model output in a file in shared memory, which the view process
+    maps. Written only while its flag in the Control block says the view process is done with it."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self.path: str | None = None
+        self._map: mmap.mmap | None = None
+
+    def write(self, src: np.ndarray, rec: np.ndarray) -> tuple[str, str, tuple]:
+        dtype = np.result_type(src.dtype, rec.dtype)
+        need = 2 * src.size * dtype.itemsize
+        if self._map is None or len(self._map) != need:  # first frame, or a reload changed the size
+            self.close()
+            self.path, self._map = shared_file(self.kind, need)
+        n = src.size
+        np.copyto(np.frombuffer(self._map, dtype, n).reshape(src.shape), src)
+        np.copyto(np.frombuffer(self._map, dtype, n, offset=n * dtype.itemsize).reshape(src.shape), rec)
+        return self.path, dtype.str, src.shape
+
+    def close(self):
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+        if self.path is not None:
+            Path(self.path).unlink(missing_ok=True)
+            self.path = None
 
 
 class LiveView:
@@ -60,126 +123,148 @@ class LiveView:
         self.token = token_for(cfg, where)
         self.min_interval = 1.0 / cfg.max_fps
         self._last_taken = {"OK": 0.0, "NG": 0.0}  # when a frame of each verdict was last taken
-        self._pending = None              # the one frame waiting for the encoder (guarded by _lock)
-        self._wake = threading.Event()
+        self._slots = {"OK": Slot("OK"), "NG": Slot("NG")}
+        self._ctl: Control | None = None
+        self._send_lock = threading.Lock()  # the analysis thread and the stats thread both send
         self._stop = threading.Event()
-        self._lock = threading.Lock()     # guards _pending, frame and ng (encoder writes, server reads)
-        self.seq = 0                      # frames shown so far
-        self.frame: tuple[dict, bytes] | None = None    # (meta, JPEG)
-        self.ng: deque = deque(maxlen=max(1, cfg.ng_parts))  # (meta, JPEG thumbnail), newest last
-        self.ng_seq = 0
         self.offered = self.taken = 0     # for tests and the page: how many were skipped
-        self.watchers = 0                 # pages connected now (the server counts them)
-        self.stats: dict | None = None    # the latest statistics for the page (replaced, never changed)
-        self.listeners: list = []         # callables run after each new frame or statistics (the server's wake-up)
-        self._encoder = threading.Thread(target=self._encode_loop, name="view-encoder", daemon=True)
-        self._encoder.start()
-        self._stats_thread = threading.Thread(target=self._stats_loop, name="view-stats", daemon=True)
-        self._stats_thread.start()
-        self.server = None
+        self.address = self.port = None
+        self._proc = self._conn = None
+        self._alive = False
+        self._threads: list[threading.Thread] = []
 
-    def start_server(self, where: str):
-        from .server import ViewServer
-        self.server = ViewServer(self, self.cfg.host, self.cfg.port, where)
-        return self.server.port
+    # what the view process reports through the Control block
+    @property
+    def watchers(self) -> int:
+        """Pages open now (0 once the view process has gone)."""
+        return int(self._ctl.counts[0]) if self._alive else 0
+
+    @property
+    def seq(self) -> int:
+        return int(self._ctl.counts[1]) if self._ctl is not None else 0
+
+    @property
+    def ng_seq(self) -> int:
+        return int(self._ctl.counts[2]) if self._ctl is not None else 0
+
+    def start_server(self, where: str) -> int:
+        """Start the view's process; returns the port it listens on (exit 2 when it cannot)."""
+        if importlib.util.find_spec("aiohttp") is None:
+            raise InputError(where, "view.enabled", "needs aiohttp: pip install 'edge-inspect[view]'")
+        self._ctl = Control.create()
+        ours, theirs = socket.socketpair()
+        self._proc = subprocess.Popen([sys.executable, "-m", "edge.view.worker", str(theirs.fileno())],
+                                      pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
+        theirs.close()
+        self._conn = Connection(ours.detach())
+        c = self.cfg
+        self._conn.send(("settings", {"token": self.token, "host": c.host, "port": c.port, "where": where,
+                                      "max_fps": c.max_fps, "ng_parts": c.ng_parts, "control": self._ctl.path}))
+        if not self._conn.poll(START_TIMEOUT_S):
+            self.close()
+            raise RuntimeError(f"the live view did not start in {START_TIMEOUT_S:.0f} s")
+        try:
+            reply = self._conn.recv()
+        except EOFError:
+            self.close()
+            raise RuntimeError(f"the live view's process ended at start (exit {self._proc.wait(5)})") from None
+        if reply[0] == "error":
+            self.close()
+            raise InputError(where, reply[1], reply[2]) if reply[1] else RuntimeError(f"the live view did not start: {reply[2]}")
+        self.address = reply[1]
+        self.port = self.address[1]
+        self._alive = True
+        for target, name in ((self._stats_loop, "view-stats"), (self._watch_loop, "view-watch")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self.port
+
+    def _send(self, message, wait: bool) -> bool:
+        """Never blocks for long: at most one message per slot and one of statistics are ever
+        unread (the Control flags), far below the socket's buffer."""
+        if not self._send_lock.acquire(blocking=wait):
+            return False
+        try:
+            self._conn.send(message)
+            return True
+        except OSError:
+            self._alive = False
+            return False
+        finally:
+            self._send_lock.release()
 
     # -- the analysis thread ------------------------------------------------------------------
     def offer(self, record: dict, src: np.ndarray, rec: np.ndarray, frame_hw, recipe):
         self.offered += 1
         ng = record.get("verdict") == "NG"
-        if not ng and not self.watchers:
+        if not self._alive or (not ng and not self._ctl.counts[0]):
             return  # nobody is looking: an OK frame is not worth a copy
-        now, kind = time.monotonic(), "NG" if ng else "OK"
-        waiting = self._pending  # read without the lock: a stale answer only skips or takes one frame
-        as_wanted_waits = waiting is not None and (not ng or waiting[0]["verdict"] == "NG")
-        if as_wanted_waits or now - self._last_taken[kind] < self.min_interval:
-            return  # one of its kind was taken moments ago, or one as wanted waits: skip this one
+        kind = "NG" if ng else "OK"
+        flag, now = Control.SLOTS[kind], time.monotonic()
+        if self._ctl.flags[flag] or now - self._last_taken[kind] < self.min_interval:
+            return  # one of its kind was taken moments ago, or is still being drawn: skip this one
         self._last_taken[kind] = now
         d = recipe.decision
         meta = {k: record[k] for k in ("frame_id", "verdict", "score", "regions", "time", "source") if k in record}
         meta.update(threshold=d.score_threshold if d.rule == "score" else None, rule=d.rule, min_area=d.min_area)
         if ng and self.archive is not None:  # where the full-size frame and overlay are kept
             meta["archived"] = str(self.archive.folder / f"{self.archive.stem(record)}_overlay.png")
-        job = (meta, src.copy(), rec.copy(), tuple(frame_hw), recipe.detect.method == "probability")
-        if not self._lock.acquire(blocking=False):
-            return  # held by a view thread (idle priority, maybe not running): never wait for it
-        self._pending = job
-        self._lock.release()
-        self.taken += 1
-        self._wake.set()
+        path, dtype, shape = self._slots[kind].write(src, rec)
+        self._ctl.flags[flag] = 1  # the view process clears it when it has drawn the frame
+        if self._send(("frame", kind, path, dtype, shape, meta, tuple(frame_hw), recipe.detect.method == "probability"),
+                      wait=False):
+            self.taken += 1
+        else:
+            self._ctl.flags[flag] = 0  # the stats thread was sending: skip this one
 
-    # -- the encoder thread ---------------------------------------------------------------------
-    def _encode_loop(self):
-        lower_priority()
-        while not self._stop.is_set():
-            if not self._wake.wait(0.5):
-                continue
-            self._wake.clear()
-            with self._lock:
-                job, self._pending = self._pending, None
-            if job is None:
-                continue
-            meta, src, rec, frame_hw, probability = job
-            try:
-                _, picture = overlay(src, anomaly_map(src, rec, probability), meta.get("regions", []), frame_hw,
-                                     probability=probability, width=VIEW_WIDTH)
-                jpeg = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes()
-                thumb = None
-                if meta["verdict"] == "NG":
-                    small = cv2.resize(picture, (THUMB_WIDTH, max(1, picture.shape[0] * THUMB_WIDTH // picture.shape[1])),
-                                       interpolation=cv2.INTER_AREA)
-                    thumb = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes()
-            except Exception:  # a view failure must never reach inspection
-                continue
-            with self._lock:
-                self.seq += 1
-                meta["seq"] = self.seq
-                self.frame = (meta, jpeg)
-                if thumb is not None:
-                    self.ng_seq += 1
-                    self.ng.append(({**meta, "ng_seq": self.ng_seq}, thumb))
-            for wake in list(self.listeners):
-                wake()
-
-    # -- the statistics thread ------------------------------------------------------------------
+    # -- edge-run's view threads (normal priority, asleep but twice a second) ------------------------
     def _stats_loop(self):
-        """At normal priority on purpose: the snapshot takes the telemetry's lock, which inspection
-        takes for every frame, and a thread at idle priority could be preempted while holding it.
-        It costs about a millisecond twice a second, and nothing while no page is open."""
+        """The statistics, twice a second while a page is open and the last ones were taken."""
         while not self._stop.wait(STATS_EVERY_S):
-            if not self.watchers:
-                continue
+            if not self._alive:
+                return
+            if self.watchers and not self._ctl.flags[Control.STATS]:
+                self._ctl.flags[Control.STATS] = 1
+                self._send(("stats", {"telemetry": self.telemetry.snapshot(), "offered": self.offered}), wait=True)
+
+    def _watch_loop(self):
+        """Blocks until the view process goes (its end of the socket closes)."""
+        while True:
             try:
-                stats = self.telemetry.snapshot()
-                stats["ng_parts"] = self.ng_parts()
-                stats["view"] = {"offered": self.offered, "shown": self.seq, "max_fps": self.cfg.max_fps,
-                                 "watchers": self.watchers}
-            except Exception:  # a view failure must never reach inspection
-                continue
-            self.stats = stats
-            for wake in list(self.listeners):
-                wake()
-
-    # -- read by the server -------------------------------------------------------------------------
-    def latest(self):
-        with self._lock:
-            return self.frame
-
-    def ng_parts(self) -> list[dict]:
-        with self._lock:
-            return [m for m, _ in reversed(self.ng)]
-
-    def ng_jpeg(self, ng_seq: int) -> bytes | None:
-        with self._lock:
-            for m, jpeg in self.ng:
-                if m["ng_seq"] == ng_seq:
-                    return jpeg
-        return None
+                self._conn.recv()
+            except (EOFError, OSError):
+                break
+        self._alive = False  # offer() returns at once from now on
+        if not self._stop.is_set():
+            print(f"edge-run: the live view stopped (its process exited with {self._proc.poll()}); "
+                  "inspection goes on", file=sys.stderr, flush=True)
 
     def close(self):
         self._stop.set()
-        self._wake.set()
-        if self.server is not None:
-            self.server.close()
-        self._encoder.join(5)
-        self._stats_thread.join(5)
+        if self._conn is not None:
+            for t in self._threads:
+                if t.name == "view-stats":
+                    t.join(5)
+            # shut the socket down: wakes the watch thread's recv, and the view process stops
+            with socket.socket(fileno=os.dup(self._conn.fileno())) as s:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        if self._proc is not None:
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(5)
+        for t in self._threads:
+            t.join(5)
+        self._alive = False
+        if self._conn is not None:
+            self._conn.close()
+        for slot in self._slots.values():
+            slot.close()
+        if self._ctl is not None:
+            self._ctl.close(unlink=True)
+            self._ctl = None

@@ -1,5 +1,6 @@
-"""The live view's HTTP side (aiohttp, in its own thread and event loop): the static page, an
-SSE stream of frame and statistics events, the latest frame and the NG thumbnails as JPEG.
+"""The live view's HTTP side (aiohttp, in its own thread and event loop of the view's process,
+edge.view.worker): the static page, an SSE stream of frame and statistics events, the latest
+frame and the NG thumbnails as JPEG.
 
 Read-only by construction: only GET routes exist (anything else is 405), and none of them
 reaches the station's settings. With a token, every request must carry it (?token=, an
@@ -16,24 +17,26 @@ import threading
 from pathlib import Path
 
 from ..errors import InputError
-from .live import STATS_EVERY_S
 
 STATIC = Path(__file__).parent / "static"
+KEEPALIVE_S = 5.0  # a comment line to each page this often when nothing else is sent: a closed page is noticed
 
 
 class ViewServer:
-    def __init__(self, view, host: str, port: int, where: str):
+    def __init__(self, view, host: str, port: int, where: str, start: bool = True):
+        """view: edge.view.worker.Shown. start=False: only for looking at the routes."""
         if importlib.util.find_spec("aiohttp") is None:
             raise InputError(where, "view.enabled", "needs aiohttp: pip install 'edge-inspect[view]'")
         self.view, self.host = view, host
-        self.loop = asyncio.new_event_loop()
         self._pages: set[asyncio.Event] = set()  # one per connected page, set when a new frame is ready
+        self._closing = False
         self._stats: tuple[dict, bytes] | None = None  # (view.stats, its event): encoded once for all pages
+        if not start:
+            return
+        self.loop = asyncio.new_event_loop()
         ready, result = threading.Event(), {}
 
         def run():
-            from .live import lower_priority
-            lower_priority()
             asyncio.set_event_loop(self.loop)
             try:
                 result["port"] = self.loop.run_until_complete(self._start(port))
@@ -131,10 +134,10 @@ class ViewServer:
         await resp.prepare(request)
         wake = asyncio.Event()
         self._pages.add(wake)
-        self.view.watchers += 1
+        self.view.page_opened()
         sent_seq, sent_stats = -1, None
         try:
-            while True:
+            while not self._closing:
                 wake.clear()  # before reading: a frame that lands after this wakes the wait below
                 latest = self.view.latest()
                 if latest is not None and latest[0]["seq"] != sent_seq:
@@ -145,19 +148,19 @@ class ViewServer:
                     sent_stats = stats
                     await resp.write(stats)
                 try:
-                    await asyncio.wait_for(wake.wait(), STATS_EVERY_S)
+                    await asyncio.wait_for(wake.wait(), KEEPALIVE_S)
                 except asyncio.TimeoutError:
-                    pass
+                    await resp.write(b": keepalive\n\n")
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
             self._pages.discard(wake)
-            self.view.watchers -= 1
+            self.view.page_closed()
         return resp
 
     def _stats_event(self) -> bytes | None:
-        """The latest statistics (the view's stats thread takes them) as an event, encoded once
-        however many pages are open."""
+        """The latest statistics (edge-run sends them twice a second while a page is open) as an
+        event, encoded once however many pages are open."""
         stats = self.view.stats
         if stats is None:
             return None
@@ -167,6 +170,8 @@ class ViewServer:
 
     def close(self):
         async def stop():
+            self._closing = True  # the event streams end now, not at their next keep-alive
+            self._wake_all()
             await self._runner.cleanup()
         try:
             asyncio.run_coroutine_threadsafe(stop(), self.loop).result(5)
