@@ -263,6 +263,28 @@ def test_the_view_process_ends_with_edge_run_and_a_dead_one_stops_nothing(monkey
     assert not any(os.path.exists(p) for p in shared)
 
 
+def test_full_shared_memory_costs_the_view_a_frame_not_the_station_a_crash(monkeypatch, capfd):
+    """/dev/shm full (a container's 64 MB default and big frames): the space is reserved when the
+    slot is made, so the failure is an OSError there, not a SIGBUS on a later write. Simulated by
+    refusing the reservation (no small tmpfs can be mounted here)."""
+    import errno
+    from edge.recipe import Recipe
+    v, _ = _live_view(monkeypatch, max_fps=50.0)
+    try:
+        def full(fd, offset, size):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        monkeypatch.setattr(os, "posix_fallocate", full)
+        src = np.zeros((64, 64), np.float32)
+        for i in range(3):
+            v.offer({"frame_id": i, "verdict": "NG", "score": 0.5, "regions": []}, src, src, (64, 64), Recipe())
+            time.sleep(0.03)
+        assert v.taken == 0 and v._slots["NG"].path is None  # nothing taken, no half-made file left
+        err = capfd.readouterr().err
+        assert err.count("no room for a 64x64 frame") == 1, err
+    finally:
+        v.close()
+
+
 def test_ng_parts_name_their_archived_files_when_the_archive_is_on(tmp_path):
     from edge.archive import Archive
     from edge.config import View

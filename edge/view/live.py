@@ -52,9 +52,16 @@ def token_for(cfg, where: str) -> str | None:
 def shared_file(kind: str, size: int) -> tuple[str, mmap.mmap]:
     """A new file of `size` bytes in shared memory (/dev/shm where there is one), mapped."""
     fd, path = tempfile.mkstemp(prefix=f"edge-view-{kind}-", dir=SHARED_FOLDER)
-    with os.fdopen(fd, "r+b") as f:
-        f.truncate(size)
-        return path, mmap.mmap(f.fileno(), size)
+    try:
+        # reserve the space now: a full tmpfs then fails here (OSError), not as SIGBUS on a later write
+        os.posix_fallocate(fd, 0, size)
+        with os.fdopen(fd, "r+b", closefd=False) as f:
+            return path, mmap.mmap(f.fileno(), size)
+    except OSError:
+        Path(path).unlink(missing_ok=True)
+        raise
+    finally:
+        os.close(fd)
 
 
 class Control:
@@ -131,6 +138,7 @@ class LiveView:
         self.address = self.port = None
         self._proc = self._conn = None
         self._alive = False
+        self._no_room = False             # said once that shared memory is full
         self._threads: list[threading.Thread] = []
 
     # what the view process reports through the Control block
@@ -210,7 +218,14 @@ class LiveView:
         meta.update(threshold=d.score_threshold if d.rule == "score" else None, rule=d.rule, min_area=d.min_area)
         if ng and self.archive is not None:  # where the full-size frame and overlay are kept
             meta["archived"] = str(self.archive.folder / f"{self.archive.stem(record)}_overlay.png")
-        path, dtype, shape = self._slots[kind].write(src, rec)
+        try:
+            path, dtype, shape = self._slots[kind].write(src, rec)
+        except OSError as e:  # no room in shared memory: the view goes without, inspection does not notice
+            if not self._no_room:
+                self._no_room = True
+                print(f"edge-run: live view: no room for a {src.shape[1]}x{src.shape[0]} frame in {SHARED_FOLDER} "
+                      f"({e.strerror}); frames that size are not shown", file=sys.stderr, flush=True)
+            return
         self._ctl.flags[flag] = 1  # the view process clears it when it has drawn the frame
         if self._send(("frame", kind, path, dtype, shape, meta, tuple(frame_hw), recipe.detect.method == "probability"),
                       wait=False):
