@@ -1,6 +1,6 @@
 """Soak: edge-run at full rate for hours with every output on, sampling what leaks show in.
 
-    python -m bench.soak [--minutes 120] [--window 10] [--size 512]
+    python -m bench.soak [--minutes 120] [--window 10] [--size 512] [--view]
 
 The station: looping replay of 16 preloaded frames (2 with defects), JSON lines to a file,
 MQTT to a local mosquitto, Modbus to a pymodbus server in this process (the PLC), the NG
@@ -9,7 +9,9 @@ descriptors and threads from /proc, the outputs' queue depth from Prometheus, th
 size. Latency is each verdict's latency_ms.total read back from the JSON lines file, so the
 per-window p99 is over every frame of the window. Slopes are least-squares lines over the run
 after the first window (start-up, caches and pools filling). Writes bench/results/soak.json
-(updated after every window, so a cut-short run still reports).
+(updated after every window, so a cut-short run still reports). --view: the live view on with a
+page connected all along (bench.bench_pipeline.Browser), its process sampled too (view_*);
+writes bench/results/soak_view.json.
 """
 
 from __future__ import annotations
@@ -37,6 +39,14 @@ def proc_sample(pid: int) -> dict:
     status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
     return {"rss_mb": int(status["VmRSS"].split()[0]) / 1024, "threads": int(status["Threads"]),
             "fds": len(os.listdir(f"/proc/{pid}/fd"))}
+
+
+def view_process(pid: int) -> int | None:
+    """The live view's process among edge-run's children."""
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        if b"edge.view.worker" in Path(f"/proc/{child}/cmdline").read_bytes():
+            return int(child)
+    return None
 
 
 def queue_depth(port: int) -> float:
@@ -88,6 +98,7 @@ def main(argv=None):
     ap.add_argument("--window", type=float, default=10.0, help="minutes per reported window")
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--sample-s", type=float, default=5.0)
+    ap.add_argument("--view", action="store_true", help="the live view on, one page connected")
     args = ap.parse_args(argv)
     args.git = _git()  # the code the soak runs (the results file is rewritten as the run goes)
 
@@ -96,7 +107,7 @@ def main(argv=None):
         mosq = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not os.path.exists(mosq):
             raise SystemExit("soak: mosquitto is not installed (bash scripts/install-test-services.sh)")
-        mqtt_port, plc_port, prom_port = free_port(), free_port(), free_port()
+        mqtt_port, plc_port, prom_port, view_port = free_port(), free_port(), free_port(), free_port()
         (tmp / "m.conf").write_text(f"listener {mqtt_port} 127.0.0.1\nallow_anonymous true\n"
                                     + ("user root\n" if os.geteuid() == 0 else ""))
         broker = subprocess.Popen([mosq, "-c", str(tmp / "m.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -109,11 +120,17 @@ def main(argv=None):
                                       f"  spool:\n    dir: {tmp}/spool\n"
                                       f"archive:\n  enabled: true\n  dir: {tmp}/archive\n  max_mb: 20\n"
                                       f"telemetry:\n  progress_s: 600\n  prometheus:\n    enabled: true\n"
-                                      f"    port: {prom_port}\n")
+                                      f"    port: {prom_port}\n"
+                                      + (f"view:\n  enabled: true\n  port: {view_port}\n" if args.view else ""))
         err_path = tmp / "stderr.txt"
         with open(err_path, "w") as err_file:
             proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "--config", str(cfg)],
                                     stdout=subprocess.DEVNULL, stderr=err_file)
+        browser = view_pid = None
+        if args.view:
+            from bench.bench_pipeline import Browser
+            wait_port(view_port, 60)
+            browser, view_pid = Browser(view_port), view_process(proc.pid)
         reader = LatencyReader(tmp / "verdicts.jsonl")
         samples, windows = [], []
         win_lat, win_dropped, win_start = [], 0, 0.0
@@ -128,6 +145,8 @@ def main(argv=None):
                 s["t"] = t
                 s["queue"] = queue_depth(prom_port)
                 s["spool_mb"] = sum(p.stat().st_size for p in (tmp / "spool").glob("*")) / 2**20
+                if view_pid is not None:
+                    s.update({f"view_{k}": v for k, v in proc_sample(view_pid).items()})
                 samples.append(s)
                 lat, dropped = reader.take()
                 win_lat.append(lat)
@@ -143,10 +162,16 @@ def main(argv=None):
                                     "rss_mb": ws[-1]["rss_mb"], "rss_max_mb": max(x["rss_mb"] for x in ws),
                                     "fds_max": max(x["fds"] for x in ws), "threads_max": max(x["threads"] for x in ws),
                                     "queue_max": max(x["queue"] for x in ws), "spool_mb_max": max(x["spool_mb"] for x in ws)})
+                    if view_pid is not None:
+                        windows[-1].update(view_rss_mb=ws[-1]["view_rss_mb"], view_fds_max=max(x["view_fds"] for x in ws),
+                                           view_threads_max=max(x["view_threads"] for x in ws))
                     print(json.dumps(windows[-1]), flush=True)
                     win_lat, win_dropped, win_start = [], 0, t
                     _save(args, samples, windows, "")
         finally:
+            if browser is not None:
+                browser.close()
+                args.page_frames = browser.frames
             proc.send_signal(signal.SIGTERM)
             proc.wait(120)
             broker.terminate()
@@ -161,13 +186,15 @@ def main(argv=None):
 def _save(args, samples, windows, summary) -> dict:
     steady = [s for s in samples if s["t"] >= args.window * 60] or samples
     t = [s["t"] for s in steady]
-    slopes = {k: slope_per_hour(t, [s[k] for s in steady]) for k in ("rss_mb", "fds", "threads", "queue", "spool_mb")}
+    keys = ("rss_mb", "fds", "threads", "queue", "spool_mb") + (("view_rss_mb", "view_fds", "view_threads") if args.view else ())
+    slopes = {k: slope_per_hour(t, [s[k] for s in steady]) for k in keys}
     if len(windows) > 2:
         mid = [(w["from_min"] + w["to_min"]) * 30 for w in windows[1:]]
         slopes["latency_p99_ms"] = slope_per_hour(mid, [w["latency_p99_ms"] for w in windows[1:]])
     result = {"git": args.git, "minutes": args.minutes, "window_min": args.window, "frame": f"{args.size}x{args.size}",
-              "windows": windows, "slopes_per_hour": slopes, "summary": summary, "samples": samples}
-    save("soak", result)
+              "windows": windows, "slopes_per_hour": slopes, "summary": summary, "samples": samples,
+              "view": args.view, "page_frames": getattr(args, "page_frames", None)}
+    save("soak_view" if args.view else "soak", result)
     return result
 
 
