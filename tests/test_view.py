@@ -147,6 +147,22 @@ def test_a_non_local_address_without_a_token_is_refused_at_start(tmp_path):
     assert res.returncode == 2 and "view.token_env: environment variable NO_SUCH_VAR is empty or unset" in res.stderr
 
 
+def test_a_busy_view_port_is_refused_before_any_frame_is_grabbed(tmp_path):
+    """The port is bound by the view's own process; its refusal still reaches edge-run as one line,
+    exit 2, and nothing is left running or lying in shared memory."""
+    import socket
+    from edge.view.live import SHARED_FOLDER
+    before = set(os.listdir(SHARED_FOLDER))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        res = run_cli(["--config", str(make_station(tmp_path, count=2, defects=(), extra_yaml=_view_yaml(port)))])
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert f"view.port: cannot listen on 127.0.0.1:{port}" in res.stderr and res.stdout == ""
+    assert not {f for f in set(os.listdir(SHARED_FOLDER)) - before if f.startswith("edge-view-")}
+
+
 def test_with_a_token_every_request_needs_it_and_nothing_changes_the_station(monkeypatch):
     monkeypatch.setenv("EDGE_VIEW_TOKEN", "s3cret-token")
     v, port = _live_view(monkeypatch, host="0.0.0.0", token_env="EDGE_VIEW_TOKEN")

@@ -278,6 +278,8 @@ class LiveView:
         self._alive = False
         if self._conn is not None:
             self._conn.close()
+            self._conn = None  # closing twice (the station's exit stack after a failed start) is harmless
+        self._proc, self._threads = None, []
         for slot in self._slots.values():
             slot.close()
         if self._ctl is not None:
