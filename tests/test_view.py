@@ -279,6 +279,26 @@ def test_the_view_process_ends_with_edge_run_and_a_dead_one_stops_nothing(monkey
     assert not any(os.path.exists(p) for p in shared)
 
 
+def test_a_reload_to_another_frame_size_gets_new_slots(monkeypatch):
+    """A reload may change the model-space size: the slot is made again at the new size (the old
+    file removed) and the view's process maps the new one."""
+    from edge.recipe import Recipe
+    v, port = _live_view(monkeypatch, max_fps=50.0)
+    try:
+        paths = []
+        for i, side in enumerate((64, 96)):
+            src = np.random.default_rng(i).random((side, side), dtype=np.float32)
+            v.offer({"frame_id": i, "verdict": "NG", "score": 0.5, "regions": []}, src, src * 0.5, (side, side), Recipe())
+            assert _until(lambda: v.ng_seq == i + 1)
+            paths.append(v._slots["NG"].path)
+            status, jpeg = _get(f"http://127.0.0.1:{port}/frame.jpg")
+            assert status == 200 and cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape[:2] == (side, side)
+            time.sleep(0.03)
+        assert paths[0] != paths[1] and not os.path.exists(paths[0]) and os.path.exists(paths[1])
+    finally:
+        v.close()
+
+
 def test_full_shared_memory_costs_the_view_a_frame_not_the_station_a_crash(monkeypatch, capfd):
     """/dev/shm full (a container's 64 MB default and big frames): the space is reserved when the
     slot is made, so the failure is an OSError there, not a SIGBUS on a later write. Simulated by
