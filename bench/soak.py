@@ -175,8 +175,12 @@ def main(argv=None):
             proc.send_signal(signal.SIGTERM)
             proc.wait(120)
             broker.terminate()
-            summary = [line for line in err_path.read_text().splitlines()
-                       if any(k in line for k in ("frames grabbed", "throughput", "output", "archive", "Traceback"))]
+            err = err_path.read_text()
+            shutil.copy(err_path, Path(__file__).parent / "results" / ("soak_view_stderr.txt" if args.view else "soak_stderr.txt"))
+            summary = [line for line in err.splitlines()
+                       if any(k in line for k in ("frames grabbed", "throughput", "output", "archive"))]
+            if "Traceback" in err:  # the whole of it: a line saying "Traceback" tells nobody anything
+                summary += ["edge-run's stderr had a traceback:"] + err.splitlines()[-60:]
         result = _save(args, samples, windows, summary)
         print(f"machine: {machine()}")
         print("\n".join(summary))

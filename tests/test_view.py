@@ -258,6 +258,22 @@ def test_with_no_page_open_only_ng_parts_are_taken(monkeypatch):
         v.close()
 
 
+def test_the_view_process_outlives_signals_meant_for_the_group_and_ends_with_its_socket(monkeypatch):
+    """Ctrl-C, a hang-up or systemd's SIGTERM reach every process of the group: the view's must
+    not die of them (edge-run would report it stopped, or print a KeyboardInterrupt traceback);
+    it ends when edge-run closes the socket."""
+    v, port = _live_view(monkeypatch)
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            v._proc.send_signal(sig)
+        time.sleep(0.3)
+        assert v._proc.poll() is None and _get(f"http://127.0.0.1:{port}/static/view.js")[0] == 200
+        proc = v._proc
+    finally:
+        v.close()
+    assert proc.poll() == 0
+
+
 def test_the_view_process_ends_with_edge_run_and_a_dead_one_stops_nothing(monkeypatch):
     """Closing the view ends its process and removes the shared files; a view process that dies
     leaves inspection's offers returning at once."""

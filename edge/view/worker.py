@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import signal
 import sys
 import threading
 from collections import deque
@@ -158,6 +159,11 @@ class Shown:
 
 
 def main(argv=None) -> int:
+    # Its life is the socket's: a Ctrl-C, a terminal hang-up or systemd's SIGTERM to the whole
+    # group must not end it before edge-run (which would log "the live view stopped" at every stop,
+    # or a KeyboardInterrupt traceback); edge-run closing the socket does. SIGKILL still works.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
     idle_priority()  # first: the server's threads inherit it
     cv2.setNumThreads(1)  # a helper thread per core would only contend with inspection for the idle time
     argv = sys.argv[1:] if argv is None else argv
