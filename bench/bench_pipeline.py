@@ -45,6 +45,16 @@ def make_frames(folder: Path, count: int, size: int):
         cv2.imwrite(str(folder / f"f{i:03d}.png"), (img * 255 + 0.5).astype(np.uint8))
 
 
+def bench_config(model: Path, frames: Path, preload: bool = True, view: bool = False):
+    """The benchmark station: looping replay of `frames`, JSON lines to /dev/null, no summary."""
+    raw = {"station": "bench", "cameras": {"bench": {"source": f"file://{frames}?loop=1&preload={int(preload)}",
+                                                     "queue": 4}},
+           "model": {"path": str(model)}, "outputs": {"jsonl": {"stdout": False, "path": "/dev/null"}},
+           "telemetry": {"window": 4096, "summary": False, "progress_s": 0},
+           "view": {"enabled": view, "port": 0}}
+    return parse(raw, "bench", frames)
+
+
 def pipeline_fps(model: Path, frames: Path, n: int, preload: bool = True, overlap: bool = True,
                  view: bool = False) -> float:
     return pipeline_run(model, frames, n, preload, overlap, view)[0]
@@ -56,12 +66,7 @@ def pipeline_run(model: Path, frames: Path, n: int, preload: bool = True, overla
     station as edge-run builds it (edge.station), JSON lines to /dev/null; timed from the first
     frame to the last verdict (start-up and warm-up excluded, as in the bare loop).
     view: the live view on, with one browser's worth of traffic (see Browser)."""
-    raw = {"station": "bench", "cameras": {"bench": {"source": f"file://{frames}?loop=1&preload={int(preload)}",
-                                                     "queue": 4}},
-           "model": {"path": str(model)}, "outputs": {"jsonl": {"stdout": False, "path": "/dev/null"}},
-           "telemetry": {"window": 4096, "summary": False, "progress_s": 0},
-           "view": {"enabled": view, "port": 0}}
-    with Station(parse(raw, "bench", frames), "bench", frames=n, overlap=overlap, stdout=False,
+    with Station(bench_config(model, frames, preload, view), "bench", frames=n, overlap=overlap, stdout=False,
                  log=io.StringIO()) as st:
         browser = Browser(st.view.port) if view else None  # connected before the clock starts
         c0, t0 = time.process_time() + view_process_cpu(st), time.perf_counter()
@@ -200,12 +205,9 @@ def interleaved_view_cost(model: Path, frames: Path, seconds: float, window_s: f
     the station from lining up with the switching. "Off" keeps the view's process, the server and
     the page's statistics stream (a few small writes a second); everything a shown frame costs is
     switched. null=True switches nothing: what the method reports for no difference."""
-    raw = {"station": "bench", "cameras": {"bench": {"source": f"file://{frames}?loop=1&preload=1", "queue": 4}},
-           "model": {"path": str(model)}, "outputs": {"jsonl": {"stdout": False, "path": "/dev/null"}},
-           "telemetry": {"window": 4096, "summary": False, "progress_s": 0}, "view": {"enabled": True, "port": 0}}
     rng = np.random.default_rng(1)
     pairs, done = [], threading.Event()
-    with Station(parse(raw, "bench", frames), "bench", stdout=False, log=io.StringIO()) as st:
+    with Station(bench_config(model, frames, view=True), "bench", stdout=False, log=io.StringIO()) as st:
         browser = Browser(st.view.port)
         shown0 = st.view.seq
 

@@ -29,7 +29,8 @@ def overlay(src: np.ndarray, heat: np.ndarray, regions: list[dict] = (), frame_h
         src = cv2.resize(src, size, interpolation=cv2.INTER_LINEAR)
         heat = cv2.resize(heat.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
     lo, hi = np.percentile(src[::4, ::4], (0.5, 99.5))  # a sample is plenty for a display range
-    grey = cv2.convertScaleAbs(src, alpha=255.0 / max(float(hi - lo), 1e-6), beta=-lo * 255.0 / max(float(hi - lo), 1e-6))
+    gain = 255.0 / max(float(hi - lo), 1e-6)
+    grey = cv2.convertScaleAbs(src, alpha=gain, beta=-lo * gain)
     picture = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
     top = 1.0 if probability else float(np.percentile(heat[::4, ::4], 99.9))
     if top > 1e-6:  # all in 8 bits: half the cost of float weights, the same picture within 2 levels

@@ -188,7 +188,7 @@ def test_offers_never_wait_and_take_at_most_max_fps(monkeypatch):
     skipped at once; the view's process draws what was taken."""
     from edge.recipe import Recipe
     v, port = _live_view(monkeypatch, max_fps=2.0)
-    v._ctl.counts[0] = 1  # as the view's process reports an open page
+    v._ctl.counts[v._ctl.WATCHERS] = 1  # as the view's process reports an open page
     try:
         src = np.random.default_rng(0).random((256, 256), dtype=np.float32)
         t0 = time.perf_counter()
@@ -213,7 +213,7 @@ def test_a_rare_ng_part_is_not_skipped_for_an_ok_frame_taken_moments_ago(monkeyp
     was taken is taken too, even while that OK frame is still being drawn."""
     from edge.recipe import Recipe
     v, port = _live_view(monkeypatch, max_fps=1.0)
-    v._ctl.counts[0] = 1  # as the view's process reports an open page
+    v._ctl.counts[v._ctl.WATCHERS] = 1  # as the view's process reports an open page
     try:
         src = np.random.default_rng(3).random((64, 64), dtype=np.float32)
         for i, verdict in enumerate(("OK", "OK", "NG", "NG")):

@@ -69,15 +69,15 @@ class Control:
     edge-run wakes for them): per slot whether the view process still has to draw it, whether a
     statistics message waits, the pages open, and how many frames and NG parts were shown."""
 
-    SLOTS = {"OK": 0, "NG": 1}
-    STATS = 2
-    WATCHERS, SHOWN, NG_SHOWN = 8, 16, 24   # int64 offsets
+    SLOTS = {"OK": 0, "NG": 1}   # flags[i]: 1 while the view process has that slot's frame to draw
+    STATS = 2                    # flags[2]: 1 while a statistics message waits
+    WATCHERS, SHOWN, NG_SHOWN = 0, 1, 2  # counts[i]
     SIZE = 32
 
     def __init__(self, path: str, mapping: mmap.mmap):
         self.path, self.map = path, mapping
         self.flags = np.frombuffer(mapping, np.uint8, 8)
-        self.counts = np.frombuffer(mapping, np.int64, 3, offset=8)  # watchers, shown, NG shown
+        self.counts = np.frombuffer(mapping, np.int64, 3, offset=8)
 
     @classmethod
     def create(cls) -> "Control":
@@ -95,6 +95,13 @@ class Control:
             Path(self.path).unlink(missing_ok=True)
 
 
+def slot_arrays(mapping, dtype, shape) -> tuple[np.ndarray, np.ndarray]:
+    """The layout of a slot's file, for both processes: the source, then the model output."""
+    dtype, n = np.dtype(dtype), int(np.prod(shape))
+    return (np.frombuffer(mapping, dtype, n).reshape(shape),
+            np.frombuffer(mapping, dtype, n, offset=n * dtype.itemsize).reshape(shape))
+
+
 class Slot:
     """One frame's source and model output in a file in shared memory, which the view process
     maps. Written only while its flag in the Control block says the view process is done with it."""
@@ -110,9 +117,8 @@ class Slot:
         if self._map is None or len(self._map) != need:  # first frame, or a reload changed the size
             self.close()
             self.path, self._map = shared_file(self.kind, need)
-        n = src.size
-        np.copyto(np.frombuffer(self._map, dtype, n).reshape(src.shape), src)
-        np.copyto(np.frombuffer(self._map, dtype, n, offset=n * dtype.itemsize).reshape(src.shape), rec)
+        for into, a in zip(slot_arrays(self._map, dtype, src.shape), (src, rec)):
+            np.copyto(into, a)
         return self.path, dtype.str, src.shape
 
     def close(self):
@@ -139,21 +145,21 @@ class LiveView:
         self._proc = self._conn = None
         self._alive = False
         self._no_room = False             # said once that shared memory is full
-        self._threads: list[threading.Thread] = []
+        self._stats_thread = self._watch_thread = None
 
     # what the view process reports through the Control block
     @property
     def watchers(self) -> int:
         """Pages open now (0 once the view process has gone)."""
-        return int(self._ctl.counts[0]) if self._alive else 0
+        return int(self._ctl.counts[Control.WATCHERS]) if self._alive else 0
 
     @property
     def seq(self) -> int:
-        return int(self._ctl.counts[1]) if self._ctl is not None else 0
+        return int(self._ctl.counts[Control.SHOWN]) if self._ctl is not None else 0
 
     @property
     def ng_seq(self) -> int:
-        return int(self._ctl.counts[2]) if self._ctl is not None else 0
+        return int(self._ctl.counts[Control.NG_SHOWN]) if self._ctl is not None else 0
 
     def start_server(self, where: str) -> int:
         """Start the view's process; returns the port it listens on (exit 2 when it cannot)."""
@@ -182,10 +188,10 @@ class LiveView:
         self.address = reply[1]
         self.port = self.address[1]
         self._alive = True
-        for target, name in ((self._stats_loop, "view-stats"), (self._watch_loop, "view-watch")):
-            t = threading.Thread(target=target, name=name, daemon=True)
-            t.start()
-            self._threads.append(t)
+        self._stats_thread = threading.Thread(target=self._stats_loop, name="view-stats", daemon=True)
+        self._watch_thread = threading.Thread(target=self._watch_loop, name="view-watch", daemon=True)
+        self._stats_thread.start()
+        self._watch_thread.start()
         return self.port
 
     def _send(self, message, wait: bool) -> bool:
@@ -206,7 +212,7 @@ class LiveView:
     def offer(self, record: dict, src: np.ndarray, rec: np.ndarray, frame_hw, recipe):
         self.offered += 1
         ng = record.get("verdict") == "NG"
-        if not self._alive or (not ng and not self._ctl.counts[0]):
+        if not self._alive or (not ng and not self._ctl.counts[Control.WATCHERS]):
             return  # nobody is looking: an OK frame is not worth a copy
         kind = "NG" if ng else "OK"
         flag, now = Control.SLOTS[kind], time.monotonic()
@@ -257,10 +263,9 @@ class LiveView:
 
     def close(self):
         self._stop.set()
+        if self._stats_thread is not None:
+            self._stats_thread.join(5)
         if self._conn is not None:
-            for t in self._threads:
-                if t.name == "view-stats":
-                    t.join(5)
             # shut the socket down: wakes the watch thread's recv, and the view process stops
             with socket.socket(fileno=os.dup(self._conn.fileno())) as s:
                 try:
@@ -273,13 +278,13 @@ class LiveView:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait(5)
-        for t in self._threads:
-            t.join(5)
+        if self._watch_thread is not None:
+            self._watch_thread.join(5)
         self._alive = False
         if self._conn is not None:
             self._conn.close()
             self._conn = None  # closing twice (the station's exit stack after a failed start) is harmless
-        self._proc, self._threads = None, []
+        self._proc = self._stats_thread = self._watch_thread = None
         for slot in self._slots.values():
             slot.close()
         if self._ctl is not None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import importlib.util
 import json
 import threading
 from pathlib import Path
@@ -24,9 +23,8 @@ KEEPALIVE_S = 5.0  # a comment line to each page this often when nothing else is
 
 class ViewServer:
     def __init__(self, view, host: str, port: int, where: str, start: bool = True):
-        """view: edge.view.worker.Shown. start=False: only for looking at the routes."""
-        if importlib.util.find_spec("aiohttp") is None:
-            raise InputError(where, "view.enabled", "needs aiohttp: pip install 'edge-inspect[view]'")
+        """view: edge.view.worker.Shown (edge.view.live checked that aiohttp is installed).
+        start=False: only for looking at the routes."""
         self.view, self.host = view, host
         self._pages: set[asyncio.Event] = set()  # one per connected page, set when a new frame is ready
         self._closing = False

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..overlay import anomaly_map, overlay
-from .live import Control
+from .live import Control, slot_arrays
 
 VIEW_WIDTH = 640
 THUMB_WIDTH = 200
@@ -65,11 +65,11 @@ class Shown:
     # -- the server's thread ----------------------------------------------------------------------
     def page_opened(self):
         self.watchers += 1
-        self.ctl.counts[0] = self.watchers
+        self.ctl.counts[Control.WATCHERS] = self.watchers
 
     def page_closed(self):
         self.watchers -= 1
-        self.ctl.counts[0] = self.watchers
+        self.ctl.counts[Control.WATCHERS] = self.watchers
 
     def latest(self):
         with self._lock:
@@ -97,11 +97,7 @@ class Shown:
                     pass
             with open(path, "r+b") as f:
                 self._maps[kind] = (path, mmap.mmap(f.fileno(), 0))
-        buf = self._maps[kind][1]
-        n = int(np.prod(shape))
-        src = np.frombuffer(buf, dtype, n).reshape(shape)
-        rec = np.frombuffer(buf, dtype, n, offset=n * np.dtype(dtype).itemsize).reshape(shape)
-        return src, rec
+        return slot_arrays(self._maps[kind][1], dtype, shape)
 
     def draw(self, kind, path, dtype, shape, meta, frame_hw, probability):
         try:
@@ -127,7 +123,7 @@ class Shown:
             if thumb is not None:
                 self.ng_seq += 1
                 self.ng.append(({**meta, "ng_seq": self.ng_seq}, thumb))
-        self.ctl.counts[1:] = (self.seq, self.ng_seq)
+        self.ctl.counts[[Control.SHOWN, Control.NG_SHOWN]] = (self.seq, self.ng_seq)
         self.ctl.flags[Control.SLOTS[kind]] = 0  # edge-run may write the slot again
         self._wake()
 
