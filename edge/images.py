@@ -170,3 +170,30 @@ def load_mask(path: Path | None, shape: tuple[int, int]) -> np.ndarray:
     if m.shape != shape:
         m = cv2.resize(m, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
     return (m >= 128).astype(np.uint8)
+
+
+MASK_SUFFIX = "_mask"
+
+
+def reject_items(folder: Path) -> list[tuple[Path, Path | None]]:
+    """A rejects folder: confirmed defective images, each with an optional pixel mask beside it
+    named <stem>_mask.png (white = defect). Without a mask an image is an image-level label.
+    Returns (image, mask or None) pairs; refuses an empty folder and masks without an image."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(str(folder), None, "expected a folder of rejects (defective images, optional <name>_mask.png)")
+    files = list_images(folder)
+    images = [p for p in files if not p.stem.endswith(MASK_SUFFIX)]
+    stems = {p.stem for p in images}
+    orphans = [p.name for p in files if p.stem.endswith(MASK_SUFFIX) and p.stem[:-len(MASK_SUFFIX)] not in stems]
+    if orphans:
+        raise InputError(str(folder / orphans[0]), None, "expected an image beside this mask "
+                                                          f"({orphans[0][:-len(MASK_SUFFIX) - 4]}.*), found none")
+    if not images:
+        raise InputError(str(folder), None, f"expected defective images ({', '.join(sorted(IMAGE_SUFFIXES))}), "
+                                            "found none")
+    out = []
+    for p in images:
+        mask = folder / f"{p.stem}{MASK_SUFFIX}.png"
+        out.append((p, mask if mask.is_file() else None))
+    return out

@@ -41,6 +41,8 @@ def recipe_for(cfg, r: dict, summary: dict) -> dict:
                 "holdout": str(summary["holdout_images"]), "epochs": str(summary["epochs"]),
                 "steps": str(summary.get("steps", "")), "minutes": f"{summary['minutes']:.1f}", "seed": str(cfg.seed),
                 "scale": "native (tiled, never resized)" if r["size"] is None else f"resized to {r['size']}x{r['size']}",
+                **({"rejects": f"{summary['rejects']} ({summary['rejects_masked']} with masks)"}
+                   if summary.get("rejects") else {}),
                 **method.recipe_training(cfg)}
     return {"model_family": cfg.method,
             "preprocess": to_dict(training_preprocess(r["size"], r["tile_overlap"])),

@@ -75,6 +75,9 @@ class TrainConfig:
                                                     "renet_d, skip_ae: the four seed papers)")
     options: dict = field(factory=dict, doc="the method's own options (train/methods/<method>/, e.g. "
                                             "perlin_seg's anomaly odds)")
+    rejects: str | None = field(None, doc="folder of confirmed defective images (the station's rejects), each with "
+                                          "an optional <name>_mask.png; without a mask an image is an image-level "
+                                          "label. Must not share an image with the test set (perlin_seg)")
     out: str = field("runs/model", doc="output folder: model.onnx, checkpoint.pt, loss.png, train.json")
     size: int | None = field(None, check=rng(32, 4096), doc="frames resized to size x size; null = the method's "
                                                             "default (perlin_seg: native scale, never resized)")
@@ -114,6 +117,9 @@ class TrainConfig:
         if self.input_norm and m.reconstructs:
             raise InputError(where, "input_norm", "expected false: a reconstruction model must reproduce the "
                                                   f"raw input ({self.method} reconstructs)")
+        if self.rejects is not None and not m.takes_rejects:
+            raise InputError(where, "rejects", f"expected null: {self.method} does not learn from rejects "
+                                               f"(perlin_seg does)")
         if self.width is not None and not m.width_option:
             raise InputError(where, "width", f"expected null: {self.method}'s network has fixed widths")
         side = r["size"] or r["export"]
@@ -146,6 +152,12 @@ def load_config(path: str | Path, overrides: dict | None = None) -> tuple[TrainC
     data = Path(cfg.data) if Path(cfg.data).is_absolute() else base / cfg.data
     if not data.exists():
         raise InputError(str(p), "data", f"no such folder: {data}")
+    if cfg.rejects is not None:
+        from .rejects import check_no_overlap
+        rejects = Path(cfg.rejects) if Path(cfg.rejects).is_absolute() else base / cfg.rejects
+        if not rejects.is_dir():
+            raise InputError(str(p), "rejects", f"no such folder: {rejects}")
+        check_no_overlap(rejects, data, str(p))
     if cfg.stage2.lpips_weights and not (base / cfg.stage2.lpips_weights).is_file():
         raise InputError(str(p), "stage2.lpips_weights", f"file not found: {base / cfg.stage2.lpips_weights}")
     return cfg, base

@@ -129,6 +129,11 @@ class Trainer:
         files = good_images(data)
         self.train_files, self.holdout_files = split_holdout(files, cfg.holdout)
         self.images = self._load(self.train_files)
+        self.rejects = []
+        if cfg.rejects is not None:
+            from .rejects import load_rejects
+            rejects = Path(cfg.rejects) if Path(cfg.rejects).is_absolute() else base / cfg.rejects
+            self.rejects = load_rejects(rejects, max(self.r["export"] or 0, self.r["patch"] or 0))
         self.out.mkdir(parents=True, exist_ok=True)
         self.model = self.method.network(cfg).to(self.device)
         self.bf16 = use_bf16(cfg, self.device)
@@ -289,7 +294,9 @@ class Trainer:
                 "steps_per_minute": round(self.steps / (self.elapsed / 60), 1) if self.elapsed else None,
                 "final_loss": self.history[-1]["loss"] if self.history else None,
                 "weights_bytes": weight_bytes(self.model), "train_images": len(self.train_files),
-                "holdout_images": len(self.holdout_files), "world_size": self.world, "device": str(self.device),
+                "holdout_images": len(self.holdout_files),
+                "rejects": len(self.rejects), "rejects_masked": sum(r.mask is not None for r in self.rejects),
+                "world_size": self.world, "device": str(self.device),
                 "bf16": self.bf16, "channels_last": cfg.channels_last, "loader_thread": cfg.loader_thread}
 
     def plot_loss(self, path: Path):

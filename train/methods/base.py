@@ -40,6 +40,7 @@ class Method:
     tile_overlap: int = 0              # pixels by which the station's tiles overlap (native scale)
     reconstructs: bool = True          # output is an image (residual analysis), not a defect map
     width_option: bool = True          # the network takes a channel `width`
+    takes_rejects: bool = False        # learns from real defective images (train.yaml `rejects:`)
 
     # -- the network --------------------------------------------------------------------------
     def network(self, cfg: "TrainConfig") -> torch.nn.Module:

@@ -21,10 +21,11 @@ from edge.errors import InputError
 from edge.schema import field, load, rng, to_dict
 
 from ...defects import pseudo_defect
-from ...losses import dice_bce
+from ...rejects import BAG, BAG_TILES, bag_crops, crop_around_defect, paste_defect
 from ..base import Method
 from ..unet.model import UNet
 from .anomalies import FILL_ODDS, FILLS, perlin_anomaly
+from .loss import mine_hard_negatives, segmentation_loss
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,22 @@ class Options:
                           "(stem^2 less work, a stem times larger view; 1 = full resolution)")
     smooth: int = field(1, check=lambda v: None if v >= 1 and v % 2 else "an odd integer >= 1",
                         doc="side of the mean filter on the probability map before the image score's peak")
+    image_loss: float = field(0.5, check=rng(0, 10), doc="weight of the image-level loss: binary cross-entropy of "
+                                                         "each crop's top-k probabilities against 'has a defect', "
+                                                         "so a false blob on a clean crop costs as much as a miss")
+    topk: int = field(16, check=rng(1, 4096), doc="pixels averaged for a crop's image-level probability")
+    hard_negatives: float = field(0.25, check=rng(0, 1), doc="share of crops centred on the highest-scoring "
+                                                             "places of good training images (the network's own "
+                                                             "false alarms, mined every mine_every epochs)")
+    mine_every: int = field(10, check=rng(1, 100_000), doc="epochs between two searches for hard negatives")
+    reject_share: float = field(0.25, check=rng(0, 1), doc="with rejects: share of crops taken from the real "
+                                                           "rejects (around a defect when masked)")
+    paste_share: float = field(0.15, check=rng(0, 1), doc="with masked rejects: share of crops with a real "
+                                                          "defect Poisson-blended into a good crop")
 
     def validate(self, where, prefix):
+        if self.reject_share + self.paste_share > 1:
+            raise InputError(where, f"{prefix}.paste_share", "expected reject_share + paste_share <= 1")
         if not 0 <= self.opacity[0] <= self.opacity[1] <= 1:
             raise InputError(where, f"{prefix}.opacity", f"expected 0 <= low <= high <= 1, got {list(self.opacity)}")
         if min(self.fills) < 0 or sum(self.fills) <= 0:
@@ -70,23 +85,86 @@ class PerlinSegMethod(Method):
     def network(self, cfg):
         return UNet(width=cfg.width or self.default_width, input_norm=cfg.input_norm, stem=self.options(cfg).stem)
 
+    takes_rejects = True
+
     def loss(self, cfg):
-        return dice_bce
+        o = self.options(cfg)
+        return segmentation_loss(o.image_loss, o.topk)
+
+    def _opts(self, t) -> Options:
+        if "options" not in t.state:
+            t.state["options"] = self.options(t.cfg)
+        return t.state["options"]
+
+    def on_epoch(self, t):
+        o = self._opts(t)
+        if o.hard_negatives and t.epoch % o.mine_every == 0 and t.epoch > 0:
+            mining = t.state.setdefault("mining_rng", np.random.default_rng(t.cfg.seed + 7919))
+            # a new list, handed over whole: the batch thread reads t.state["hard"] without a lock
+            t.state["hard"] = mine_hard_negatives(t.model, t.images, mining, t.device)
+
+    def _good_crops(self, t, n: int, o: Options) -> np.ndarray:
+        """n good training crops; a share of them around the network's own false alarms."""
+        clean = t.crops(n)
+        hard = t.state.get("hard")
+        if hard:
+            p = clean.shape[-1]
+            for i in np.flatnonzero(t.rng.random(n) < o.hard_negatives):
+                k, y, x = hard[t.rng.integers(len(hard))]
+                img = t.images[k]
+                y = int(np.clip(y - t.rng.integers(p // 4, 3 * p // 4), 0, img.shape[0] - p))
+                x = int(np.clip(x - t.rng.integers(p // 4, 3 * p // 4), 0, img.shape[1] - p))
+                crop = img[y:y + p, x:x + p]
+                clean[i] = crop[::-1] if t.rng.random() < 0.5 else crop
+        return clean
+
+    def _reject_crops(self, t, n_real: int, n_paste: int, good: np.ndarray, o: Options):
+        """Crops of the real rejects (bags of crops for mask-less ones) and real defects pasted
+        into the first n_paste good crops: (images, targets)."""
+        r, p = t.rng, good.shape[-1]
+        masked = [j for j in t.rejects if j.mask is not None]
+        xs, ys, bag = [], [], 0
+        while len(xs) < n_real:
+            j = t.rejects[r.integers(len(t.rejects))]
+            if j.mask is not None:
+                x, m = crop_around_defect(j, p, r)
+                xs.append(x)
+                ys.append(m)
+            else:
+                take = min(BAG_TILES, n_real - len(xs))
+                bag += 1
+                xs.extend(bag_crops(j, p, take, r))
+                ys.extend([np.full((p, p), BAG - (bag - 1), np.float32)] * take)
+        for i in range(n_paste if masked else 0):
+            x, m = paste_defect(good[i], masked[r.integers(len(masked))], r)
+            xs.append(x)
+            ys.append(m)
+        return xs, ys
 
     def make_batch(self, t, n):
-        o = t.state.setdefault("options", self.options(t.cfg))
+        o = self._opts(t)
         r = t.rng
-        clean = t.crops(n)
+        n_real = n_paste = 0
+        if t.rejects:
+            n_real = int(round(n * o.reject_share))
+            n_paste = int(round(n * o.paste_share)) if any(j.mask is not None for j in t.rejects) else 0
+        n_good = n - n_real - n_paste
+        good = self._good_crops(t, n_good + n_paste, o)
         if o.exposure:
-            clean = np.clip(clean * np.exp(r.uniform(-o.exposure, o.exposure, (n, 1, 1))), 0, 1).astype(np.float32)
+            good = np.clip(good * np.exp(r.uniform(-o.exposure, o.exposure, (len(good), 1, 1))), 0, 1).astype(np.float32)
+        real_x, real_y = self._reject_crops(t, n_real, n_paste, good[n_good:], o) if t.rejects else ([], [])
+        clean = good[:n_good]
         xs, masks = clean.copy(), np.zeros(clean.shape, np.float32)
-        for i in range(n):
+        for i in range(n_good):
             u = r.random()
             if u < o.share * (1 - o.small_share):
                 xs[i], masks[i] = perlin_anomaly(clean[i], t.images[r.integers(len(t.images))], r,
                                                  opacity=o.opacity, fill_odds=o.fills)
             elif u < o.share:
                 xs[i], masks[i] = pseudo_defect(clean[i], int(r.integers(2 ** 31)), **SMALL_DEFECTS)
+        if real_x:
+            xs = np.concatenate([xs, np.stack(real_x)])
+            masks = np.concatenate([masks, np.stack(real_y)])
         return xs, masks
 
     def recipe_detect(self, cfg):

@@ -1,0 +1,82 @@
+"""Learning from rejects on the magnetic tiles (docs/ACCURACY.md): k labelled defects per type
+are taken out of test/ (a pick that depends on the seed), become a rejects folder with their
+masks, and the rest of test/ is what the model is judged on.
+
+    python3 rejects_protocol.py prepare --k 10 --seed 0          # runs/rejects_k10_s0/{data,rejects,train.yaml}
+    edge-train --config runs/rejects_k10_s0/train.yaml
+    edge-eval --model runs/rejects_k10_s0/model.onnx --data runs/rejects_k10_s0/data
+    python3 rejects_protocol.py run --k 10 --seed 0              # the three steps above
+    edge-eval --model runs/default/model.onnx --data runs/rejects_k10_s0/data --out runs/rejects_k10_s0/eval_k0
+
+data/ is an MVTec tree of links: train/good is the real one, test/ and ground_truth/ hold the
+images that were not picked. The real data never moves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+DATA = (HERE / "../../../shared/data/magnetic_tile").resolve()
+
+
+def prepare(k: int, seed: int, minutes: float, data: Path = DATA) -> Path:
+    run = HERE / "runs" / f"rejects_k{k}_s{seed}"
+    if run.exists():
+        shutil.rmtree(run / "data", ignore_errors=True)
+        shutil.rmtree(run / "rejects", ignore_errors=True)
+    tree, rejects = run / "data", run / "rejects"
+    (tree / "train").mkdir(parents=True)
+    rejects.mkdir(parents=True)
+    os.symlink(data / "train" / "good", tree / "train" / "good")
+    rng = np.random.default_rng(seed)
+    for kind_dir in sorted(p for p in (data / "test").iterdir() if p.is_dir()):
+        kind = kind_dir.name
+        images = sorted(kind_dir.iterdir())
+        picked = set() if kind == "good" else {images[i] for i in rng.choice(len(images), k, replace=False)}
+        (tree / "test" / kind).mkdir(parents=True)
+        if kind != "good":
+            (tree / "ground_truth" / kind).mkdir(parents=True)
+        for img in images:
+            mask = data / "ground_truth" / kind / f"{img.stem}_mask.png"
+            if img in picked:
+                shutil.copy(img, rejects / f"{kind}_{img.name}")
+                shutil.copy(mask, rejects / f"{kind}_{img.stem}_mask.png")
+            else:
+                os.symlink(img, tree / "test" / kind / img.name)
+                if mask.is_file():
+                    os.symlink(mask, tree / "ground_truth" / kind / mask.name)
+    (run / "train.yaml").write_text(f"# rejects_protocol.py: the default with {k} rejects per type (seed {seed})\n"
+                                    f"data: data\nrejects: rejects\nout: .\nseed: {seed}\n"
+                                    f"time_budget_min: {minutes:g}\n")
+    return run
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("action", choices=("prepare", "run"))
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--minutes", type=float, default=15)
+    args = ap.parse_args()
+    run = prepare(args.k, args.seed, args.minutes)
+    print(run)
+    if args.action == "run":
+        with open(run / "train.log", "w") as log:
+            subprocess.run(["edge-train", "--config", str(run / "train.yaml")], stdout=log, stderr=log, check=True)
+        with open(run / "eval.log", "w") as log:
+            subprocess.run(["edge-eval", "--model", str(run / "model.onnx"), "--data", str(run / "data"),
+                            "--out", str(run / "eval")], stdout=log, stderr=log, check=True)
+        print((run / "eval.log").read_text().splitlines()[-1])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
