@@ -10,6 +10,7 @@ stall the camera; replay waits instead.
 
 from __future__ import annotations
 
+import math
 import queue
 import sys
 import threading
@@ -162,8 +163,12 @@ class Inspector:
         if det is None:
             det = self.detector(src, rec)
         t2 = time.perf_counter()
-        fy, fx = frame_hw[0] / src.shape[0], frame_hw[1] / src.shape[1]
         d = self.decision
+        # NaN compares false with any threshold: unchecked, a broken model would pass every part
+        if not (math.isfinite(det.score) and math.isfinite(float(rec.sum()))):
+            return Analysis("DROPPED" if d.non_finite == "drop" else "NG", math.nan, [],
+                            {Stage.DETECT: t2 - t1, Stage.DECIDE: time.perf_counter() - t2}, det)
+        fy, fx = frame_hw[0] / src.shape[0], frame_hw[1] / src.shape[1]
         defects = [r for r in (r.scaled(fx, fy) for r in det.regions) if r.area >= d.min_area]
         ng = det.score >= d.score_threshold if d.rule == "score" else bool(defects)
         regions = [r.as_dict() for r in defects[:d.max_regions]]
@@ -443,10 +448,16 @@ class Pipeline:
         try:
             rec = lease.array
             a = self.inspector.analyse(item.x, rec, frame.image.shape[:2], item.detection)
+            if a.verdict == "DROPPED":
+                self._drop(frame, "non_finite", "the model output or the score is NaN or infinite")
+                return
             record = self._base(frame)
-            record.update(verdict=a.verdict, score=round(a.score, 6), regions=a.regions)
+            finite = math.isfinite(a.score)
+            record.update(verdict=a.verdict, score=round(a.score, 6) if finite else None, regions=a.regions)
+            if not finite:
+                record["reason"] = "non_finite"
             src = item.x if item.x.ndim == 2 else item.x[0]
-            if a.verdict == "NG" and self.archive is not None:  # the archive copies what it keeps
+            if a.verdict == "NG" and finite and self.archive is not None:  # the archive copies what it keeps
                 self.archive.submit(record, src, rec, (frame.image.shape[0] / src.shape[0],
                                                        frame.image.shape[1] / src.shape[1]),
                                     self.inspector.recipe.detect.method == "probability")

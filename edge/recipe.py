@@ -87,6 +87,9 @@ class Decision:
                                                 "or is reported as (both rules) a defect")
     score_threshold: float | None = field(None, doc="image score at or above which a frame is NG (rule score)")
     max_regions: int = field(32, check=rng(0), doc="at most this many regions (largest first) are reported per frame")
+    non_finite: Literal["drop", "ng"] = field(
+        "drop", doc="a frame whose model output or score is NaN or infinite (a broken engine, an overflow): "
+                    "drop = DROPPED with reason non_finite (the PLC sees no verdict), ng = NG; never OK")
 
     def validate(self, where, prefix):
         if self.rule == "score" and self.score_threshold is None:

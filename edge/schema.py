@@ -8,6 +8,7 @@ naming the file, the dotted key path and what was expected.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Any, Literal, Mapping
@@ -70,6 +71,8 @@ def _short(v: Any) -> str:
 def _convert(tp, value, where: str, key: str):
     if tp is Any:  # free-form parts (reports), kept as they are
         return value
+    if isinstance(value, float) and not math.isfinite(value):  # NaN passes every range check: no comparison is true
+        raise InputError(where, key, f"expected a finite number, got {value}")
     origin = typing.get_origin(tp)
     fail = InputError(where, key, f"expected {_describe(tp)}, got {_short(value)}")
     if origin in (typing.Union, types.UnionType):

@@ -13,6 +13,7 @@ Counters are read back from the PLC on connect, so they continue across restarts
 from __future__ import annotations
 
 import logging
+import math
 
 CODES = {"OK": 1, "NG": 2, "DROPPED": 3}
 
@@ -51,7 +52,11 @@ class ModbusTransport:
         verdict = record.get("verdict", "DROPPED")
         counts = dict(self.counts)
         counts[verdict] = (counts.get(verdict, 0) + 1) & 0xFFFFFFFF
-        score = min(65535, max(0, int(round(float(record.get("score", 0.0)) * 1000))))
+        s = record.get("score")
+        if isinstance(s, (int, float)) and math.isfinite(s):
+            score = min(65535, max(0, int(round(s * 1000))))
+        else:  # no score (DROPPED) or none that can be read (non-finite NG): 0, or saturated for NG
+            score = 65535 if verdict == "NG" else 0
         words = [CODES.get(verdict, 3), int(record.get("frame_id", 0)) & 0xFFFF]
         for key in ("OK", "NG", "DROPPED"):
             words += [counts[key] >> 16, counts[key] & 0xFFFF]
