@@ -47,6 +47,7 @@ class OutputStats:
         self.delivered = 0
         self.disconnects = 0
         self.overflow = 0       # records dropped because the bounded queue was full
+        self.errors = 0         # failures of the delivery thread itself (its spool's disk), not of the peer
         self.last_error = ""
         self._lag = np.zeros(window)
         self._n = 0
@@ -161,7 +162,7 @@ class Telemetry:
             lag = o.lag_ms()
             outputs.append({"name": o.name, "connected": o.connected, "delivered": o.delivered, "queued": o.depth,
                             "spool": o.depth_spool, "overflow": o.overflow, "disconnects": o.disconnects,
-                            "lag_p50_ms": lag.get("p50"), "lag_p99_ms": lag.get("p99"), "last_error": o.last_error})
+                            "errors": o.errors, "lag_p50_ms": lag.get("p50"), "lag_p99_ms": lag.get("p99"), "last_error": o.last_error})
         a = self.archive
         return {"camera": self.camera, "station": self.station, "counts": counts, "fps": self.fps(),
                 "latency_ms": {s: {"p50": v["p50"], "p99": v["p99"]} for s, v in pct.items()},
@@ -201,9 +202,9 @@ class Telemetry:
         for o in self.outputs.values():
             lag = o.lag_ms()
             lines.append(f"  output {o.name}: delivered {o.delivered}, queued {o.depth} (spool {o.depth_spool}), "
-                         f"disconnects {o.disconnects}, overflow {o.overflow}"
+                         f"disconnects {o.disconnects}, overflow {o.overflow}, errors {o.errors}"
                          + (f", lag p50 {lag['p50']:.2f} ms p99 {lag['p99']:.2f} ms" if lag else "")
-                         + (f", last error: {o.last_error}" if o.last_error and not o.connected else ""))
+                         + (f", last error: {o.last_error}" if o.last_error and (o.errors or not o.connected) else ""))
         return "\n".join(lines)
 
 
@@ -257,6 +258,8 @@ class PrometheusEndpoint:
         conn = GaugeMetricFamily("edge_output_connected", "1 while the output is connected", labels=olabels)
         delivered = CounterMetricFamily("edge_output_delivered", "Verdicts delivered and acknowledged", labels=olabels)
         overflow = CounterMetricFamily("edge_output_overflow", "Verdicts dropped from a full output queue", labels=olabels)
+        errors = CounterMetricFamily("edge_output_errors", "Failures of the delivery thread itself (its spool)",
+                                     labels=olabels)
         lag = GaugeMetricFamily("edge_output_delivery_lag_ms", "Verdict to acknowledged delivery",
                                 labels=olabels + ["quantile"])
         for o in self.t.outputs.values():
@@ -264,9 +267,10 @@ class PrometheusEndpoint:
             conn.add_metric(ids + [o.name], 1.0 if o.connected else 0.0)
             delivered.add_metric(ids + [o.name], o.delivered)
             overflow.add_metric(ids + [o.name], o.overflow)
+            errors.add_metric(ids + [o.name], o.errors)
             for q, v in o.lag_ms().items():
                 lag.add_metric(ids + [o.name, q], v)
-        yield from (depth, conn, delivered, overflow, lag)
+        yield from (depth, conn, delivered, overflow, errors, lag)
         a = self.t.archive
         if a is not None:
             arch = CounterMetricFamily("edge_archive_frames", "NG frames by archive outcome", labels=labels + ["outcome"])

@@ -17,6 +17,7 @@ on the same spool starts delivering once the old thread has stopped, so order ho
 from __future__ import annotations
 
 import sqlite3
+import sys
 import threading
 import time
 from collections import deque
@@ -60,6 +61,7 @@ class QueuedOutput:
         self._cond = threading.Condition()
         self._emitted = 0  # records emitted so far: the thread sleeps only when nothing came since it looked
         self._closing_at: float | None = None
+        self._logged_at = -60.0
         self._thread = threading.Thread(target=self._run, name=f"output-{transport.name}", daemon=True)
         key = spool_path.resolve()
         with _threads_lock:
@@ -104,53 +106,56 @@ class QueuedOutput:
         sent = acked = 0  # spool seq of the last record sent / deleted
         try:
             while True:
-                closing = self._closing_at is not None
-                if closing and time.monotonic() - self._closing_at >= self.drain_s:
-                    break
-                if not connected:
-                    if closing and not self.spool.depth:
+                try:
+                    closing = self._closing_at is not None
+                    if closing and time.monotonic() - self._closing_at >= self.drain_s:
                         break
-                    now = time.monotonic()
-                    if now < next_try:
-                        with self._cond:
-                            self._cond.wait(min(next_try - now, 0.5))
-                        continue
-                    try:
-                        self.transport.connect()
-                        connected, delay = True, self.backoff[0]
-                        self.stats.connected = True
-                    except Exception as e:  # any transport failure means: not connected, try later
-                        self.stats.last_error = f"{type(e).__name__}: {e}"[:200]
-                        next_try = time.monotonic() + delay
-                        delay = min(delay * 2, self.backoff[1])
-                    continue
-                seen = self._emitted
-                batch = self.spool.after(sent)
-                if not batch:
-                    if acked < sent:
-                        acked = self._ack(sent)
-                    if closing:
-                        break
-                    with self._cond:
-                        quiet = self._emitted == seen and self._closing_at is None and not self._cond.wait(self.idle_s)
-                    if quiet:
+                    if not connected:
+                        if closing and not self.spool.depth:
+                            break
+                        now = time.monotonic()
+                        if now < next_try:
+                            with self._cond:
+                                self._cond.wait(min(next_try - now, 0.5))
+                            continue
                         try:
-                            self.transport.idle()
+                            self.transport.connect()
+                            connected, delay = True, self.backoff[0]
+                            self.stats.connected = True
+                        except Exception as e:  # any transport failure means: not connected, try later
+                            self.stats.last_error = f"{type(e).__name__}: {e}"[:200]
+                            next_try = time.monotonic() + delay
+                            delay = min(delay * 2, self.backoff[1])
+                        continue
+                    seen = self._emitted
+                    batch = self.spool.after(sent)
+                    if not batch:
+                        if acked < sent:
+                            acked = self._ack(sent)
+                        if closing:
+                            break
+                        with self._cond:
+                            quiet = self._emitted == seen and self._closing_at is None and not self._cond.wait(self.idle_s)
+                        if quiet:
+                            try:
+                                self.transport.idle()
+                            except Exception as e:
+                                connected = self._lost(e)
+                        continue
+                    for seq, t, record in batch:
+                        if self._closing_at is not None and time.monotonic() - self._closing_at >= self.drain_s:
+                            break
+                        try:
+                            self.transport.send(record)
                         except Exception as e:
                             connected = self._lost(e)
-                    continue
-                for seq, t, record in batch:
-                    if self._closing_at is not None and time.monotonic() - self._closing_at >= self.drain_s:
-                        break
-                    try:
-                        self.transport.send(record)
-                    except Exception as e:
-                        connected = self._lost(e)
-                        break
-                    sent = seq
-                    self.stats.delivered_one(time.time() - t)
-                    if sent - acked >= ACK_EVERY:
-                        acked = self._ack(sent)
+                            break
+                        sent = seq
+                        self.stats.delivered_one(time.time() - t)
+                        if sent - acked >= ACK_EVERY:
+                            acked = self._ack(sent)
+                except Exception as e:  # the spool's disk full, I/O error or corruption, or anything
+                    self._failed(e)     # unforeseen: counted and shown, and the thread lives on
         finally:
             try:
                 if acked < sent:
@@ -159,6 +164,19 @@ class QueuedOutput:
             except Exception:
                 pass
             self.spool.close()
+
+    def _failed(self, e: Exception):
+        """A failure of the delivery thread itself (not of the peer): counted, shown in the summary,
+        metrics and view, logged at most once a minute; then a pause, and delivery goes on."""
+        self.stats.errors += 1
+        self.stats.last_error = f"{type(e).__name__}: {e}"[:200]
+        now = time.monotonic()
+        if now - self._logged_at >= 60:
+            self._logged_at = now
+            print(f"edge-run: output {self.transport.name}: delivery failed ({self.stats.last_error}); "
+                  f"retrying, {self.stats.errors} failure(s) so far", file=sys.stderr, flush=True)
+        with self._cond:
+            self._cond.wait(self.backoff[0])
 
     def _ack(self, seq: int) -> int:
         self.spool.ack_through(seq)

@@ -53,9 +53,11 @@
     setText("drop-reasons", Object.entries(c.dropped).map(([k, v]) => k + " " + v).join(", "));
     const outs = $("outputs").tBodies[0]; outs.replaceChildren();
     s.outputs.forEach((o) => {
-      const tr = row([o.name, o.connected ? "connected" : "down", o.queued + (o.spool ? " (spool " + o.spool + ")" : ""),
+      const link = (o.connected ? "connected" : "down") + (o.errors ? ", " + o.errors + " errors" : "");
+      const tr = row([o.name, link, o.queued + (o.spool ? " (spool " + o.spool + ")" : ""),
                       fmt(o.lag_p50_ms, 1) + " / " + fmt(o.lag_p99_ms, 1)]);
-      tr.children[1].className = "badge " + (o.connected ? "on" : "off");
+      tr.children[1].className = "badge " + (o.connected && !o.errors ? "on" : "off");
+      if (o.errors) tr.children[1].title = o.last_error;
       outs.appendChild(tr);
     });
     if (!s.outputs.length) outs.appendChild(row(["JSON lines only", "", "", ""]));

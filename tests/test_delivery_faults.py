@@ -1,0 +1,86 @@
+"""The delivery thread of a network output outlives failures of its own spool: the real SQLite
+spool on a real full disk (a small tmpfs), and I/O errors injected into it. The peer here is a
+recording transport (what is tested is the thread, not MQTT or Modbus: those run against a real
+broker and PLC server in test_outputs_network.py)."""
+
+import os
+import sqlite3
+import threading
+import time
+
+from edge.outputs.delivery import QueuedOutput
+from edge.telemetry import OutputStats
+
+
+class Recorder:
+    name = "recorder"
+
+    def __init__(self):
+        self.got, self.lock = [], threading.Lock()
+
+    def connect(self):
+        pass
+
+    def send(self, record):
+        with self.lock:
+            self.got.append(record["frame_id"])
+
+    def idle(self):
+        pass
+
+    def close(self):
+        pass
+
+
+def _wait(cond, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not cond() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return cond()
+
+
+def test_spool_io_errors_are_counted_and_delivery_goes_on(tmp_path, capfd):
+    peer, stats = Recorder(), OutputStats("recorder")
+    out = QueuedOutput(peer, tmp_path / "spool.sqlite", 1000, stats, idle_s=0.05, backoff=(0.02, 0.1))
+    real_after, failures = out.spool.after, [3]
+
+    def failing_after(seq, limit=256):
+        if failures[0]:
+            failures[0] -= 1
+            raise sqlite3.OperationalError("disk I/O error")
+        return real_after(seq, limit)
+
+    out.spool.after = failing_after
+    for i in range(50):
+        out.emit({"frame_id": i})
+    assert _wait(lambda: len(peer.got) == 50), peer.got
+    assert out._thread.is_alive() and stats.errors == 3 and "disk I/O error" in stats.last_error
+    out.emit({"frame_id": 50})
+    assert _wait(lambda: len(peer.got) == 51)
+    out.close()
+    assert peer.got == list(range(51))
+    assert capfd.readouterr().err.count("delivery failed (OperationalError: disk I/O error)") == 1  # once a minute
+
+
+def test_spool_on_a_full_disk_keeps_records_in_memory_and_delivers_them_after(tmp_path, small_disk):
+    disk = small_disk("8m")  # room, once freed, for the backlog: every commit adds a 4 kB WAL page
+    peer, stats = Recorder(), OutputStats("recorder")
+    out = QueuedOutput(peer, disk / "spool.sqlite", 100_000, stats, idle_s=0.05, backoff=(0.02, 0.1))
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:  # the rest of the disk
+        while os.write(fd, b"\0" * 4096):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    for i in range(400):
+        out.emit({"frame_id": i, "pad": "x" * 100})
+    assert out._thread.is_alive()
+    assert stats.depth_memory > 0, "the spool should have refused records on a full disk"
+    filler.unlink()
+    out.emit({"frame_id": 400})
+    assert _wait(lambda: len(peer.got) >= 401, 20), (len(peer.got), stats.errors, stats.last_error)
+    out.close()
+    assert peer.got == list(range(401)) and stats.depth_memory == 0
