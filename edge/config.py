@@ -54,18 +54,45 @@ class JsonLines:
     path: str | None = field(None, doc="also append the lines to this file (relative to this file)")
 
 
+def _topic_level(v):
+    return "a topic level without '+', '#' or NUL" if any(c in v for c in "+#\0") else None
+
+
+@dataclass(frozen=True)
+class MqttTls:
+    ca_file: str | None = field(None, doc="CA certificate (PEM) the broker's certificate is checked against; "
+                                          "null = the system's CAs")
+    cert_file: str | None = field(None, doc="client certificate (PEM), for brokers that authenticate clients by it")
+    key_file: str | None = field(None, doc="the client certificate's private key (PEM)")
+
+
 @dataclass(frozen=True)
 class Mqtt:
     enabled: bool = field(False, doc="publish every verdict to an MQTT broker")
     host: str = field("127.0.0.1", doc="broker address")
     port: int = field(1883, check=_port, doc="broker port")
-    topic_prefix: str = field("edge", doc="topics are <prefix>/<station>/<camera>/verdict and .../status")
-    qos: int = field(1, check=rng(0, 2), doc="MQTT QoS of verdicts (1: at least once)")
+    topic_prefix: str = field("edge", check=_topic_level,
+                              doc="topics are <prefix>/<station>/<camera>/verdict and .../status")
+    qos: int = field(1, check=lambda v: None if v in (1, 2) else "1 or 2 (delivery is at least once; QoS 0 can "
+                                                               "lose verdicts)", doc="MQTT QoS of verdicts (1: at least once)")
     client_id: str | None = field(None, doc="null = edge-<station>-<camera>")
     username: str | None = field(None, doc="broker user name")
-    password_env: str | None = field(None, doc="name of the environment variable holding the password")
+    password_env: str | None = field(None, doc="name of the environment variable holding the password (must be set)")
+    tls: MqttTls | None = field(None, doc="connect over TLS (port 8883 as a rule); null = plain TCP")
     keepalive: int = field(30, check=rng(5, 3600), doc="seconds between MQTT keep-alives")
     timeout_s: float = field(5.0, check=rng(0.1, 120), doc="wait for CONNACK / PUBACK before treating the broker as down")
+
+    def validate(self, where, prefix):
+        import os
+        if not self.enabled:
+            return
+        if self.password_env is not None and self.password_env not in os.environ:
+            raise InputError(where, f"{prefix}.password_env", f"expected the environment variable {self.password_env} "
+                                                              "to be set (systemd: in the EnvironmentFile), it is not")
+        for key in ("ca_file", "cert_file", "key_file"):
+            name = getattr(self.tls, key) if self.tls else None
+            if name is not None and not Path(name).is_file():
+                raise InputError(where, f"{prefix}.tls.{key}", f"expected an existing file, not found: {name}")
 
 
 @dataclass(frozen=True)
@@ -201,6 +228,11 @@ def parse(raw, path: str, base_dir: Path) -> StationConfig:
     if sf.model.path is not None and not cfg.resolve(sf.model.path).is_file():
         raise InputError(path, "model.path", f"model file not found: {cfg.resolve(sf.model.path)}")
     for key, outputs in [("outputs", sf.outputs)] + [(f"cameras.{n}.outputs", c.outputs) for n, c in sf.cameras.items()]:
+        if outputs is not None and outputs.mqtt.enabled:  # station and camera names are MQTT topic levels
+            for name, value in [("station", sf.station)] + [(f"cameras.{n}", n) for n in sf.cameras]:
+                if _topic_level(value):
+                    raise InputError(path, name, f"expected a name without '+', '#' or NUL (an MQTT topic level), "
+                                                 f"got {value!r}")
         if outputs is not None and outputs.jsonl.path is not None and not cfg.resolve(outputs.jsonl.path).parent.is_dir():
             raise InputError(path, f"{key}.jsonl.path", f"folder does not exist: {cfg.resolve(outputs.jsonl.path).parent}")
     return cfg

@@ -25,19 +25,27 @@ class MqttTransport:
     def connect(self):
         import paho.mqtt.client as mqtt
 
+        self.close(clean=False)  # never two clients with one client id
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv311)
+        c.reconnect_delay_set(3600, 3600)  # the delivery thread reconnects, not paho's loop behind its back
         if self.cfg.username:
             c.username_pw_set(self.cfg.username, os.environ.get(self.cfg.password_env or "", None))
+        if self.cfg.tls:
+            c.tls_set(ca_certs=self.cfg.tls.ca_file, certfile=self.cfg.tls.cert_file, keyfile=self.cfg.tls.key_file)
         c.will_set(self.status_topic, json.dumps({"state": "offline", "reason": "connection lost"}), qos=1, retain=True)
-        c.connect(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive)  # raises OSError when down
-        c.loop_start()
         self._client = c
-        deadline = time.monotonic() + self.cfg.timeout_s
-        while not c.is_connected():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no CONNACK from {self.cfg.host}:{self.cfg.port}")
-            time.sleep(0.01)
-        self._publish(self.status_topic, {"state": "online"}, retain=True)
+        try:
+            c.connect(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive)  # raises OSError when down
+            c.loop_start()
+            deadline = time.monotonic() + self.cfg.timeout_s
+            while not c.is_connected():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no CONNACK from {self.cfg.host}:{self.cfg.port}")
+                time.sleep(0.01)
+            self._publish(self.status_topic, {"state": "online"}, retain=True)
+        except BaseException:  # a failed attempt leaves no client, thread or socket behind
+            self.close(clean=False)
+            raise
 
     def _publish(self, topic: str, payload: dict, retain: bool = False):
         c = self._client
@@ -69,3 +77,6 @@ class MqttTransport:
             c.disconnect()
         finally:
             c.loop_stop()
+            sock = c.socket()
+            if sock is not None:  # disconnect() without a CONNACK leaves the socket open
+                sock.close()
