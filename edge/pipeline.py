@@ -203,6 +203,7 @@ class Pipeline:
         self.archive = archive  # edge.archive.Archive for NG frames, or None
         self.view = view  # edge.view.LiveView, or None: offered every frame, takes a few
         self.error: BaseException | None = None
+        self._failure_logged: dict[str, float] = {}
 
     # -- records --------------------------------------------------------------------------
     def _base(self, frame: Frame) -> dict:
@@ -213,14 +214,33 @@ class Pipeline:
     def _emit(self, record: dict):
         """Called on the emitting thread only (analysis; inference when not overlapping)."""
         self._flush_dropped()
-        for out in self.outputs:
-            out.emit(record)
+        self._to_outputs(record)
 
     def _flush_dropped(self):
         while not self._dropped_records.empty():  # the usual case costs one check per record
-            rec = self._dropped_records.get()  # only this thread takes from it: never blocks
-            for out in self.outputs:
-                out.emit(rec)
+            self._to_outputs(self._dropped_records.get())  # only this thread takes from it: never blocks
+
+    def _to_outputs(self, record: dict):
+        """Every output gets the record; one that raises (a closed stdout, a camera line whose
+        camera was reconnected) is counted and logged and tried again with the next record, and
+        never keeps the others or the station from going on."""
+        for out in self.outputs:
+            try:
+                out.emit(record)
+            except Exception as e:
+                self._failed(f"output {type(out).__name__}", e)
+
+    def _failed(self, what: str, e: Exception):
+        """Count a failure by what failed; log it the first time and then at most once a minute."""
+        count = self.t.failure(what)
+        now = time.monotonic()
+        if count == 1 or now - self._failure_logged.get(what, 0.0) >= 60:
+            self._failure_logged[what] = now
+            try:
+                print(f"edge-run: {what} failed ({type(e).__name__}: {e}); {count} failure(s) so far, going on",
+                      file=self.log, flush=True)
+            except Exception:
+                pass
 
     def _drop_record(self, frame: Frame, reason: str, detail: str = "") -> dict:
         self.t.drop(reason)
@@ -327,7 +347,11 @@ class Pipeline:
                 if got is _END:
                     break
                 self._apply_reload()
-                self._analyse(*got)
+                try:
+                    self._analyse(*got)
+                except Exception as e:  # a fault in detection or the archive: the frame still gets its record
+                    self._failed("analysis", e)
+                    self._drop(got[0].frame, "analysis_failed", f"{type(e).__name__}: {e}"[:200])
                 self.last_verdict = time.monotonic()
                 if next_progress is not None and time.perf_counter() >= next_progress:
                     print(self.t.progress_line(), file=self.log, flush=True)
@@ -357,7 +381,11 @@ class Pipeline:
         while not self._reloads.empty():  # the ones asked for so far: later ones wait for the next frame
             pending.append(self._reloads.get())
         for request in pending:
-            reload = request()
+            try:
+                reload = request()
+            except Exception as e:  # whatever the new config does, the running one stays
+                self._failed("reload", e)
+                continue
             if reload is None:
                 continue
             if reload.recipe is not None:

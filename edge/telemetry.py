@@ -87,6 +87,7 @@ class Telemetry:
         self.timeouts = 0           # grabs that saw no frame in time (e.g. waiting for a trigger)
         self.reconnects = 0         # attempts to reopen a lost camera
         self.reloads = 0            # configurations reloaded by SIGHUP
+        self.failures = Counter()   # what failed and went on (an output's emit, analysis, a reload) -> times
         self.started = time.perf_counter()
         self.outputs: dict[str, OutputStats] = {}
         self.archive = None  # edge.archive.Archive when the NG archive is on
@@ -97,6 +98,11 @@ class Telemetry:
         if name not in self.outputs:
             self.outputs[name] = OutputStats(name)
         return self.outputs[name]
+
+    def failure(self, what: str) -> int:
+        with self._lock:
+            self.failures[what] += 1
+            return self.failures[what]
 
     def record(self, verdict: str, latencies: dict[Stage, float]):
         row = np.zeros(len(ALL_STAGES))
@@ -156,7 +162,8 @@ class Telemetry:
         pct = self.percentiles()
         with self._lock:
             counts = {"OK": self.verdicts["OK"], "NG": self.verdicts["NG"], "dropped": dict(self.dropped),
-                      "camera_skipped": self.camera_skipped, "grabbed": self.grabbed, "reloads": self.reloads}
+                      "camera_skipped": self.camera_skipped, "grabbed": self.grabbed, "reloads": self.reloads,
+                      "failures": dict(self.failures)}
         outputs = []
         for o in list(self.outputs.values()):
             lag = o.lag_ms()
@@ -189,6 +196,8 @@ class Telemetry:
                  + (f", grab timeouts {self.timeouts}" if self.timeouts else "")
                  + (f", reconnect attempts {self.reconnects}" if self.reconnects else "")
                  + (f", config reloads {self.reloads}" if self.reloads else ""),
+                 *([f"  failures survived: " + ", ".join(f"{k} {v}" for k, v in sorted(self.failures.items()))]
+                   if self.failures else []),
                  f"  throughput {self.fps():.1f} frames/s over {time.perf_counter() - self.started:.1f} s"]
         pct = self.percentiles()
         if pct:

@@ -34,13 +34,19 @@ def build_outputs(o, *, station: str, camera: str, telemetry, source, resolve, w
                 raise InputError(where, f"outputs.{key}", f"needs {module.split('.')[0]}: pip install 'edge-inspect[{extra}]'") from None
     # order: the camera line first (a late pulse marks the wrong part), then the spools (a verdict
     # printed or written to the file is already safe on disk), then JSON lines
+    import sqlite3
+
+    from ..errors import InputError
+
     outputs = []
     spool_dir = resolve(o.spool.dir) if o.spool.dir else default_spool_dir()
     queued = dict(max_items=o.spool.max_items, fsync_s=o.spool.fsync_s, drain_s=o.spool.drain_s)
-    try:
+    key = "outputs.camera_line"
+    try:  # a file or spool that cannot be opened is bad input: named, and a reload keeps the running outputs
         if o.camera_line.enabled:
             from .camera_line import CameraLineOutput
             outputs.append(CameraLineOutput(o.camera_line, source, where))
+        key = "outputs.spool.dir"
         if o.mqtt.enabled:
             from .mqtt import MqttTransport
             outputs.append(QueuedOutput(MqttTransport(o.mqtt, station, camera), spool_dir / f"{station}-{camera}-mqtt.sqlite",
@@ -49,7 +55,12 @@ def build_outputs(o, *, station: str, camera: str, telemetry, source, resolve, w
             from .modbus import ModbusTransport
             outputs.append(QueuedOutput(ModbusTransport(o.modbus), spool_dir / f"{station}-{camera}-modbus.sqlite",
                                         stats=telemetry.output("modbus"), idle_s=o.modbus.heartbeat_s, **queued))
+        key = "outputs.jsonl.path"
         outputs.append(JsonLinesOutput(stdout=o.jsonl.stdout and stdout, path=resolve(o.jsonl.path) if o.jsonl.path else None))
+    except (OSError, sqlite3.Error) as e:
+        close_all(outputs)
+        raise InputError(where, key, f"expected a place it can write, got {type(e).__name__}: "
+                                     f"{getattr(e, 'strerror', None) or e}") from None
     except BaseException:
         close_all(outputs)
         raise

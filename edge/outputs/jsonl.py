@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 from pathlib import Path
@@ -21,8 +22,11 @@ class JsonLinesOutput:
         line = json.dumps(record, separators=(",", ":")) + "\n"
         with self._lock:
             if self._stdout is not None:
-                self._stdout.write(line)
-                self._stdout.flush()
+                try:
+                    self._stdout.write(line)
+                    self._stdout.flush()
+                except (BrokenPipeError, ValueError):  # the reader went away (`edge-run | head`): the file goes on
+                    self._stdout_gone()
             if self._file is not None:
                 try:
                     self._file.write(line)
@@ -31,6 +35,17 @@ class JsonLinesOutput:
                     if self.failed == 1 or self.failed % 1000 == 0:
                         print(f"edge-run: cannot write {self.path}: {e.strerror} ({self.failed} lines lost so far)",
                               file=sys.stderr, flush=True)
+
+    def _stdout_gone(self):
+        stream, self._stdout = self._stdout, None
+        print("edge-run: stdout was closed; verdicts go on to the other outputs", file=sys.stderr, flush=True)
+        if stream is sys.stdout:  # so that the interpreter's flush at exit does not fail on it again
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                os.close(devnull)
+            except (OSError, ValueError):
+                pass
 
     def close(self):
         if self._file is not None:
