@@ -134,3 +134,35 @@ def test_snapshots_export_the_model_as_it_was(tmp_path):
     snap = summary["snapshots"]["0.001"]
     assert snap["steps"] < summary["steps"] and (tmp_path / "run/model-0.001min.onnx").is_file()
     assert snap["calibration"]["score_threshold"] > 0
+
+
+def test_pixel_threshold_is_calibrated_on_good_pixels_and_never_above_the_image_threshold(tmp_path):
+    """An identity 'model' (its probability map is the image): the pixel threshold marks ~1 % of a
+    good part's pixels, and an image at the image threshold shows a region."""
+    import onnx
+    from onnx import TensorProto, helper
+    from edge.recipe import RECIPE_KEY, Recipe, recipe_json
+    from edge.schema import load
+    from train.evaluate import calibrate
+    recipe = {"model_family": "identity", "preprocess": {"tile_overlap": 0},
+              "detect": {"method": "probability"}, "decision": {"rule": "score", "score_threshold": 0.5}}
+    graph = helper.make_graph([helper.make_node("Identity", ["image"], ["map"])], "identity",
+                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 1, 64, 64])],
+                              [helper.make_tensor_value_info("map", TensorProto.FLOAT, [1, 1, 64, 64])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    helper.set_model_props(model, {RECIPE_KEY: recipe_json(load(Recipe, recipe, "t"))})
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    files = []
+    for i in range(12):
+        files.append(tmp_path / f"g{i}.png")
+        cv2.imwrite(str(files[-1]), (np.clip(textured(i, 64, 64), 0, 1) * 200).astype(np.uint8))
+    out = calibrate(path, files, 0.05, pixel_far=0.01)
+    pixels = np.concatenate([cv2.imread(str(f), cv2.IMREAD_GRAYSCALE).ravel() / 255 for f in files])
+    t_pix, t_img = out["detect"]["probability"]["threshold"], out["decision"]["score_threshold"]
+    assert t_pix == pytest.approx(np.quantile(pixels, 0.99), abs=2 / 255) and t_pix <= t_img
+    assert 0.005 < (pixels >= t_pix).mean() < 0.02
+    out = calibrate(path, files, 0.5, pixel_far=1e-6)  # the cap: never above the image threshold
+    t_pix, t_img = out["detect"]["probability"]["threshold"], out["decision"]["score_threshold"]
+    assert t_img < pixels.max() and t_pix == pytest.approx(t_img, abs=1e-6)

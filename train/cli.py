@@ -58,7 +58,7 @@ def _export(t, cfg, summary: dict, model_path: Path) -> dict:
     export_onnx(t.model, side, model_path, recipe_for(cfg, r, summary))
     out = {"onnx_parity_max_abs": parity(t.model, model_path, side), "onnx_input": [1, 1, side, side]}
     if t.holdout_files:
-        recipe = calibrate(model_path, t.holdout_files, cfg.target_far)
+        recipe = calibrate(model_path, t.holdout_files, cfg.target_far, cfg.target_pixel_far)
         set_recipe(model_path, recipe)
         out["calibration"] = {"score_threshold": recipe["decision"]["score_threshold"],
                               "detect": recipe["detect"][recipe["detect"]["method"]]}
@@ -78,7 +78,7 @@ def _calibrate_only(cfg, base: Path) -> int:
     _, held = split_holdout(good_images(data), cfg.holdout)
     if not held:
         raise InputError("<config>", "holdout", "expected > 0: calibration needs held-out good images")
-    recipe = calibrate(model, held, cfg.target_far)
+    recipe = calibrate(model, held, cfg.target_far, cfg.target_pixel_far)
     set_recipe(model, recipe)
     print(f"edge-train: recalibrated {model}: score threshold {recipe['decision']['score_threshold']:.6g} "
           f"({recipe['training']['calibration']})", file=sys.stderr)

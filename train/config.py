@@ -96,6 +96,9 @@ class TrainConfig:
     seed: int = field(0)
     holdout: float = field(0.1, check=rng(0, 0.5), doc="share of good images kept out for threshold calibration")
     target_far: float = field(0.05, check=rng(0, 1, lo_open=True), doc="false-alarm rate the image threshold is set for")
+    target_pixel_far: float = field(0.01, check=rng(0, 1, lo_open=True),
+                                    doc="probability maps: share of a good part's pixels the pixel threshold marks "
+                                        "(capped at the image threshold, so an NG part always shows where)")
     loss: LossCfg = field(factory=LossCfg)
     stage2: Stage2 = field(factory=Stage2)
     pseudo: Pseudo = field(factory=Pseudo, doc="unet: seed 000's pseudo-defect generator")

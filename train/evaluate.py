@@ -145,23 +145,30 @@ def score_threshold(scores: np.ndarray, target_far: float, bounded: bool) -> flo
     return max(empirical, parametric)
 
 
-def calibrate(model: Path, good_files: list[Path], target_far: float) -> dict:
+def calibrate(model: Path, good_files: list[Path], target_far: float, pixel_far: float = 0.01) -> dict:
     """Thresholds from held-out good images: the image score threshold for `target_far`
     (score_threshold above), and the method's pixel threshold (dct_fusion epsilon at the 99.9th
     percentile of good patch differences; squared_residual floor at the image threshold). A
-    probability map keeps its pixel threshold (0.5, the network's own boundary): its image
-    scores crowd just below 1, and masks cut there hold a few pixels of each defect (the first
-    perlin_seg run: pixel F1 0.002). Returns the recipe to store."""
+    probability map's pixel threshold is the (1 - pixel_far) quantile of the good images' pixels,
+    capped at the image threshold: a good part has about pixel_far of its pixels marked, and a
+    part judged NG always shows where (its peak is at or above the image threshold). A fixed 0.5
+    marked nothing on parts whose image threshold fell below it, and cutting at the image
+    threshold itself (0.9999 on saturated maps) kept a few pixels of each defect. Returns the
+    recipe to store."""
     recipe = to_dict(read_model_recipe(model))
     method = recipe["detect"]["method"]
     ins, runner = open_inspector(model)
-    scores, diffs = [], []
+    scores, diffs, pixels = [], [], []
+    rng = np.random.default_rng(0)
     try:
         for f in good_files:
             src, rec, _, score, _ = inspect_file(ins, f)
             scores.append(score)
             if method == "dct_fusion":
                 diffs.append(ins.detector.analyse(src, rec)[1].ravel().copy())
+            elif method == "probability":  # a bounded sample of each image's pixels
+                flat = rec.ravel()
+                pixels.append(flat[rng.choice(flat.size, min(flat.size, 50_000), replace=False)].copy())
     finally:
         runner.close()
     scores = np.array(scores)
@@ -170,9 +177,13 @@ def calibrate(model: Path, good_files: list[Path], target_far: float) -> dict:
         recipe["detect"]["dct_fusion"]["epsilon"] = float(np.quantile(np.concatenate(diffs), 0.999))
     elif method == "squared_residual":
         recipe["detect"]["squared_residual"]["floor"] = threshold
+    elif method == "probability":
+        recipe["detect"]["probability"]["threshold"] = min(threshold, float(np.quantile(np.concatenate(pixels),
+                                                                                        1 - pixel_far)))
     recipe["decision"].update(rule="score", score_threshold=threshold)
     recipe.setdefault("training", {})["calibration"] = (
-        f"{len(good_files)} held-out good images, target false-alarm rate {target_far}, "
+        f"{len(good_files)} held-out good images, target false-alarm rate {target_far}"
+        + (f", pixel threshold for {pixel_far} of a good part's pixels" if method == "probability" else "") + ", "
         f"measured {float((scores >= threshold).mean()):.3f}")
     return recipe
 
