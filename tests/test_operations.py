@@ -37,7 +37,9 @@ def test_unit_template_verifies_clean(tmp_path):
     assert res.returncode == 0 and not problems, res.stderr
     for key in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "StartLimitBurst=", "User=edge",
                 "ProtectSystem=strict", "NoNewPrivileges=yes", "PrivateTmp=yes", "ProtectHome=yes",
-                "NUMBA_CACHE_DIR=", "EnvironmentFile=", "ExecReload=/bin/kill -HUP"):
+                "NUMBA_CACHE_DIR=", "EnvironmentFile=", "ExecReload=/bin/kill -HUP", "UMask=0027",
+                "DeviceAllow=/dev/nvidiactl rw", "DeviceAllow=char-nvidia-uvm rw", "DeviceAllow=/dev/nvmap rw",
+                "DeviceAllow=char-nvhost rw"):
         assert key in unit
     # the check can fail: a damaged unit is reported
     bad = tmp_path / "bad@cam0.service"

@@ -87,3 +87,26 @@ def test_an_output_path_that_cannot_be_opened_at_start_is_one_line_exit_2(tmp_pa
     res = run_cli(["--config", str(cfg)])
     assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
     assert "outputs.jsonl.path: expected a place it can write, got IsADirectoryError" in res.stderr
+
+
+def test_a_second_edge_run_on_the_same_spool_is_refused(tmp_path):
+    from edge.outputs.spool import Spool
+    spool_dir = tmp_path / "spool"
+    cfg = make_station(tmp_path, count=1, extra_yaml=f"outputs:\n  modbus:\n    enabled: true\n    port: 1\n"
+                                                     f"  spool:\n    dir: {spool_dir}\n")
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from edge.outputs.spool import Spool; "
+                               f"s = Spool(Path({str(spool_dir / 't-cam0-modbus.sqlite')!r}), 100); "
+                               "print('held', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        res = run_cli(["--config", str(cfg)])
+        assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+        assert "outputs.spool.dir: expected a spool no other process uses" in res.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+    a = Spool(spool_dir / "t-cam0-modbus.sqlite", 100)  # within one process (a reload) it is shared
+    b = Spool(spool_dir / "t-cam0-modbus.sqlite", 100)
+    a.close()
+    b.close()

@@ -113,7 +113,7 @@ def edge_train_main(argv=None):
     final = {k: v.detach().clone() for k, v in t.model.state_dict().items()}
     for key, name in sorted(t.snapshots.items(), key=lambda kv: float(kv[0])):  # the accuracy curve
         import torch
-        snap = torch.load(t.out / name, map_location="cpu", weights_only=False)
+        snap = torch.load(t.out / name, map_location="cpu", weights_only=True)
         t.model.load_state_dict(snap["model"])
         at = {**summary, "minutes": snap["minutes"], "steps": snap["steps"], "epochs": "-"}
         summary.setdefault("snapshots", {})[key] = {"minutes": snap["minutes"], "steps": snap["steps"],

@@ -187,7 +187,7 @@ class Trainer:
     def _resume(self):
         if not self.checkpoint.is_file():
             return
-        state = torch.load(self.checkpoint, map_location=self.device, weights_only=False)
+        state = torch.load(self.checkpoint, map_location=self.device, weights_only=True)  # no code from a file
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         self.history, self.stage, self.epoch, self.elapsed = state["history"], state["stage"], state["epoch"], state["elapsed"]

@@ -37,6 +37,8 @@ def build_outputs(o, *, station: str, camera: str, telemetry, source, resolve, w
     import sqlite3
 
     from ..errors import InputError
+    from .spool import SpoolBusy
+    from .spool import SpoolBusy
 
     outputs = []
     spool_dir = resolve(o.spool.dir) if o.spool.dir else default_spool_dir()
@@ -57,6 +59,9 @@ def build_outputs(o, *, station: str, camera: str, telemetry, source, resolve, w
                                         stats=telemetry.output("modbus"), idle_s=o.modbus.heartbeat_s, **queued))
         key = "outputs.jsonl.path"
         outputs.append(JsonLinesOutput(stdout=o.jsonl.stdout and stdout, path=resolve(o.jsonl.path) if o.jsonl.path else None))
+    except SpoolBusy as e:
+        close_all(outputs)
+        raise InputError(where, "outputs.spool.dir", f"expected a spool no other process uses: {e}") from None
     except (OSError, sqlite3.Error) as e:
         close_all(outputs)
         raise InputError(where, key, f"expected a place it can write, got {type(e).__name__}: "

@@ -26,14 +26,58 @@ from pathlib import Path
 WAL_LIMIT = 4 << 20  # bytes the WAL is truncated back to when it is reset
 
 
+class SpoolBusy(OSError):
+    """Another process (a second edge-run for the same camera) holds the spool."""
+
+
+_held: dict[Path, list] = {}  # spool path -> [lock file descriptor, Spool objects of this process using it]
+_held_lock = threading.Lock()
+
+
+def _claim(path: Path):
+    """An exclusive lock on <spool>.lock for this process: two edge-runs on one spool would both
+    deliver and delete each other's records. Within the process the lock is shared: a reload's new
+    output opens the spool while the old one is still stopping."""
+    import fcntl
+    key = path.resolve()
+    with _held_lock:
+        if key in _held:
+            _held[key][1] += 1
+            return
+        fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o640)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise SpoolBusy(f"{path} is in use by another process (a second edge-run for this camera?)") from None
+        _held[key] = [fd, 1]
+
+
+def _release(path: Path):
+    key = path.resolve()
+    with _held_lock:
+        entry = _held.get(key)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] == 0:
+            os.close(entry[0])  # closing the descriptor drops the lock
+            del _held[key]
+
+
 class Spool:
     def __init__(self, path: Path, max_items: int, fsync_s: float = 1.0):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path, self.max_items, self.fsync_s = path, max_items, fsync_s
         self._lock = threading.Lock()
-        self.db = self._connect()
-        self.db.execute("CREATE TABLE IF NOT EXISTS q (seq INTEGER PRIMARY KEY AUTOINCREMENT, t REAL, payload TEXT)")
-        self.depth = self.db.execute("SELECT COUNT(*) FROM q").fetchone()[0]
+        _claim(path)
+        try:
+            self.db = self._connect()
+            self.db.execute("CREATE TABLE IF NOT EXISTS q (seq INTEGER PRIMARY KEY AUTOINCREMENT, t REAL, payload TEXT)")
+            self.depth = self.db.execute("SELECT COUNT(*) FROM q").fetchone()[0]
+        except BaseException:
+            _release(path)
+            raise
         self._dirty = False
         self._ckpt = None  # the sync thread's connection
         self._stop = threading.Event()
@@ -125,3 +169,4 @@ class Spool:
             self._ckpt.close()
         with self._lock:
             self.db.close()
+        _release(self.path)
