@@ -9,12 +9,33 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Literal, Mapping
+from typing import Callable, Literal, Mapping
 
 from .errors import InputError
 from .schema import field, load, merge, rng, to_dict
 
 RECIPE_KEY = "edge_recipe"
+# The recipe's shape. Every shipped model carries one and the loader refuses unknown keys, so a
+# change of shape bumps SCHEMA and adds a step to MIGRATIONS that turns the old shape into the new
+# one: models in the field keep loading. Recipes without `schema` are version 1.
+SCHEMA = 2
+MIGRATIONS: dict[int, Callable[[dict], dict]] = {
+    1: lambda raw: raw,  # 1 -> 2: `schema` itself and decision.non_finite (its default) were added
+}
+
+
+def migrate(raw: dict, where: str) -> dict:
+    """A recipe of any earlier schema in today's shape; a later schema is refused by name."""
+    version = raw.get("schema", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise InputError(where, f"{RECIPE_KEY}.schema", f"expected a recipe schema version >= 1, got {version!r}")
+    if version > SCHEMA:
+        raise InputError(where, f"{RECIPE_KEY}.schema", f"expected a recipe of schema {SCHEMA} or older, got {version}: "
+                                                        "the model was made by a newer edge-inspect; upgrade the station")
+    raw = {k: v for k, v in raw.items() if k != "schema"}
+    for v in range(version, SCHEMA):
+        raw = MIGRATIONS[v](raw)
+    return {**raw, "schema": SCHEMA}
 
 
 def _odd(v):
@@ -99,6 +120,8 @@ class Decision:
 
 @dataclass(frozen=True)
 class Recipe:
+    schema: int = field(SCHEMA, check=lambda v: None if v == SCHEMA else f"{SCHEMA} (older recipes are migrated on load)",
+                        doc="the recipe's shape version (edge.recipe.SCHEMA); older ones migrate on load")
     model_family: str = field("unknown", doc="e.g. cae-seed001, renet-d, skip-ae, unet")
     preprocess: Preprocess = field(factory=Preprocess)
     detect: Detect = field(factory=Detect)
@@ -118,6 +141,9 @@ def load_recipe(metadata: Mapping[str, str], model_where: str, overrides: Mappin
             raw = json.loads(text)
         except json.JSONDecodeError as e:
             raise InputError(model_where, RECIPE_KEY, f"expected JSON in the model metadata, got a parse error at char {e.pos}")
+        if not isinstance(raw, dict):
+            raise InputError(model_where, RECIPE_KEY, "expected a JSON object in the model metadata")
+        raw = migrate(raw, model_where)
         load(Recipe, raw, model_where, RECIPE_KEY)  # alone first, so its errors name the model file
     if not overrides:
         return load(Recipe, raw, model_where, RECIPE_KEY)

@@ -136,3 +136,25 @@ def test_patch_not_a_multiple_of_4_is_refused(tmp_path, patch):
     path = _write(tmp_path, f"detect: {{dct_fusion: {{patch: {patch}}}}}")
     with pytest.raises(InputError, match=f"detect.dct_fusion.patch: expected a multiple of 4 in 8..256, got {patch}"):
         config.load_file(path)
+
+
+def test_recipes_of_earlier_schemas_migrate_and_a_newer_one_is_named(monkeypatch):
+    """Every deployed model carries a recipe: renaming a key must not make them exit 2."""
+    import json as _json
+    import edge.recipe as R
+    from testkit.lowpass_model import DEMO_RECIPE
+    todays = {R.RECIPE_KEY: _json.dumps(DEMO_RECIPE)}  # the shape every model shipped so far carries (no schema)
+    assert R.load_recipe(todays, "old.onnx").schema == R.SCHEMA
+    with pytest.raises(InputError, match=r"old.onnx: edge_recipe.schema: expected a recipe of schema \d+ or older, "
+                                         "got 99: the model was made by a newer edge-inspect"):
+        R.load_recipe({R.RECIPE_KEY: _json.dumps({**DEMO_RECIPE, "schema": 99})}, "old.onnx")
+
+    def rename(raw):  # a future shape: decision.min_area was called decision.smallest
+        d = dict(raw["decision"])
+        d["min_area"] = d.pop("smallest")
+        return {**raw, "decision": d}
+    monkeypatch.setattr(R, "SCHEMA", R.SCHEMA + 1)
+    monkeypatch.setitem(R.MIGRATIONS, R.SCHEMA - 1, rename)
+    older = {**DEMO_RECIPE, "schema": R.SCHEMA - 1, "decision": {"smallest": 40}}
+    recipe = R.load_recipe({R.RECIPE_KEY: _json.dumps(older)}, "older.onnx")
+    assert recipe.decision.min_area == 40 and recipe.schema == R.SCHEMA
