@@ -7,6 +7,7 @@ masks, and the rest of test/ is what the model is judged on.
     edge-eval --model runs/rejects_k10_s0/model.onnx --data runs/rejects_k10_s0/data
     python3 rejects_protocol.py run --k 10 --seed 0              # the three steps above
     edge-eval --model runs/default/model.onnx --data runs/rejects_k10_s0/data --out runs/rejects_k10_s0/eval_k0
+    python3 rejects_protocol.py compare                          # the table of docs/ACCURACY.md
 
 data/ is an MVTec tree of links: train/good is the real one, test/ and ground_truth/ hold the
 images that were not picked. The real data never moves.
@@ -59,13 +60,43 @@ def prepare(k: int, seed: int, minutes: float, data: Path = DATA) -> Path:
     return run
 
 
+TYPES = ("blowhole", "break", "crack", "fray", "uneven")
+
+
+def compare(ks=(0, 5, 10), seeds=(0, 1)):
+    """k = 0 is the default's model (runs/default, runs/default_s1) judged on the images each
+    k > 0 run left in test/ (eval_k0 of runs/rejects_k10_s<seed>), so every column sees the same
+    images; each cell is image / pixel AUROC, averaged over the seeds that ran."""
+    import json
+    rows = {}
+    for k in ks:
+        for seed in seeds:
+            if k == 0:
+                path = HERE / "runs" / f"rejects_k10_s{seed}" / "eval_k0" / "metrics.json"
+            else:
+                path = HERE / "runs" / f"rejects_k{k}_s{seed}" / "eval" / "metrics.json"
+            if path.is_file():
+                rows.setdefault(k, []).append(json.loads(path.read_text()))
+    print("| k rejects per type | runs | all: image / pixel AUROC / AUPRO | " + " | ".join(TYPES) + " | DR | FAR |")
+    print("|---|---|---|" + "---|" * len(TYPES) + "---|---|")
+    for k, ms in rows.items():
+        mean = lambda kind, key: sum(m[kind][key] for m in ms) / len(ms)  # noqa: E731
+        cells = [f"{mean(t, 'image_auroc'):.3f} / {mean(t, 'pixel_auroc'):.3f}" for t in TYPES]
+        print(f"| {k} | {len(ms)} | {mean('overall', 'image_auroc'):.3f} / {mean('overall', 'pixel_auroc'):.3f} / "
+              f"{mean('overall', 'aupro'):.3f} | " + " | ".join(cells)
+              + f" | {mean('overall', 'dr'):.3f} | {mean('overall', 'far'):.3f} |")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("action", choices=("prepare", "run"))
+    ap.add_argument("action", choices=("prepare", "run", "compare"))
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--minutes", type=float, default=15)
     args = ap.parse_args()
+    if args.action == "compare":
+        compare()
+        return 0
     run = prepare(args.k, args.seed, args.minutes)
     print(run)
     if args.action == "run":
