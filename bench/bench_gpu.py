@@ -30,6 +30,7 @@ CASES = {"renet_d": 1024, "cae001": 512}
 
 def export(name: str, size: int, folder: Path) -> Path:
     import torch
+
     from train.export import export_onnx
     from train.methods import build
     torch.manual_seed(0)
@@ -42,6 +43,7 @@ def export(name: str, size: int, folder: Path) -> Path:
 
 def textures(folder: Path, size: int, count: int = 40) -> Path:
     import cv2
+
     from edge.demo import texture
     d = folder / f"good{size}"
     d.mkdir(exist_ok=True)

@@ -27,13 +27,13 @@ import onnx
 from bench.common import machine, save
 from bench.models import conv_autoencoder
 from edge.backends import open_runner
-from edge.demo import paint_defect, texture
-from testkit.lowpass_model import DEMO_RECIPE, build_lowpass_autoencoder
 from edge.config import parse
+from edge.demo import paint_defect, texture
 from edge.pipeline import Inspector
 from edge.recipe import RECIPE_KEY, Recipe, recipe_json
 from edge.schema import load
 from edge.station import Station
+from testkit.lowpass_model import DEMO_RECIPE, build_lowpass_autoencoder
 
 
 def make_frames(folder: Path, count: int, size: int):

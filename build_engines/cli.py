@@ -245,8 +245,8 @@ def run(args) -> int:
     import onnx
 
     from edge.backends.sidecar import FORMAT, VERSION, Sidecar, sha256_file, sidecar_path
-    from edge.schema import load, to_dict
     from edge.gpu import probe_gpu
+    from edge.schema import load, to_dict
 
     from .builder import BuildOptions, build_engine
     from .graph import input_dims, with_input_shape

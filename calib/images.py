@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import InputError
+from edge.images import evenly, good_images, split_holdout
+from edge.images import read_image_or_fail as read_image
 from edge.preprocess import Preprocessor
 from edge.recipe import Preprocess
-from edge.images import evenly, good_images, read_image_or_fail as read_image, split_holdout
 
 
 def split_good(folder: Path, n_calib: int, n_holdout: int) -> tuple[list[Path], list[Path]]:

@@ -81,8 +81,9 @@ def quantize_int8(onnx_path: Path, data: np.ndarray, out_path: Path, method: str
                   progress=None, keep_heads: bool = True) -> Path:
     """Q/DQ model at out_path from calibration tiles `data` (N, C, H, W); with keep_heads the
     output layers stay FP32 (see output_heads)."""
-    import onnx
     import re
+
+    import onnx
 
     quantize = _need_modelopt()
     src = onnx.load(str(onnx_path))

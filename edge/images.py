@@ -94,7 +94,7 @@ def read_image_or_fail(path: Path) -> np.ndarray:
     """read_image for tools: an unreadable file is an InputError naming it."""
     image, reason = read_image(path)
     if image is None:
-        raise InputError(str(path), None, reason)
+        raise InputError(str(path), None, reason or "unreadable")
     return image
 
 
@@ -166,7 +166,7 @@ def load_mask(path: Path | None, shape: tuple[int, int]) -> np.ndarray:
     if m.ndim == 3:
         m = cv2.cvtColor(m, cv2.COLOR_BGR2GRAY)
     if m.dtype != np.uint8:
-        m = (m >> 8).astype(np.uint8)
+        m = (m // 256).astype(np.uint8)  # 16-bit masks: the high byte
     if m.shape != shape:
         m = cv2.resize(m, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
     return (m >= 128).astype(np.uint8)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-
 # heat opacity by level: none below a quarter of the top, rising to 0.6 (x 255)
 _ALPHA = np.round(np.clip((np.arange(256) / 255 - 0.25) * 1.2, 0, 0.6) * 255).astype(np.uint8)
 

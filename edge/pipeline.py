@@ -16,17 +16,17 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
 from datetime import datetime, timezone
+from typing import Callable, NamedTuple
 
 import numpy as np
 
 from .backends.base import Runner
 from .buffers import Lease
 from .detect import Detection, make_detector
+from .errors import SourceError
 from .preprocess import Preprocessor
 from .recipe import Recipe
-from .errors import SourceError
 from .sources import EndOfStream, Frame, Source
 from .telemetry import Stage, Telemetry
 

@@ -140,7 +140,7 @@ def load_recipe(metadata: Mapping[str, str], model_where: str, overrides: Mappin
         try:
             raw = json.loads(text)
         except json.JSONDecodeError as e:
-            raise InputError(model_where, RECIPE_KEY, f"expected JSON in the model metadata, got a parse error at char {e.pos}")
+            raise InputError(model_where, RECIPE_KEY, f"expected JSON in the model metadata, got a parse error at char {e.pos}") from None
         if not isinstance(raw, dict):
             raise InputError(model_where, RECIPE_KEY, "expected a JSON object in the model metadata")
         raw = migrate(raw, model_where)
@@ -152,7 +152,7 @@ def load_recipe(metadata: Mapping[str, str], model_where: str, overrides: Mappin
     try:
         return load(Recipe, merge(raw, overrides), config_where)
     except InputError as e:  # a cross-field check that only the combination breaks
-        raise InputError(config_where, e.key, e.message + f" (after merging the recipe of {model_where})")
+        raise InputError(config_where, e.key, e.message + f" (after merging the recipe of {model_where})") from None
 
 
 def model_metadata(path) -> dict[str, str]:

@@ -52,8 +52,8 @@ def _describe(tp) -> str:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         return " or ".join(_describe(a) for a in args) + " or null"
     if origin is tuple:
-        args = typing.get_args(tp)
-        return f"a list of {len(args)} " + _describe(args[0]).removeprefix("an ").removeprefix("a ") + "s"
+        items = typing.get_args(tp)
+        return f"a list of {len(items)} " + _describe(items[0]).removeprefix("an ").removeprefix("a ") + "s"
     if origin is list:
         return "a list of " + _describe(typing.get_args(tp)[0]).removeprefix("an ").removeprefix("a ") + "s"
     if origin is dict:

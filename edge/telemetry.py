@@ -9,6 +9,7 @@ from enum import Enum
 
 import numpy as np
 
+
 class Stage(str, Enum):
     """The one set of stage names: pipeline and runners key their timings by these, telemetry
     refuses any other key (a misspelt stage would otherwise record zeros unnoticed)."""
@@ -80,14 +81,14 @@ class Telemetry:
         self._lat = np.zeros((len(ALL_STAGES), window), np.float64)
         self._n = 0  # frames recorded (ring position = _n % window)
         self._max = np.zeros(len(ALL_STAGES))
-        self.verdicts = Counter()   # OK / NG
-        self.dropped = Counter()    # reason -> frames
+        self.verdicts: Counter[str] = Counter()   # OK / NG
+        self.dropped: Counter[str] = Counter()    # reason -> frames
         self.grabbed = 0            # frames that reached the host
         self.camera_skipped = 0     # frames the camera itself never sent (frame-id gaps): not station drops
         self.timeouts = 0           # grabs that saw no frame in time (e.g. waiting for a trigger)
         self.reconnects = 0         # attempts to reopen a lost camera
         self.reloads = 0            # configurations reloaded by SIGHUP
-        self.failures = Counter()   # what failed and went on (an output's emit, analysis, a reload) -> times
+        self.failures: Counter[str] = Counter()   # what failed and went on (an output's emit, analysis, a reload) -> times
         self.started = time.perf_counter()
         self.outputs: dict[str, OutputStats] = {}
         self.archive = None  # edge.archive.Archive when the NG archive is on
@@ -196,7 +197,7 @@ class Telemetry:
                  + (f", grab timeouts {self.timeouts}" if self.timeouts else "")
                  + (f", reconnect attempts {self.reconnects}" if self.reconnects else "")
                  + (f", config reloads {self.reloads}" if self.reloads else ""),
-                 *([f"  failures survived: " + ", ".join(f"{k} {v}" for k, v in sorted(self.failures.items()))]
+                 *(["  failures survived: " + ", ".join(f"{k} {v}" for k, v in sorted(self.failures.items()))]
                    if self.failures else []),
                  f"  throughput {self.fps():.1f} frames/s over {time.perf_counter() - self.started:.1f} s"]
         pct = self.percentiles()

@@ -11,6 +11,7 @@ def make_station(tmp_path, count=8, defects=(2, 5), size=384, source_opts="", ex
     Returns the config path; the model is ae.onnx and the frames parts/ beside it."""
     import cv2
     import onnx
+
     from edge.demo import paint_defect, texture
     from testkit.lowpass_model import DEMO_RECIPE, build_lowpass_autoencoder
     onnx.save(build_lowpass_autoencoder(size=128, recipe=DEMO_RECIPE), tmp_path / "ae.onnx")

@@ -20,6 +20,7 @@ def lowpass_model(tmp_path_factory):
     """The analytic low-pass autoencoder (256x256, the demo recipe) as a file: predictable verdicts
     on the synthetic textures, whatever model the package ships."""
     import onnx
+
     from testkit.lowpass_model import build_lowpass_autoencoder
     path = tmp_path_factory.mktemp("models") / "lowpass.onnx"
     onnx.save(build_lowpass_autoencoder(), path)

@@ -10,7 +10,6 @@ import socket
 import cv2
 import numpy as np
 import pytest
-
 from conftest import make_station, run_cli
 
 
@@ -88,6 +87,7 @@ def test_edge_eval_without_masks_reports_image_metrics_and_no_nan(tmp_path):
 
 def test_camera_skipped_frames_are_not_station_drops(lowpass_model, tmp_path):
     from conftest import make_station
+
     from edge.config import load_file
     from edge.sources import EndOfStream, Frame
     from edge.station import Station

@@ -13,13 +13,14 @@ import pytest
 pytest.importorskip("tensorrt_rtx_bindings", reason="TensorRT-RTX wheels not installed (the build extra)")
 pytest.importorskip("modelopt", reason="nvidia-modelopt not installed (the build extra)")
 
+from conftest import run_cli  # noqa: E402
+
 from edge.backends.sidecar import check_sidecar, read_sidecar, sidecar_path  # noqa: E402
-from edge.recipe import load_recipe  # noqa: E402
-from edge.schema import to_dict  # noqa: E402
 from edge.demo import MODEL  # noqa: E402
 from edge.errors import InputError  # noqa: E402
 from edge.gpu import GpuInfo  # noqa: E402
-from conftest import run_cli  # noqa: E402
+from edge.recipe import load_recipe  # noqa: E402
+from edge.schema import to_dict  # noqa: E402
 
 
 def build(*args, timeout=300):
@@ -41,6 +42,7 @@ def one_line_error(r):
 def good_dir(tmp_path_factory):
     """Good images: crops of the scikit-image gravel photo the demo model was trained on."""
     import cv2
+
     from edge import demo
     folder = tmp_path_factory.mktemp("good")
     crops = demo.training_crops()

@@ -3,8 +3,8 @@
 import textwrap
 
 import pytest
-
 from conftest import run_cli
+
 from edge import config
 from edge.demo import MODEL
 from edge.errors import InputError
@@ -127,6 +127,7 @@ def test_recipe_in_model_metadata_is_validated(tmp_path):
 
 def test_config_reference_is_current():
     from conftest import ROOT
+
     from edge.configdoc import render
     assert (ROOT / "docs" / "CONFIG.md").read_text() == render(), "run: python -m edge.configdoc > docs/CONFIG.md"
 
@@ -141,6 +142,7 @@ def test_patch_not_a_multiple_of_4_is_refused(tmp_path, patch):
 def test_recipes_of_earlier_schemas_migrate_and_a_newer_one_is_named(monkeypatch):
     """Every deployed model carries a recipe: renaming a key must not make them exit 2."""
     import json as _json
+
     import edge.recipe as R
     from testkit.lowpass_model import DEMO_RECIPE
     todays = {R.RECIPE_KEY: _json.dumps(DEMO_RECIPE)}  # the shape every model shipped so far carries (no schema)

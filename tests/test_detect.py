@@ -2,12 +2,12 @@
 
 import numpy as np
 import pytest
-
 from conftest import textured
+
 from edge.detect import DctFusionDetector, ProbabilityDetector, SquaredResidualDetector, make_detector
-from testkit.dct_reference import dct_feature, dct_fusion_reference
 from edge.detect.regions import find_regions
 from edge.recipe import DctFusion, Detect, Probability, SquaredResidual
+from testkit.dct_reference import dct_feature, dct_fusion_reference
 
 
 def _pair(kind, h, w, seed):

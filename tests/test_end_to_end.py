@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 import onnx
 import pytest
-
 from conftest import run_cli, wait_line
+
 from edge.demo import MODEL, paint_defect, texture
 from testkit.lowpass_model import DEMO_RECIPE, build_lowpass_autoencoder
 

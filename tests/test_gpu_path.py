@@ -117,8 +117,10 @@ def _station(tmp_path, size=192, count=10, defects=(2, 5)):
     """A size x size low-pass autoencoder (one tile per frame, DCT fusion; 16-pixel patches below
     128) and `count` frames, `defects` with a dark pit."""
     import copy
+
     import cv2
     import onnx
+
     from edge.demo import texture
     from testkit.lowpass_model import DEMO_RECIPE, build_lowpass_autoencoder
     recipe = copy.deepcopy(DEMO_RECIPE)
@@ -141,10 +143,12 @@ def run_station(folder, mode):
     overlapped (submit/collect) or gpu_detect (overlapped, detection on device arrays)."""
     import json
     from pathlib import Path
+
     from conftest import station_config
+    from gpu_doubles import DeviceSubmitCollectOnnxRuntime, SubmitCollectOnnxRuntime
+
     from edge.backends.onnxruntime import OnnxRuntimeRunner
     from edge.station import Station
-    from gpu_doubles import DeviceSubmitCollectOnnxRuntime, SubmitCollectOnnxRuntime
     folder = Path(folder)
     runner = OnnxRuntimeRunner(folder / "ae.onnx")
     if mode != "sync":

@@ -9,13 +9,12 @@ import threading
 import time
 
 import pytest
-
 from conftest import free_port, make_station, run_cli, wait_port
+from test_outputs_network import MOSQUITTO, Subscriber, _mqtt_yaml
+
 from edge.config import Mqtt, MqttTls
-from edge.errors import InputError
 from edge.outputs.mqtt import MqttTransport
 from edge.schema import load
-from test_outputs_network import MOSQUITTO, Subscriber, _mqtt_yaml
 
 paho = pytest.importorskip("paho.mqtt.client")
 

@@ -6,12 +6,12 @@ configs refuse non-finite numbers."""
 import json
 
 import pytest
-
 from conftest import make_station, run_cli
+from test_outputs_network import _modbus_yaml, plc  # noqa: F401  (the PLC fixture)
+
 from edge.errors import InputError
 from edge.recipe import Recipe
 from edge.schema import load
-from test_outputs_network import _modbus_yaml, plc  # noqa: F401  (the PLC fixture)
 from testkit.lowpass_model import DEMO_RECIPE
 
 
@@ -19,6 +19,7 @@ def _nan_model(path, recipe=DEMO_RECIPE):
     """sqrt(image - 2): NaN at every pixel, the shape of the demo autoencoder."""
     import onnx
     from onnx import TensorProto, helper
+
     from edge.recipe import RECIPE_KEY, recipe_json
     graph = helper.make_graph(
         [helper.make_node("Sub", ["image", "two"], ["shifted"]), helper.make_node("Sqrt", ["shifted"], ["reconstruction"])],
@@ -58,7 +59,7 @@ def test_nan_output_is_ng_by_the_recipe_policy(tmp_path, rule):
     assert "NaN" not in res.stdout and "Infinity" not in res.stdout  # valid JSON for every consumer
 
 
-def test_modbus_gets_a_saturated_score_for_a_non_finite_ng(tmp_path, plc):
+def test_modbus_gets_a_saturated_score_for_a_non_finite_ng(tmp_path, plc):  # noqa: F811  (the fixture)
     plc.start()
     cfg = make_station(tmp_path, count=2, extra_yaml=_modbus_yaml(plc.port, tmp_path / "spool"))
     _nan_model(tmp_path / "ae.onnx", {**DEMO_RECIPE, "decision": {"non_finite": "ng"}})

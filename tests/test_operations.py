@@ -12,7 +12,6 @@ import threading
 import time
 
 import pytest
-
 from conftest import ROOT, make_station, run_cli, wait_line
 
 DEFECTS = (2, 5)
@@ -90,6 +89,7 @@ def test_no_watchdog_ping_when_frames_stop_flowing(tmp_path, lowpass_model, monk
     """A stuck camera must let systemd's watchdog fire: edge-run's watchdog thread (cli.watchdog)
     pings while frames flow and stops pinging once the camera's grab hangs."""
     from conftest import station_config
+
     from edge.cli import watchdog
     from edge.station import Station
     from testkit.sources import SyntheticCamera  # 50 frames/s until told to hang inside grab()
@@ -219,7 +219,9 @@ def _tlsimu():
 def _camera_station(tmp_path, model, uri, attempts, frames=40):
     """A station on a TLSimu camera, built as edge-run builds it; enter it to open."""
     import io
+
     from conftest import station_config
+
     from edge.station import Station
     cfg = station_config(tmp_path, model, uri, cam={"reconnect_attempts": attempts, "reconnect_backoff_s": 0.05},
                          outputs={"jsonl": {"stdout": False, "path": str(tmp_path / "v.jsonl")}})

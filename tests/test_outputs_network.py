@@ -11,7 +11,6 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import free_port, make_station, run_cli, wait_port
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -368,6 +367,7 @@ def test_spool_wal_stays_bounded(tmp_path):
     delivery or checkpoint does) lets the WAL grow; once it can, the WAL goes back to at most
     WAL_LIMIT instead of keeping its largest size on disk."""
     import sqlite3
+
     from edge.outputs.spool import WAL_LIMIT, Spool
     spool = Spool(tmp_path / "s.sqlite", 1_000_000, fsync_s=60)  # syncs only when told
     wal = tmp_path / "s.sqlite-wal"

@@ -5,8 +5,8 @@ import json
 import cv2
 import numpy as np
 import pytest
-
 from conftest import station_config
+
 from edge.demo import paint_defect, texture
 from edge.outputs import JsonLinesOutput
 from edge.pipeline import Reload
@@ -92,6 +92,7 @@ def test_reloads_that_replace_the_outputs_lose_no_record(lowpass_model, tmp_path
     grabbed frame's record (verdict or DROPPED) must reach the file, exactly once."""
     import threading
     import time
+
     from testkit.sources import SyntheticCamera
 
     path = tmp_path / "verdicts.jsonl"

@@ -13,6 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from conftest import make_station, run_cli, textured  # noqa: E402
+
 from edge.errors import InputError  # noqa: E402
 from edge.images import reject_items  # noqa: E402
 from train.rejects import BAG, Reject, crop_around_defect, load_rejects, paste_defect  # noqa: E402
@@ -101,6 +102,7 @@ def test_image_loss_punishes_a_false_blob_and_reads_bags_as_any_crop():
 
 def test_rejects_are_refused_when_they_overlap_the_test_set_or_the_method_ignores_them(tmp_path):
     import yaml
+
     from train.config import load_config
     data = tmp_path / "data"
     (data / "train/good").mkdir(parents=True)
@@ -126,6 +128,7 @@ def test_training_with_masked_and_image_level_rejects(tmp_path):
     """A short run with one masked and one mask-less reject: batches hold real crops, pasted
     defects and a bag; hard negatives are mined; the recipe says how many rejects it learned from."""
     import yaml
+
     from edge.recipe import read_recipe
     from train.cli import edge_train_main
     data = tmp_path / "data/train/good"

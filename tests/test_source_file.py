@@ -99,6 +99,7 @@ def test_corrupt_and_odd_pngs_get_our_one_line_reason_and_libpng_prints_nothing(
     first so a corrupt file is one clear reason and a valid file with a bad colour profile reads."""
     import subprocess
     import sys
+
     import cv2
     good = cv2.imencode(".png", (np.arange(64 * 64) % 251).astype(np.uint8).reshape(64, 64))[1].tobytes()
     idat = good.index(b"IDAT") - 4

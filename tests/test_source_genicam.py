@@ -5,7 +5,6 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
 
 pytest.importorskip("harvesters")

@@ -54,7 +54,7 @@ def test_an_output_that_raises_is_counted_and_the_others_get_every_record(lowpas
     """An output whose emit raises now and then (as the camera line did after a camera reconnect;
     a real unplug cannot be staged here, so a failing output class stands in for it)."""
     from conftest import station_config
-    from edge.outputs import JsonLinesOutput
+
     from edge.station import Station
     from testkit.sources import SyntheticCamera
 

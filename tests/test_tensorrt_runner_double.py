@@ -246,6 +246,7 @@ def test_tensorrt_rtx_engines_are_tied_to_their_release():
 def test_flavour_loads_nvidias_documented_module_name(monkeypatch):
     import sys
     import types
+
     from edge.backends import trt_flavours
     mod = types.ModuleType("tensorrt_rtx")
     mod.__version__, mod.Builder = "1.9.0.1", object
@@ -273,6 +274,7 @@ def test_a_reload_never_leaves_the_inference_thread_without_its_gpu_detector(mon
     must be swapped, never cleared first (inference would skip GPU detection for that frame or
     call None)."""
     import time
+
     from edge.pipeline import Inspector
     from edge.recipe import Recipe
 
@@ -334,7 +336,9 @@ def _run_through_station(tmp_path, monkeypatch, images):
     runs ahead. Returns (scores per frame from the records, scores of each frame alone)."""
     import json
     import time
+
     from conftest import station_config
+
     from edge import pipeline as pl
     from edge.station import Station
 

@@ -6,6 +6,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from conftest import textured  # noqa: E402
+
 from train import losses as L  # noqa: E402
 from train.defects import EXTRA_SHAPES, SHAPES, adga, pseudo_defect  # noqa: E402
 from train.methods import build, weight_bytes  # noqa: E402

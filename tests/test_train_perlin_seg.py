@@ -13,6 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from conftest import textured  # noqa: E402
+
 from train.evaluate import aupro, score_threshold  # noqa: E402
 from train.methods.perlin_seg.anomalies import perlin, perlin_anomaly, perlin_mask  # noqa: E402
 
@@ -92,8 +93,9 @@ def test_perlin_seg_trains_at_native_scale_and_the_station_runs_it(tmp_path):
     """Frames of mixed sizes and aspect ratios (100x600 among them) are never resized: the recipe
     says native scale with overlapping tiles, and edge-run inspects a 100x600 frame with it."""
     import yaml
-    from train.cli import edge_train_main
+
     from edge.recipe import read_recipe
+    from train.cli import edge_train_main
     sizes = [(100, 600), (300, 140), (180, 180), (250, 500)] * 3
     data = _tree(tmp_path / "data", sizes)
     cfg = {"data": str(data), "out": str(tmp_path / "run"), "time_budget_min": 0.05, "epochs": 2,
@@ -124,6 +126,7 @@ def test_perlin_seg_trains_at_native_scale_and_the_station_runs_it(tmp_path):
 
 def test_snapshots_export_the_model_as_it_was(tmp_path):
     import yaml
+
     from train.cli import edge_train_main
     data = _tree(tmp_path / "data", [(160, 200)] * 8)
     cfg = {"data": str(data), "out": str(tmp_path / "run"), "time_budget_min": 0.2, "epochs": 10_000,
@@ -141,6 +144,7 @@ def test_pixel_threshold_is_calibrated_on_good_pixels_and_never_above_the_image_
     good part's pixels, and an image at the image threshold shows a region."""
     import onnx
     from onnx import TensorProto, helper
+
     from edge.recipe import RECIPE_KEY, Recipe, recipe_json
     from edge.schema import load
     from train.evaluate import calibrate

@@ -14,6 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from conftest import SHARED_DATA, textured  # noqa: E402
+
 from edge.errors import InputError  # noqa: E402
 from train.cli import edge_eval_main, edge_train_main  # noqa: E402
 from train.config import load_config  # noqa: E402

@@ -15,7 +15,6 @@ import urllib.request
 import cv2
 import numpy as np
 import pytest
-
 from conftest import free_port, make_station, run_cli, wait_line
 
 pytest.importorskip("aiohttp")
@@ -125,8 +124,8 @@ def _until(condition, timeout=5.0):
 
 def test_bound_to_localhost_by_default():
     from edge.config import View
-    from edge.view import LiveView
     from edge.telemetry import Telemetry
+    from edge.view import LiveView
     assert View().host == "127.0.0.1" and not View().enabled
     v = LiveView(View(enabled=True, port=0), Telemetry(16, "cam", "st"), "station.yaml")
     try:
@@ -151,6 +150,7 @@ def test_a_busy_view_port_is_refused_before_any_frame_is_grabbed(tmp_path):
     """The port is bound by the view's own process; its refusal still reaches edge-run as one line,
     exit 2, and nothing is left running or lying in shared memory."""
     import socket
+
     from edge.view.live import SHARED_FOLDER
     before = set(os.listdir(SHARED_FOLDER))
     with socket.socket() as s:
@@ -305,7 +305,7 @@ def test_a_reload_to_another_frame_size_gets_new_slots(monkeypatch):
         for i, side in enumerate((64, 96)):
             src = np.random.default_rng(i).random((side, side), dtype=np.float32)
             v.offer({"frame_id": i, "verdict": "NG", "score": 0.5, "regions": []}, src, src * 0.5, (side, side), Recipe())
-            assert _until(lambda: v.ng_seq == i + 1)
+            assert _until(lambda: v.ng_seq == i + 1)  # noqa: B023  (called here, in this iteration)
             paths.append(v._slots["NG"].path)
             status, jpeg = _get(f"http://127.0.0.1:{port}/frame.jpg")
             assert status == 200 and cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape[:2] == (side, side)
@@ -320,6 +320,7 @@ def test_full_shared_memory_costs_the_view_a_frame_not_the_station_a_crash(monke
     slot is made, so the failure is an OSError there, not a SIGBUS on a later write. Simulated by
     refusing the reservation (no small tmpfs can be mounted here)."""
     import errno
+
     from edge.recipe import Recipe
     v, _ = _live_view(monkeypatch, max_fps=50.0)
     try:

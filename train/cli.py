@@ -68,6 +68,7 @@ def _export(t, cfg, summary: dict, model_path: Path) -> dict:
 
 def _calibrate_only(cfg, base: Path) -> int:
     from edge.images import good_images, split_holdout
+
     from .evaluate import calibrate
     from .export import set_recipe
     out = Path(cfg.out) if Path(cfg.out).is_absolute() else base / cfg.out

@@ -21,11 +21,12 @@ import numpy as np
 from scipy.stats import rankdata
 
 from edge.backends import open_runner
-from edge.images import load_mask, read_image_or_fail as read_image, test_items
+from edge.images import load_mask, test_items
+from edge.images import read_image_or_fail as read_image
 from edge.pipeline import Inspector
-from edge.recipe import load_recipe, read_recipe as read_model_recipe
+from edge.recipe import load_recipe
+from edge.recipe import read_recipe as read_model_recipe
 from edge.schema import to_dict
-
 
 
 def auroc(scores: np.ndarray, labels: np.ndarray) -> float:

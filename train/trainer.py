@@ -23,9 +23,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .config import TrainConfig
 from edge.images import good_images, split_holdout
 
+from .config import TrainConfig
 from .data import load_gray, pad_to, random_patches
 from .methods import get, weight_bytes
 

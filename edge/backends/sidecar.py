@@ -10,9 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shlex
-from pathlib import Path
-
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import InputError

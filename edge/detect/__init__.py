@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from ..recipe import Detect, DctFusion, Probability, SquaredResidual
+from ..recipe import DctFusion, Detect, Probability, SquaredResidual
 from .dct_kernel import dct_basis_half, features_and_stats, fuse, grid_shape
 from .regions import Region, find_regions
 

@@ -9,8 +9,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Protocol
 
 from .jsonl import JsonLinesOutput
+
+
+class Output(Protocol):
+    """What the pipeline hands every record to (JSON lines, the camera line, a queued network output)."""
+
+    def emit(self, record: dict) -> None: ...
+
+    def close(self) -> None: ...
 
 
 def default_spool_dir() -> Path:
@@ -38,9 +47,8 @@ def build_outputs(o, *, station: str, camera: str, telemetry, source, resolve, w
 
     from ..errors import InputError
     from .spool import SpoolBusy
-    from .spool import SpoolBusy
 
-    outputs = []
+    outputs: list[Output] = []
     spool_dir = resolve(o.spool.dir) if o.spool.dir else default_spool_dir()
     queued = dict(max_items=o.spool.max_items, fsync_s=o.spool.fsync_s, drain_s=o.spool.drain_s)
     key = "outputs.camera_line"

@@ -22,7 +22,6 @@ import sqlite3
 import threading
 from pathlib import Path
 
-
 WAL_LIMIT = 4 << 20  # bytes the WAL is truncated back to when it is reset
 
 

@@ -187,7 +187,7 @@ class GenICamSource:
     def _probe(self):
         """After a timeout: is the camera still there? (waiting for a trigger is fine, a lost device is not)"""
         try:
-            self._ia.remote_device.node_map.Width.value
+            _ = self._ia.remote_device.node_map.Width.value  # a read the device must answer
         except Exception as e:
             raise SourceError(f"camera {self.serial or self.device} does not answer: {str(e).splitlines()[0][:160]}") from None
 

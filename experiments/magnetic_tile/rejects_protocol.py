@@ -80,7 +80,8 @@ def compare(ks=(0, 5, 10), seeds=(0, 1)):
     print("| k rejects per type | runs | all: image / pixel AUROC / AUPRO | " + " | ".join(TYPES) + " | DR | FAR |")
     print("|---|---|---|" + "---|" * len(TYPES) + "---|---|")
     for k, ms in rows.items():
-        mean = lambda kind, key: sum(m[kind][key] for m in ms) / len(ms)  # noqa: E731
+        def mean(kind, key, ms=ms):
+            return sum(m[kind][key] for m in ms) / len(ms)
         cells = [f"{mean(t, 'image_auroc'):.3f} / {mean(t, 'pixel_auroc'):.3f}" for t in TYPES]
         print(f"| {k} | {len(ms)} | {mean('overall', 'image_auroc'):.3f} / {mean('overall', 'pixel_auroc'):.3f} / "
               f"{mean('overall', 'aupro'):.3f} | " + " | ".join(cells)
