@@ -359,3 +359,49 @@ def test_ng_parts_name_their_archived_files_when_the_archive_is_on(tmp_path):
     finally:
         v.close()
         archive.close()
+
+
+def test_a_rebound_host_name_is_refused_and_every_answer_carries_the_security_headers(monkeypatch):
+    """DNS rebinding: a page of evil.example whose name now resolves to 127.0.0.1 sends Host:
+    evil.example. Without a token the view answers only loopback names."""
+    v, port = _live_view(monkeypatch)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        assert _get(base + "/", {"Host": f"evil.example:{port}"})[0] == 421
+        assert _get(base + "/frame.jpg", {"Host": "evil.example"})[0] == 421
+        for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"):
+            assert _get(base + "/", {"Host": host})[0] == 200, host
+        with urllib.request.urlopen(base + "/", timeout=5) as r:
+            assert "default-src 'self'" in r.headers["Content-Security-Policy"]
+            assert r.headers["X-Content-Type-Options"] == "nosniff" and r.headers["Referrer-Policy"] == "no-referrer"
+    finally:
+        v.close()
+
+
+def test_a_non_ascii_token_is_a_401_not_a_500(monkeypatch):
+    monkeypatch.setenv("EDGE_VIEW_TOKEN", "s3cret-token")
+    v, port = _live_view(monkeypatch, host="0.0.0.0", token_env="EDGE_VIEW_TOKEN")
+    try:
+        assert _get(f"http://127.0.0.1:{port}/?token=%C3%A9t%C3%A9")[0] == 401
+        assert _get(f"http://127.0.0.1:{port}/", {"Host": "evil.example"})[0] == 401  # the token protects it
+    finally:
+        v.close()
+
+
+def test_the_view_process_gets_no_secrets_and_stale_shared_files_are_swept(monkeypatch, tmp_path):
+    from edge.view.live import SHARED_FOLDER
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = os.path.join(SHARED_FOLDER, f"edge-view-{dead.pid}-NG-test")
+    open(stale, "wb").close()
+    monkeypatch.setenv("EDGE_MQTT_PASSWORD", "do-not-leak")
+    v, _ = _live_view(monkeypatch)
+    try:
+        assert not os.path.exists(stale), "the file of a dead edge-run was left in shared memory"
+        with open(f"/proc/{v._proc.pid}/environ", "rb") as f:
+            env = f.read()
+        assert b"do-not-leak" not in env and b"EDGE_MQTT_PASSWORD" not in env
+        with open(f"/proc/{v._proc.pid}/cmdline", "rb") as f:
+            assert f.read().split(b"\0")[1] == b"-I"
+    finally:
+        v.close()

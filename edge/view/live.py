@@ -16,6 +16,7 @@ Control block, not messages).
 from __future__ import annotations
 
 import importlib.util
+import json
 import mmap
 import os
 import socket
@@ -51,7 +52,7 @@ def token_for(cfg, where: str) -> str | None:
 
 def shared_file(kind: str, size: int) -> tuple[str, mmap.mmap]:
     """A new file of `size` bytes in shared memory (/dev/shm where there is one), mapped."""
-    fd, path = tempfile.mkstemp(prefix=f"edge-view-{kind}-", dir=SHARED_FOLDER)
+    fd, path = tempfile.mkstemp(prefix=f"edge-view-{os.getpid()}-{kind}-", dir=SHARED_FOLDER)
     try:
         # reserve the space now: a full tmpfs then fails here (OSError), not as SIGBUS on a later write
         os.posix_fallocate(fd, 0, size)
@@ -62,6 +63,31 @@ def shared_file(kind: str, size: int) -> tuple[str, mmap.mmap]:
         raise
     finally:
         os.close(fd)
+
+
+def sweep_stale_files() -> int:
+    """Remove the shared files of edge-runs that died without cleaning up (kill -9 of both
+    processes, a power cut does not apply to /dev/shm): their names carry the creator's pid.
+    Files of a live edge-run (another camera's) stay."""
+    removed = 0
+    for path in Path(SHARED_FOLDER).glob("edge-view-*"):
+        pid = path.name.split("-")[2]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # alive (or not ours to signal): keep
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+# What the view process may see of edge-run's environment: no secrets (an MQTT password, tokens)
+VIEW_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "SYSTEMD_LOG_LEVEL")
 
 
 class Control:
@@ -165,10 +191,14 @@ class LiveView:
         """Start the view's process; returns the port it listens on (exit 2 when it cannot)."""
         if importlib.util.find_spec("aiohttp") is None:
             raise InputError(where, "view.enabled", "needs aiohttp: pip install 'edge-inspect[view]'")
+        sweep_stale_files()
         self._ctl = Control.create()
         ours, theirs = socket.socketpair()
-        self._proc = subprocess.Popen([sys.executable, "-m", "edge.view.worker", str(theirs.fileno())],
-                                      pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
+        # -I: no user site, no PYTHON* variables, no current folder on the path; and only the
+        # environment it needs: the process serves the network, edge-run's secrets stay in edge-run
+        env = {k: os.environ[k] for k in VIEW_ENV if k in os.environ}
+        self._proc = subprocess.Popen([sys.executable, "-I", "-m", "edge.view.worker", str(theirs.fileno())],
+                                      pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env)
         theirs.close()
         self._conn = Connection(ours.detach())
         c = self.cfg
@@ -177,15 +207,15 @@ class LiveView:
         if not self._conn.poll(START_TIMEOUT_S):
             self.close()
             raise RuntimeError(f"the live view did not start in {START_TIMEOUT_S:.0f} s")
-        try:
-            reply = self._conn.recv()
-        except EOFError:
+        try:  # JSON, never pickle: what comes back from a process that faces the network is data
+            reply = json.loads(self._conn.recv_bytes(4096))
+        except (EOFError, OSError, ValueError):
             self.close()
             raise RuntimeError(f"the live view's process ended at start (exit {self._proc.wait(5)})") from None
         if reply[0] == "error":
             self.close()
             raise InputError(where, reply[1], reply[2]) if reply[1] else RuntimeError(f"the live view did not start: {reply[2]}")
-        self.address = reply[1]
+        self.address = tuple(reply[1])
         self.port = self.address[1]
         self._alive = True
         self._stats_thread = threading.Thread(target=self._stats_loop, name="view-stats", daemon=True)
@@ -253,7 +283,7 @@ class LiveView:
         """Blocks until the view process goes (its end of the socket closes)."""
         while True:
             try:
-                self._conn.recv()
+                self._conn.recv_bytes(4096)
             except (EOFError, OSError):
                 break
         self._alive = False  # offer() returns at once from now on

@@ -18,6 +18,11 @@ from pathlib import Path
 from ..errors import InputError
 
 STATIC = Path(__file__).parent / "static"
+# Every answer: no script or frame from elsewhere, no MIME sniffing, no referrer to other sites
+SECURITY_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; "
+                                               "base-uri 'none'; frame-ancestors 'none'",
+                    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"}
+LOOPBACK_NAMES = {"localhost", "127.0.0.1", "[::1]", "::1"}
 KEEPALIVE_S = 5.0  # a comment line to each page this often when nothing else is sent: a closed page is noticed
 
 
@@ -90,14 +95,31 @@ class ViewServer:
             return True
         given = (request.query.get("token") or request.cookies.get("edge_view_token")
                  or request.headers.get("Authorization", "").removeprefix("Bearer ").strip())
-        return bool(given) and hmac.compare_digest(given, token)
+        # bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500)
+        return bool(given) and hmac.compare_digest(given.encode(), token.encode())
+
+    def _host_allowed(self, request) -> bool:
+        """Without a token the view listens on a loopback address only, and answers only requests
+        addressed to one: a web page elsewhere whose name an attacker points at 127.0.0.1 (DNS
+        rebinding) sends its own Host and is refused."""
+        if self.view.token is not None:
+            return True  # the token, which such a page cannot know, protects it
+        host = request.headers.get("Host", "")
+        name = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
+        return name in LOOPBACK_NAMES or name == self.host
 
     async def _auth(self, request, handler):
         from aiohttp import web
 
+        if not self._host_allowed(request):
+            return web.Response(status=421, text="421: this view answers only requests addressed to the local "
+                                                 "machine (localhost, 127.0.0.1, [::1])\n", headers=SECURITY_HEADERS)
         if not self._authorised(request):
-            return web.Response(status=401, text="401: a token is required (open the page with ?token=...)\n")
+            return web.Response(status=401, text="401: a token is required (open the page with ?token=...)\n",
+                                headers=SECURITY_HEADERS)
         response = await handler(request)
+        if not response.prepared:
+            response.headers.update(SECURITY_HEADERS)
         if self.view.token is not None and request.query.get("token") and not response.prepared:
             response.set_cookie("edge_view_token", request.query["token"], httponly=True, samesite="Strict")
         return response
@@ -121,14 +143,14 @@ class ViewServer:
             jpeg = None
         if jpeg is None:
             return web.Response(status=404, text="no such NG part (only the last ones are kept)\n")
-        return web.Response(body=jpeg, content_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+        return web.Response(body=jpeg, content_type="image/jpeg", headers={"Cache-Control": "no-store"})  # numbers restart with the process
 
     async def _events(self, request):
         """Server-sent events: `frame` when a new frame is ready, `stats` every 0.5 s (while a
         page is connected; without one the view takes no OK frames and no statistics)."""
         from aiohttp import web
 
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"})
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store", **SECURITY_HEADERS})
         await resp.prepare(request)
         wake = asyncio.Event()
         self._pages.add(wake)

@@ -18,6 +18,7 @@ The process ends when the socket closes (edge-run stopped or died).
 from __future__ import annotations
 
 import mmap
+import json
 import os
 import signal
 import sys
@@ -172,12 +173,12 @@ def main(argv=None) -> int:
     try:
         server = ViewServer(shown, settings["host"], settings["port"], settings["where"])
     except InputError as e:
-        conn.send(("error", e.key, e.message))
+        conn.send_bytes(json.dumps(["error", e.key, e.message]).encode())
         return 2
     except Exception as e:
-        conn.send(("error", None, f"{type(e).__name__}: {e}"))
+        conn.send_bytes(json.dumps(["error", None, f"{type(e).__name__}: {e}"]).encode())
         return 1
-    conn.send(("ready", tuple(server.address)))
+    conn.send_bytes(json.dumps(["ready", list(server.address)]).encode())  # JSON: edge-run unpickles nothing
     try:
         while True:
             try:
