@@ -17,8 +17,8 @@ The process ends when the socket closes (edge-run stopped or died).
 
 from __future__ import annotations
 
-import mmap
 import json
+import mmap
 import os
 import signal
 import sys
