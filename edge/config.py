@@ -102,9 +102,12 @@ class Modbus:
     port: int = field(502, check=_port, doc="PLC port")
     unit: int = field(1, check=rng(0, 255), doc="Modbus unit (device) id")
     coil: int = field(0, check=rng(0, 65535), doc="coil set to 1 for reject (NG or not inspected), 0 for OK")
-    register: int = field(0, check=rng(0, 65526), doc="first of the 10 holding registers (see docs/OPERATIONS.md)")
+    register: int = field(0, check=rng(0, 65525), doc="first of the 11 holding registers (see docs/OPERATIONS.md)")
     heartbeat_s: float = field(1.0, check=rng(0.05, 60), doc="heartbeat register period")
     timeout_s: float = field(2.0, check=rng(0.05, 60), doc="request timeout before treating the PLC as down")
+    max_age_s: float = field(2.0, check=rng(0.01, 86_400), doc="a verdict older than this when it reaches the PLC "
+                                                               "(after an outage) is written as late (code 4) and "
+                                                               "does not touch the reject coil")
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ class Recorder:
     def connect(self):
         pass
 
-    def send(self, record):
+    def send(self, record, age_s):
         with self.lock:
             self.got.append(record["frame_id"])
 

@@ -159,12 +159,12 @@ class Plc:
         c = ModbusTcpClient("127.0.0.1", port=self.port)
         assert c.connect()
         try:
-            regs = c.read_holding_registers(10, count=10).registers
+            regs = c.read_holding_registers(10, count=11).registers
             coil = c.read_coils(3, count=1).bits[0]
         finally:
             c.close()
         return {"code": regs[0], "seq": regs[1], "ok": (regs[2] << 16) | regs[3], "ng": (regs[4] << 16) | regs[5],
-                "dropped": (regs[6] << 16) | regs[7], "heartbeat": regs[8], "score": regs[9], "coil": coil}
+                "dropped": (regs[6] << 16) | regs[7], "heartbeat": regs[8], "score": regs[9], "age_ds": regs[10], "coil": coil}
 
 
 @pytest.fixture
@@ -216,6 +216,28 @@ def test_plc_down_at_start_then_up_every_verdict_arrives(tmp_path, plc):
     regs = plc.read()
     assert regs["ok"] + regs["ng"] == 90 and regs["seq"] == 89, (regs, err)
     assert regs["ng"] == sum(1 for i in range(90) if i % 8 in DEFECTS)
+
+
+def test_verdicts_older_than_max_age_are_history_and_never_touch_the_reject_coil(plc):
+    """After a PLC outage the backlog is history: written with code 4 (late) and its age, counted,
+    and the reject coil is driven only by verdicts young enough to be the part in front of the
+    station (before: a backlog of NG verdicts replayed onto the coil at full speed)."""
+    from edge.config import Modbus
+    from edge.outputs.modbus import ModbusTransport
+    plc.start()
+    t = ModbusTransport(Modbus(enabled=True, port=plc.port, register=10, coil=3, max_age_s=0.5))
+    t.connect()
+    try:
+        t.send({"verdict": "OK", "frame_id": 1, "score": 0.1}, 0.01)
+        t.send({"verdict": "NG", "frame_id": 2, "score": 0.9}, 12.0)  # 12 s late
+        regs = plc.read()
+        assert (regs["code"], regs["seq"], regs["age_ds"], regs["coil"]) == (4, 2, 120, False)
+        assert (regs["ok"], regs["ng"]) == (1, 1)  # the counters still count it
+        t.send({"verdict": "NG", "frame_id": 3, "score": 0.9}, 0.05)
+        regs = plc.read()
+        assert (regs["code"], regs["coil"], regs["age_ds"]) == (2, True, 0)
+    finally:
+        t.close()
 
 
 def test_missing_client_library_is_refused_at_start(tmp_path):

@@ -40,8 +40,8 @@ class Transport(Protocol):
     def connect(self) -> None:
         """Connect or raise (OSError, ConnectionError, TimeoutError...)."""
 
-    def send(self, record: dict) -> None:
-        """Deliver one record, acknowledged, or raise."""
+    def send(self, record: dict, age_s: float) -> None:
+        """Deliver one record, acknowledged, or raise; age_s: seconds since it was emitted."""
 
     def idle(self) -> None:
         """Called about every idle_s while connected with nothing to send (heartbeats)."""
@@ -146,7 +146,7 @@ class QueuedOutput:
                         if self._closing_at is not None and time.monotonic() - self._closing_at >= self.drain_s:
                             break
                         try:
-                            self.transport.send(record)
+                            self.transport.send(record, time.time() - t)
                         except Exception as e:
                             connected = self._lost(e)
                             break

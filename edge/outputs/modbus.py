@@ -6,7 +6,11 @@ Holding registers from `register` (default 0), 16-bit, counters as two words (hi
   +2,+3 OK count   +4,+5 NG count   +6,+7 DROPPED count
   +8 heartbeat: increments every heartbeat_s while edge-run is connected
   +9 score x 1000, saturated at 65535
+  +10 age of the verdict when written, in 0.1 s, saturated at 65535
 Coil `coil`: 1 = reject. A DROPPED frame sets it too: a part that was not inspected is not passed.
+A verdict older than `max_age_s` when it is finally written (the PLC was down) is history, not
+the part in front of the station: result code 4 (late), counters and sequence as usual, and the
+coil is not touched, so a replayed backlog never fires the reject mechanism.
 Counters are read back from the PLC on connect, so they continue across restarts of edge-run.
 """
 
@@ -16,6 +20,8 @@ import logging
 import math
 
 CODES = {"OK": 1, "NG": 2, "DROPPED": 3}
+LATE = 4
+REGISTERS = 11
 
 
 class ModbusTransport:
@@ -40,13 +46,13 @@ class ModbusTransport:
             c.close()
             raise ConnectionError(f"cannot connect to {self.cfg.host}:{self.cfg.port}")
         self._client = c
-        regs = self._check(c.read_holding_registers(self.cfg.register, count=10, device_id=self.cfg.unit),
+        regs = self._check(c.read_holding_registers(self.cfg.register, count=REGISTERS, device_id=self.cfg.unit),
                            "reading the result registers").registers
         for i, key in enumerate(("OK", "NG", "DROPPED")):
             self.counts[key] = (regs[2 + 2 * i] << 16) | regs[3 + 2 * i]
         self.heartbeat = regs[8]
 
-    def send(self, record: dict):
+    def send(self, record: dict, age_s: float = 0.0):
         from pymodbus.exceptions import ModbusException
 
         verdict = record.get("verdict", "DROPPED")
@@ -57,13 +63,16 @@ class ModbusTransport:
             score = min(65535, max(0, int(round(s * 1000))))
         else:  # no score (DROPPED) or none that can be read (non-finite NG): 0, or saturated for NG
             score = 65535 if verdict == "NG" else 0
-        words = [CODES.get(verdict, 3), int(record.get("frame_id", 0)) & 0xFFFF]
+        late = age_s > self.cfg.max_age_s
+        words = [LATE if late else CODES.get(verdict, 3), int(record.get("frame_id", 0)) & 0xFFFF]
         for key in ("OK", "NG", "DROPPED"):
             words += [counts[key] >> 16, counts[key] & 0xFFFF]
-        words += [self.heartbeat, score]
+        words += [self.heartbeat, score, min(65535, int(age_s * 10))]
         try:
             self._check(self._client.write_registers(self.cfg.register, words, device_id=self.cfg.unit), "the result registers")
-            self._check(self._client.write_coil(self.cfg.coil, verdict != "OK", device_id=self.cfg.unit), "the verdict coil")
+            if not late:
+                self._check(self._client.write_coil(self.cfg.coil, verdict != "OK", device_id=self.cfg.unit),
+                            "the verdict coil")
         except ModbusException as e:
             raise ConnectionError(str(e)) from None
         self.counts = counts

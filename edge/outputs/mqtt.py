@@ -59,7 +59,7 @@ class MqttTransport:
             if not info.is_published():
                 raise TimeoutError(f"no PUBACK within {self.cfg.timeout_s} s")
 
-    def send(self, record: dict):
+    def send(self, record: dict, age_s: float = 0.0):
         self._publish(self.topic, record)
 
     def idle(self):
