@@ -195,6 +195,7 @@ class Pipeline:
         self.reconnect_attempts, self.reconnect_backoff = reconnect
         self.last_grab = time.monotonic()      # for the watchdog: acquisition is alive
         self.last_verdict = time.monotonic()   # for the watchdog: analysis is alive
+        self._infer_since: float | None = None  # when the frame now in the model went in (None: none is)
         self._reloads: queue.SimpleQueue = queue.SimpleQueue()  # requests, applied between frames
         # records of frames the acquisition thread drops (queue_full), emitted by the thread that
         # emits every other record: outputs are only ever touched from one thread, so a reload
@@ -267,6 +268,8 @@ class Pipeline:
                     break
                 except SourceError as e:
                     if not self._reconnect(e):
+                        if self.stop_event.is_set():
+                            break  # stopped while reconnecting (SIGTERM): a clean stop, not a failure
                         raise
                     continue
                 self.last_grab = time.monotonic()
@@ -287,8 +290,13 @@ class Pipeline:
             self.t.reconnects += 1
             print(f"edge-run: {cause}; reopening in {delay:.1f} s (attempt {attempt}/{self.reconnect_attempts})",
                   file=self.log, flush=True)
-            if self.stop_event.wait(delay):
-                return False
+            # waiting out the backoff is honest work: the watchdog stays fed in steps (a backoff of
+            # 8 s outlasts WatchdogSec); an attempt that hangs inside the driver is not fed
+            end = time.monotonic() + delay
+            while (left := end - time.monotonic()) > 0:
+                self.last_grab = time.monotonic()
+                if self.stop_event.wait(min(left, 0.5)):
+                    return False
             self.source.__exit__(None, None, None)
             try:
                 self.source.__enter__()
@@ -339,7 +347,10 @@ class Pipeline:
                 try:
                     got = analysis.get(timeout=0.2)
                 except queue.Empty:
-                    self.last_verdict = time.monotonic()  # idle, not stuck
+                    # idle, not stuck: only while no frame waits and none is in the model (a hung
+                    # model leaves this queue empty too, while the camera's frames are dropped)
+                    if self.queue.empty() and self._infer_since is None:
+                        self.last_verdict = time.monotonic()
                     if self.overlap:  # this thread emits; otherwise the inference thread does
                         self._apply_reload()
                         self._flush_dropped()
@@ -418,7 +429,11 @@ class Pipeline:
         t_start = time.perf_counter()
         if item.frame.error is not None:
             return None, 0.0, t_start
-        lease = self.inspector.reconstruct_leased(item.x)
+        self._infer_since = time.monotonic()
+        try:
+            lease = self.inspector.reconstruct_leased(item.x)
+        finally:
+            self._infer_since = None
         return lease, time.perf_counter() - t_start, t_start
 
     def _deliver(self, analysis: queue.Queue, item: Item, lease: Lease | None, infer_s: float, t_start: float):
@@ -437,7 +452,11 @@ class Pipeline:
 
         def finish(p):
             item, handle, t_start = p
-            lease, item.gpu, item.detection = ins.collect(handle)
+            self._infer_since = self._infer_since or time.monotonic()
+            try:
+                lease, item.gpu, item.detection = ins.collect(handle)
+            finally:
+                self._infer_since = None
             gpu_detect = item.gpu.get(Stage.GPU_DETECT, 0.0)
             self._deliver(analysis, item, lease, time.perf_counter() - t_start - gpu_detect, t_start)
 

@@ -110,3 +110,73 @@ def test_a_second_edge_run_on_the_same_spool_is_refused(tmp_path):
     b = Spool(spool_dir / "t-cam0-modbus.sqlite", 100)
     a.close()
     b.close()
+
+
+def test_the_watchdog_is_not_fed_while_the_model_hangs(lowpass_model, tmp_path):
+    """A model that never returns leaves the analysis thread idle while every new frame is dropped
+    (queue full): that is not health. A hung model cannot be staged with ONNX Runtime, so the
+    runner's infer is made to block, as a wedged GPU call does."""
+    import threading
+
+    from conftest import station_config
+    from edge.station import Station
+    from testkit.sources import SyntheticCamera
+
+    cfg = station_config(tmp_path, lowpass_model, cam={"queue": 2}, outputs={"jsonl": {"stdout": False}})
+    release = threading.Event()
+    with Station(cfg, "cam", frames=400, source=SyntheticCamera(0.005)) as st:
+        real = st.inspector.runner.infer
+        calls = []
+
+        def infer(batch):
+            calls.append(1)
+            if len(calls) == 10:
+                release.wait(30)  # hangs on the tenth call
+            return real(batch)
+        st.inspector.runner.infer = infer
+        runner = threading.Thread(target=st.run)
+        runner.start()
+        try:
+            time.sleep(1.0)
+            assert len(calls) >= 10 and not st.healthy(0.5), "fed while the model hangs"
+        finally:
+            release.set()
+            runner.join(60)
+        assert st.telemetry.dropped["queue_full"] > 0
+
+
+def test_the_watchdog_stays_fed_through_a_long_reconnect_backoff(lowpass_model, tmp_path):
+    """Reopening a lost camera with a backoff longer than the watchdog period is honest work."""
+    import threading
+
+    from conftest import station_config
+    from edge.errors import SourceError
+    from edge.station import Station
+    from testkit.sources import SyntheticCamera
+
+    class Unplugged(SyntheticCamera):  # grabs fail from the 5th frame; reopening fails twice
+        opens = 0
+
+        def grab(self, timeout_s=0.5):
+            if self.n >= 5 and Unplugged.opens < 3:
+                raise SourceError("camera does not answer")
+            return super().grab(timeout_s)
+
+        def __enter__(self):
+            Unplugged.opens += 1
+            if 1 < Unplugged.opens < 3:
+                raise SourceError("no device")
+            return self
+
+    cfg = station_config(tmp_path, lowpass_model, cam={"reconnect_attempts": 3, "reconnect_backoff_s": 0.6},
+                         outputs={"jsonl": {"stdout": False}})
+    with Station(cfg, "cam", frames=20, source=Unplugged(0.005)) as st:
+        runner = threading.Thread(target=st.run)
+        runner.start()
+        seen = []
+        while runner.is_alive():
+            seen.append(st.healthy(0.5))
+            time.sleep(0.05)
+        runner.join()
+    assert st.telemetry.reconnects == 2 and st.telemetry.decided == 20
+    assert all(seen), f"unhealthy during {seen.count(False)} of {len(seen)} checks"
