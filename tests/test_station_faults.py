@@ -119,6 +119,7 @@ def test_the_watchdog_is_not_fed_while_the_model_hangs(lowpass_model, tmp_path):
     import threading
 
     from conftest import station_config
+
     from edge.station import Station
     from testkit.sources import SyntheticCamera
 
@@ -150,6 +151,7 @@ def test_the_watchdog_stays_fed_through_a_long_reconnect_backoff(lowpass_model, 
     import threading
 
     from conftest import station_config
+
     from edge.errors import SourceError
     from edge.station import Station
     from testkit.sources import SyntheticCamera
