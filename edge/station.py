@@ -191,6 +191,9 @@ class Station:
             print(f"edge-run: reload refused, keeping the running config: {e.line()}", file=self.log, flush=True)
             return None
         running = self.inspector.recipe
+        if cfg.file.model.path != self.cfg.file.model.path:
+            print("edge-run: reload: model.path changed; restart edge-run to load another model "
+                  "(the running model stays)", file=self.log, flush=True)
         if recipe.preprocess != running.preprocess:
             print("edge-run: reload: preprocess changed; restart edge-run to apply it", file=self.log)
             recipe = dataclasses.replace(recipe, preprocess=running.preprocess)

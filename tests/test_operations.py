@@ -144,6 +144,11 @@ def test_sighup_reloads_thresholds_without_dropping_a_frame(tmp_path):
     proc.send_signal(signal.SIGHUP)
     wait_line(proc.stderr, "reloaded .*min_area 1000000")
     time.sleep(1.0)
+    cfg.write_text(cfg.read_text().replace("path: ae.onnx", "path: ae2.onnx"))
+    (cfg.parent / "ae2.onnx").write_bytes((cfg.parent / "ae.onnx").read_bytes())
+    proc.send_signal(signal.SIGHUP)
+    wait_line(proc.stderr, "model.path changed; restart edge-run to load another model")
+    time.sleep(0.5)
     cfg.write_text(cfg.read_text() + "detect:\n  method: telepathy\n")  # a bad config is refused...
     proc.send_signal(signal.SIGHUP)
     wait_line(proc.stderr, "reload refused, keeping the running config: .*detect.method")
@@ -156,7 +161,7 @@ def test_sighup_reloads_thresholds_without_dropping_a_frame(tmp_path):
     assert all(l["verdict"] in ("OK", "NG") for l in lines)
     ng_ids = [l["frame_id"] for l in lines if l["verdict"] == "NG"]
     assert ng_ids and max(ng_ids) < len(lines) - 40, "NG verdicts must stop after the reload"
-    assert "config reloads 1" in err  # ...and the refused one is not counted
+    assert "config reloads 2" in err  # ...and the refused one is not counted
 
 
 # -- NG archive ------------------------------------------------------------------------------------

@@ -216,24 +216,28 @@ class GenICamSource:
         if buf is None:
             self._probe()
             return None
-        with buf:  # requeued on exit: copy first
-            frame_id = int(buf.module.frame_id)
-            timestamp = int(buf.timestamp)
-            comp = buf.payload.components[0] if buf.payload.components else None
-            # the converter chosen at open, unless this buffer says another format (a camera
-            # reconfigured under us): one path either way
-            conv = None if comp is None else \
-                self.convert if comp.data_format == self.convert.name else converter(comp.data_format)
-            image, error = None, None
-            if comp is None:
-                error = "buffer has no image component"
-            elif conv is None:
-                error = f"pixel format {comp.data_format} cannot be converted"
-            else:
-                try:
-                    image = conv(comp.data, comp.width, comp.height)
-                except ValueError as e:  # a short or odd-sized payload
-                    error = f"{conv.name} payload unreadable: {e}"
+        try:  # the device can go mid-buffer: reading it or requeueing it then raises like a failed fetch
+            with buf:  # requeued on exit: copy first
+                frame_id = int(buf.module.frame_id)
+                timestamp = int(buf.timestamp)
+                comp = buf.payload.components[0] if buf.payload.components else None
+                # the converter chosen at open, unless this buffer says another format (a camera
+                # reconfigured under us): one path either way
+                conv = None if comp is None else \
+                    self.convert if comp.data_format == self.convert.name else converter(comp.data_format)
+                image, error = None, None
+                if comp is None:
+                    error = "buffer has no image component"
+                elif conv is None:
+                    error = f"pixel format {comp.data_format} cannot be converted"
+                else:
+                    try:
+                        image = conv(comp.data, comp.width, comp.height)
+                    except ValueError as e:  # a short or odd-sized payload
+                        error = f"{conv.name} payload unreadable: {e}"
+        except Exception as e:
+            text = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+            raise SourceError(f"camera {self.serial or self.device}: buffer lost: {text}") from None
         gap = 0 if self._last_id is None else max(0, frame_id - self._last_id - 1)
         self._last_id = frame_id
         bits = conv.bits if image is not None and image.dtype == np.uint16 else None
