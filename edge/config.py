@@ -35,6 +35,10 @@ class Camera:
                                     doc="a lost camera is reopened this many times (backoff doubling) before "
                                         "edge-run exits with code 1 for systemd to restart it")
     reconnect_backoff_s: float = field(0.5, check=rng(0.01, 60), doc="first wait before reopening; doubles, at most 30 s")
+    start_timeout_s: float = field(120.0, check=rng(0, 86_400),
+                                   doc="at start, a camera that is not there yet (a PoE camera booting with the "
+                                       "plant) is tried again with backoff for this long, systemd told to wait; "
+                                       "0 = one attempt")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,11 @@ class SourceError(Exception):
     """A frame source failed at run time (camera gone, unreadable file)."""
 
 
+class CameraAbsent(InputError):
+    """The configured camera is not (yet) listed by its producer: a typo, or a PoE camera still
+    booting with the plant. The station waits for it at start before this ends the run (exit 2)."""
+
+
 def run_cli(prog: str, fn, handlers=()) -> int:
     """The commands' error contract: InputError -> one line `<prog>: error: ...`, exit 2; any other
     failure -> one line, exit 1, the traceback only with EDGE_DEBUG=1. `handlers` are

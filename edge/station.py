@@ -17,11 +17,12 @@ from __future__ import annotations
 import dataclasses
 import sys
 import threading
+import time
 from contextlib import ExitStack
 from pathlib import Path
 
 from .config import StationConfig
-from .errors import InputError
+from .errors import CameraAbsent, InputError, SourceError
 from .pipeline import Inspector, Pipeline, Reload
 from .recipe import Recipe, load_recipe
 from .sources import EndOfStream
@@ -115,7 +116,7 @@ class Station:
         self.source = self._given_source or open_source(self.cam.source, where=cfg.path,
                                                         key=f"cameras.{self.camera}.source", base_dir=cfg.base_dir)
         self._stack.enter_context(self.runner)  # allocates (GPU buffers, engine) once, freed last
-        self._stack.enter_context(self.source)
+        self._enter_source()
         self.inspector = Inspector(self.runner, self.recipe, self.camera, cfg.file.station)
         outputs = self._build_outputs(cfg)
         self._stack.callback(lambda: self._close_outputs(outputs))
@@ -141,6 +142,35 @@ class Station:
                                  progress_s=tcfg.progress_s, first=first, overlap=self.overlap,
                                  stop_event=self.stop_event, archive=self.archive, view=self.view, log=self.log,
                                  reconnect=(self.cam.reconnect_attempts, self.cam.reconnect_backoff_s))
+
+    def _enter_source(self):
+        """Open the camera, waiting for it at start: a PoE camera powered up with the plant takes
+        longer to appear than edge-run. Retried with backoff for cameras.<name>.start_timeout_s,
+        systemd told to extend its start timeout and what we wait for; then the last error ends
+        the run (exit 2 for a camera never listed, 1 for one that fails to open)."""
+        from . import sdnotify
+        deadline = time.monotonic() + self.cam.start_timeout_s
+        delay, attempt = 0.5, 0
+        while True:
+            attempt += 1
+            try:
+                self._stack.enter_context(self.source)
+                if attempt > 1:
+                    print(f"edge-run: camera {self.camera} opened after {attempt} attempts", file=self.log, flush=True)
+                return
+            except (SourceError, CameraAbsent) as e:
+                left = deadline - time.monotonic()
+                if left <= 0 or self.stop_event.is_set():
+                    raise
+                wait = min(delay, left)
+                text = e.line() if isinstance(e, InputError) else str(e)
+                print(f"edge-run: waiting for camera {self.camera} ({text}); attempt {attempt + 1} in {wait:.1f} s, "
+                      f"giving up in {left:.0f} s", file=self.log, flush=True)
+                sdnotify.notify(f"STATUS=waiting for camera {self.camera}",
+                                f"EXTEND_TIMEOUT_USEC={int((wait + 60) * 1e6)}")
+                if self.stop_event.wait(wait):
+                    raise
+                delay = min(delay * 2, 10.0)
 
     def _recipe(self, cfg: StationConfig) -> Recipe:
         return load_recipe(self.runner.metadata, str(self.model_path), cfg.overrides, cfg.path)

@@ -84,3 +84,16 @@ def test_spool_on_a_full_disk_keeps_records_in_memory_and_delivers_them_after(tm
     assert _wait(lambda: len(peer.got) >= 401, 20), (len(peer.got), stats.errors, stats.last_error)
     out.close()
     assert peer.got == list(range(401)) and stats.depth_memory == 0
+
+
+def test_a_corrupt_spool_is_moved_aside_and_a_new_one_started(tmp_path, capfd):
+    path = tmp_path / "spool.sqlite"
+    path.write_bytes(b"this is not an SQLite database, it was cut short by a power cut" * 50)
+    peer, stats = Recorder(), OutputStats("recorder")
+    out = QueuedOutput(peer, path, 1000, stats, idle_s=0.05, backoff=(0.02, 0.1))
+    out.emit({"frame_id": 1})
+    assert _wait(lambda: peer.got == [1])
+    out.close()
+    aside = list(tmp_path.glob("spool.sqlite.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_bytes().startswith(b"this is not an SQLite")
+    assert "was damaged; moved aside to spool.sqlite.corrupt-" in capfd.readouterr().err

@@ -132,3 +132,21 @@ def test_colour_camera_frames_are_converted_and_inspected():
     with src:
         f = src.grab()
     assert f.error is None and f.image.dtype == np.uint8 and f.image.shape[-1] == 3 and f.image.flags.owndata
+
+
+def test_a_camera_not_there_at_start_is_waited_for_then_named(tmp_path):
+    """The real TLSimu producer, asked for a camera it never lists: edge-run waits with backoff
+    for start_timeout_s, saying what it waits for, then exits 2 with the producer's list."""
+    import time as _time
+
+    from conftest import make_station, run_cli
+    cfg = make_station(tmp_path, count=1)
+    cfg.write_text(cfg.read_text().replace("source: file://parts", f"source: genicam://SN_BOOTING?cti={simulator_cti()}")
+                   .replace("    source:", "    start_timeout_s: 1.5\n    source:"))
+    t0 = _time.monotonic()
+    res = run_cli(["--config", str(cfg)])
+    assert res.returncode == 2 and 1.4 < _time.monotonic() - t0 < 30, res.stderr
+    assert res.stderr.count("waiting for camera cam0 (") >= 2
+    assert res.stderr.splitlines()[-1].endswith("camera 'SN_BOOTING' not found; the producer lists: "
+                                                 "SN_InterfaceA_0 (TLSimuMono), SN_InterfaceA_1 (TLSimuColor), "
+                                                 "SN_InterfaceB_0 (TLSimuMono), SN_InterfaceB_1 (TLSimuColor)")

@@ -182,3 +182,43 @@ def test_the_watchdog_stays_fed_through_a_long_reconnect_backoff(lowpass_model, 
         runner.join()
     assert st.telemetry.reconnects == 2 and st.telemetry.decided == 20
     assert all(seen), f"unhealthy during {seen.count(False)} of {len(seen)} checks"
+
+
+def test_a_camera_that_appears_late_is_waited_for_with_systemd_told(lowpass_model, tmp_path, monkeypatch):
+    """A camera that fails to open twice (a PoE camera still booting; staged with a source double,
+    TLSimu's devices are always there) is opened on the third attempt, and systemd is asked to
+    extend its start timeout meanwhile."""
+    import socket
+
+    from conftest import station_config
+
+    from edge.errors import SourceError
+    from edge.station import Station
+    from testkit.sources import SyntheticCamera
+
+    class Booting(SyntheticCamera):
+        opens = 0
+
+        def __enter__(self):
+            Booting.opens += 1
+            if Booting.opens < 3:
+                raise SourceError("camera does not answer yet")
+            return self
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(tmp_path / "notify"))
+    sock.settimeout(0.1)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
+    log = tmp_path / "log"
+    cfg = station_config(tmp_path, lowpass_model, outputs={"jsonl": {"stdout": False}})
+    with open(log, "w") as f, Station(cfg, "cam", frames=5, source=Booting(0.001), log=f) as st:
+        t = st.run()
+    messages = []
+    try:
+        while True:
+            messages.append(sock.recv(4096).decode())
+    except OSError:
+        pass
+    assert Booting.opens == 3 and t.decided == 5
+    assert sum("EXTEND_TIMEOUT_USEC=" in m for m in messages) == 2, messages
+    assert "camera cam opened after 3 attempts" in log.read_text()

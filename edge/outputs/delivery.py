@@ -56,6 +56,10 @@ class QueuedOutput:
         self.transport, self.stats = transport, stats
         self.idle_s, self.backoff, self.drain_s = idle_s, backoff, drain_s
         self.spool = Spool(spool_path, max_items, fsync_s)
+        if self.spool.moved_aside is not None:
+            print(f"edge-run: output {transport.name}: the spool {spool_path} was damaged; moved aside to "
+                  f"{self.spool.moved_aside.name} (its undelivered verdicts may be read from it), a new one started",
+                  file=sys.stderr, flush=True)
         self.stats.depth_spool = self.spool.depth
         self._unsaved: deque = deque()  # (t, record) the spool refused, oldest first
         self._cond = threading.Condition()

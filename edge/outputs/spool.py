@@ -70,10 +70,15 @@ class Spool:
         self.path, self.max_items, self.fsync_s = path, max_items, fsync_s
         self._lock = threading.Lock()
         _claim(path)
+        self.moved_aside: Path | None = None  # where a corrupt spool found at start was put
         try:
-            self.db = self._connect()
-            self.db.execute("CREATE TABLE IF NOT EXISTS q (seq INTEGER PRIMARY KEY AUTOINCREMENT, t REAL, payload TEXT)")
-            self.depth = self.db.execute("SELECT COUNT(*) FROM q").fetchone()[0]
+            try:
+                self._open_db()
+            except sqlite3.DatabaseError as e:  # not a database, or a damaged one: keep it for a look, start anew
+                if isinstance(e, sqlite3.OperationalError) and "malformed" not in str(e):
+                    raise  # locked, read-only, disk full: not corruption
+                self.moved_aside = self._move_aside()
+                self._open_db()
         except BaseException:
             _release(path)
             raise
@@ -84,6 +89,23 @@ class Spool:
         if fsync_s > 0:
             self._syncer = threading.Thread(target=self._sync_loop, name=f"spool-sync-{path.stem}", daemon=True)
             self._syncer.start()
+
+    def _open_db(self):
+        self.db = self._connect()
+        self.db.execute("CREATE TABLE IF NOT EXISTS q (seq INTEGER PRIMARY KEY AUTOINCREMENT, t REAL, payload TEXT)")
+        self.depth = self.db.execute("SELECT COUNT(*) FROM q").fetchone()[0]
+
+    def _move_aside(self) -> Path:
+        import time
+        try:
+            self.db.close()
+        except (AttributeError, sqlite3.Error):
+            pass
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+        self.path.rename(aside)
+        for suffix in ("-wal", "-shm"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        return aside
 
     def _connect(self) -> sqlite3.Connection:
         # one connection per thread that uses it; timeout: wait out another connection's short write

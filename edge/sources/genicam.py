@@ -25,7 +25,7 @@ from urllib.parse import SplitResult, unquote
 
 import numpy as np
 
-from ..errors import InputError, SourceError
+from ..errors import CameraAbsent, InputError, SourceError
 from .base import Frame, query_options
 from .pixel_formats import converter, supported
 
@@ -116,7 +116,7 @@ class GenICamSource:
     def _search_key(self):
         infos = self._h.device_info_list
         if not infos:
-            raise SourceError(f"no camera found by the GenTL producer {self.opts['cti']}")
+            raise CameraAbsent(self.where, self.key, f"no camera found by the GenTL producer {self.opts['cti']}")
         dev = self.device
         if dev == "" or dev.startswith("index:"):
             try:
@@ -133,7 +133,7 @@ class GenICamSource:
                     self.serial = info.serial_number
                     return i
         found = ", ".join(f"{_info(d, 'serial_number')} ({_info(d, 'model')})" for d in infos)
-        raise InputError(self.where, self.key, f"camera '{dev}' not found; the producer lists: {found}")
+        raise CameraAbsent(self.where, self.key, f"camera '{dev}' not found; the producer lists: {found}")
 
     def _set(self, nm, name: str, value):
         if not nm.has_node(name):
