@@ -55,7 +55,11 @@ class Model:
 @dataclass(frozen=True)
 class JsonLines:
     stdout: bool = field(True, doc="one JSON line per frame on standard output")
-    path: str | None = field(None, doc="also append the lines to this file (relative to this file)")
+    path: str | None = field(None, doc="also append the lines to this file (relative to this file); reopened when "
+                                       "it is moved or removed (logrotate)")
+    max_mb: float = field(100.0, check=rng(0.01, 1_000_000), doc="the file is rotated to <path>.1 (the previous "
+                                                                  ".1 removed) when it grows past this: it shares "
+                                                                  "its disk with the spool")
 
 
 def _topic_level(v):

@@ -222,3 +222,19 @@ def test_a_camera_that_appears_late_is_waited_for_with_systemd_told(lowpass_mode
     assert Booting.opens == 3 and t.decided == 5
     assert sum("EXTEND_TIMEOUT_USEC=" in m for m in messages) == 2, messages
     assert "camera cam opened after 3 attempts" in log.read_text()
+
+
+def test_the_verdict_file_is_reopened_after_logrotate_and_rotated_past_max_mb(tmp_path, monkeypatch):
+    from edge.outputs import JsonLinesOutput
+    monkeypatch.setattr(JsonLinesOutput, "CHECK_S", 0.0)
+    path = tmp_path / "verdicts.jsonl"
+    out = JsonLinesOutput(stdout=False, path=path, max_bytes=2000)
+    out.emit({"frame_id": 0})
+    path.rename(tmp_path / "verdicts.jsonl.2026-12-01")  # logrotate's default: move, then the program reopens
+    for i in range(1, 60):
+        out.emit({"frame_id": i, "pad": "x" * 40})
+    out.close()
+    ids = [json.loads(line)["frame_id"] for p in (tmp_path / "verdicts.jsonl.2026-12-01", tmp_path / "verdicts.jsonl.1",
+                                                  path) for line in p.read_text().splitlines()]
+    assert ids == list(range(60)), ids  # every line in one of the files, in order
+    assert path.stat().st_size <= 2100 and (tmp_path / "verdicts.jsonl.1").stat().st_size > 2000

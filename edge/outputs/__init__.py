@@ -66,7 +66,8 @@ def build_outputs(o, *, station: str, camera: str, telemetry, source, resolve, w
             outputs.append(QueuedOutput(ModbusTransport(o.modbus), spool_dir / f"{station}-{camera}-modbus.sqlite",
                                         stats=telemetry.output("modbus"), idle_s=o.modbus.heartbeat_s, **queued))
         key = "outputs.jsonl.path"
-        outputs.append(JsonLinesOutput(stdout=o.jsonl.stdout and stdout, path=resolve(o.jsonl.path) if o.jsonl.path else None))
+        outputs.append(JsonLinesOutput(stdout=o.jsonl.stdout and stdout, path=resolve(o.jsonl.path) if o.jsonl.path else None,
+                                       max_bytes=int(o.jsonl.max_mb * (1 << 20))))
     except SpoolBusy as e:
         close_all(outputs)
         raise InputError(where, "outputs.spool.dir", f"expected a spool no other process uses: {e}") from None
