@@ -404,7 +404,7 @@ class Pipeline:
             if reload.outputs is not None:
                 from .outputs import close_all
                 old, self.outputs = self.outputs, reload.outputs
-                close_all(old, wait=False)
+                close_all([out for out in old if out not in self.outputs], wait=False)  # kept ones run on
 
     def healthy(self, within_s: float) -> bool:
         """Acquisition returned (a frame or a timeout) and analysis moved, both within `within_s`."""

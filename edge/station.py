@@ -175,11 +175,11 @@ class Station:
     def _recipe(self, cfg: StationConfig) -> Recipe:
         return load_recipe(self.runner.metadata, str(self.model_path), cfg.overrides, cfg.path)
 
-    def _build_outputs(self, cfg: StationConfig) -> list:
+    def _build_outputs(self, cfg: StationConfig, running: tuple | None = None) -> list:
         from .outputs import build_outputs
         return build_outputs(cfg.outputs_for(self.camera), station=cfg.file.station, camera=self.camera,
                              telemetry=self.telemetry, source=self.source, resolve=cfg.resolve, where=cfg.path,
-                             stdout=self.stdout)
+                             stdout=self.stdout, running=running)
 
     def _close_outputs(self, built: list):
         from .outputs import close_all
@@ -230,7 +230,7 @@ class Station:
         outputs = None
         if cfg.outputs_for(self.camera) != self._outputs_cfg:  # unchanged outputs keep running
             try:
-                outputs = self._build_outputs(cfg)
+                outputs = self._build_outputs(cfg, (self._outputs_cfg, list(self.pipeline.outputs)))
                 self._outputs_cfg = cfg.outputs_for(self.camera)
             except InputError as e:
                 print(f"edge-run: reload: outputs refused, keeping the running ones: {e.line()}", file=self.log,

@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 from conftest import station_config
+from test_outputs_network import broker  # noqa: F401  (the mosquitto fixture)
 
 from edge.demo import paint_defect, texture
 from edge.outputs import JsonLinesOutput
@@ -126,3 +127,32 @@ def test_a_misspelt_stage_is_refused_not_recorded_as_zero():
     with pytest.raises(KeyError):
         t.record("OK", {"detekt": 0.002})
     assert t.percentiles()["detect"]["p50"] == pytest.approx(2.0)
+
+
+def test_a_reload_rebuilds_only_the_outputs_whose_settings_changed(lowpass_model, tmp_path, broker):  # noqa: F811
+    """SIGHUP with a new verdict file: the MQTT output (its connection, its spool) runs on as it
+    was, the JSON lines output is rebuilt; between them the files hold every record once."""
+    import yaml
+
+    from edge.config import load_file
+    from edge.outputs.delivery import QueuedOutput
+    from testkit.sources import SyntheticCamera
+    first, second, path = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "station.yaml"
+    (tmp_path / "parts").mkdir()
+    cv2.imwrite(str(tmp_path / "parts" / "p0.png"), np.full((128, 128), 100, np.uint8))
+    raw = {"station": "st", "cameras": {"cam": {"source": "file://parts"}}, "model": {"path": str(lowpass_model)},
+           "outputs": {"jsonl": {"stdout": False, "path": str(first)}, "mqtt": {"enabled": True, "port": broker.port},
+                       "spool": {"dir": str(tmp_path / "spool")}}}
+    path.write_text(yaml.safe_dump(raw))
+    with Station(load_file(path), "cam", frames=60, source=SyntheticCamera(0.01), config_path=path) as st:
+        mqtt_before = next(o for o in st.pipeline.outputs if isinstance(o, QueuedOutput))
+        raw["outputs"]["jsonl"]["path"] = str(second)
+        path.write_text(yaml.safe_dump(raw))
+        st.request_reload()
+        t = st.run()
+        after = list(st.pipeline.outputs)
+    assert mqtt_before in after and mqtt_before.stats.disconnects == 0 and t.reloads == 1
+    assert not any(getattr(o, "path", None) == first for o in after)
+    ids = [json.loads(line)["frame_id"] for p in (first, second) for line in p.read_text().splitlines()]
+    assert sorted(ids) == list(range(1, 61)) and second.read_text()
+    assert mqtt_before.stats.delivered == 60

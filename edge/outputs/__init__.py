@@ -29,9 +29,30 @@ def default_spool_dir() -> Path:
     return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "edge-inspect" / "spool"
 
 
-def build_outputs(o, *, station: str, camera: str, telemetry, source, resolve, where: str, stdout: bool = True) -> list:
-    """Outputs for one camera from a config.Outputs section."""
+def _kind(out) -> str:
+    """Which config section an output was built from."""
+    transport = getattr(out, "transport", None)
+    if transport is not None:
+        return transport.name  # "mqtt", "modbus"
+    return {"CameraLineOutput": "camera_line", "JsonLinesOutput": "jsonl"}.get(type(out).__name__, "")
+
+
+def build_outputs(o, *, station: str, camera: str, telemetry, source, resolve, where: str, stdout: bool = True,
+                  running: tuple | None = None) -> list:
+    """Outputs for one camera from a config.Outputs section. `running` = (the Outputs section and
+    the outputs built from it): an output whose section (and, for queued ones, the spool section)
+    did not change is kept as it is, connection and all, instead of being rebuilt (a reload)."""
     from .delivery import QueuedOutput
+
+    old_cfg, old = running if running is not None else (None, [])
+    old_by_kind = {_kind(out): out for out in old}
+
+    def kept(kind: str, queued_output: bool = False):
+        if old_cfg is None or kind not in old_by_kind or getattr(old_cfg, kind) != getattr(o, kind):
+            return None
+        if queued_output and old_cfg.spool != o.spool:
+            return None
+        return old_by_kind[kind]
 
     for enabled, module, extra, key in ((o.mqtt.enabled, "paho.mqtt.client", "mqtt", "mqtt"),
                                         (o.modbus.enabled, "pymodbus.client", "modbus", "modbus")):
@@ -52,31 +73,40 @@ def build_outputs(o, *, station: str, camera: str, telemetry, source, resolve, w
     spool_dir = resolve(o.spool.dir) if o.spool.dir else default_spool_dir()
     queued = dict(max_items=o.spool.max_items, fsync_s=o.spool.fsync_s, drain_s=o.spool.drain_s)
     key = "outputs.camera_line"
+    new: list = []  # built here (closed again if a later one fails); the kept ones stay with their owner
+
+    def add(out):
+        if out not in old:
+            new.append(out)
+        outputs.append(out)
     try:  # a file or spool that cannot be opened is bad input: named, and a reload keeps the running outputs
         if o.camera_line.enabled:
             from .camera_line import CameraLineOutput
-            outputs.append(CameraLineOutput(o.camera_line, source, where))
+            add(kept("camera_line") or CameraLineOutput(o.camera_line, source, where))
         key = "outputs.spool.dir"
         if o.mqtt.enabled:
             from .mqtt import MqttTransport
-            outputs.append(QueuedOutput(MqttTransport(o.mqtt, station, camera), spool_dir / f"{station}-{camera}-mqtt.sqlite",
-                                        stats=telemetry.output("mqtt"), idle_s=1.0, **queued))
+            add(kept("mqtt", True) or QueuedOutput(
+                MqttTransport(o.mqtt, station, camera), spool_dir / f"{station}-{camera}-mqtt.sqlite",
+                stats=telemetry.output("mqtt"), idle_s=1.0, **queued))
         if o.modbus.enabled:
             from .modbus import ModbusTransport
-            outputs.append(QueuedOutput(ModbusTransport(o.modbus), spool_dir / f"{station}-{camera}-modbus.sqlite",
-                                        stats=telemetry.output("modbus"), idle_s=o.modbus.heartbeat_s, **queued))
+            add(kept("modbus", True) or QueuedOutput(
+                ModbusTransport(o.modbus), spool_dir / f"{station}-{camera}-modbus.sqlite",
+                stats=telemetry.output("modbus"), idle_s=o.modbus.heartbeat_s, **queued))
         key = "outputs.jsonl.path"
-        outputs.append(JsonLinesOutput(stdout=o.jsonl.stdout and stdout, path=resolve(o.jsonl.path) if o.jsonl.path else None,
-                                       max_bytes=int(o.jsonl.max_mb * (1 << 20))))
+        add(kept("jsonl") or JsonLinesOutput(stdout=o.jsonl.stdout and stdout,
+                                             path=resolve(o.jsonl.path) if o.jsonl.path else None,
+                                             max_bytes=int(o.jsonl.max_mb * (1 << 20))))
     except SpoolBusy as e:
-        close_all(outputs)
+        close_all(new)
         raise InputError(where, "outputs.spool.dir", f"expected a spool no other process uses: {e}") from None
     except (OSError, sqlite3.Error) as e:
-        close_all(outputs)
+        close_all(new)
         raise InputError(where, key, f"expected a place it can write, got {type(e).__name__}: "
                                      f"{getattr(e, 'strerror', None) or e}") from None
     except BaseException:
-        close_all(outputs)
+        close_all(new)
         raise
     return outputs
 
