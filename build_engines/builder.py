@@ -29,6 +29,7 @@ class BuildOptions:
     timing_cache: Path | None = None
     calibrator: object | None = None    # TensorRT 10 IInt8EntropyCalibrator2 (legacy INT8 path)
     profile_shape: tuple[int, int, int, int] | None = None  # for inputs with dynamic dims
+    target_cc: str | None = None        # the station GPU's compute capability, when not this machine's
 
 
 @dataclass
@@ -108,8 +109,26 @@ def _io(net, profile_shape) -> tuple[list[dict], list[dict]]:
             [desc(net.get_output(i), False) for i in range(net.num_outputs)])
 
 
+FULL_TENSORRT_HINT = ("full TensorRT builds for it: JetPack's on a Jetson, elsewhere `pip install -e '.[tensorrt]'` "
+                      "where NVIDIA's package index is reachable (pypi.nvidia.com), then build on the station")
+
+
 def _target(flavour: Flavour, cfg, opts: BuildOptions, gpu: GpuInfo | None, where: str) -> dict:
     trt = flavour.trt
+    station_cc = opts.target_cc or (gpu.compute_capability if gpu else None)
+    if flavour.name == "tensorrt" and opts.target_cc and (gpu is None or gpu.compute_capability != opts.target_cc):
+        raise InputError(where, "--target-cc", f"{flavour.describe()} builds for the GPU at hand "
+                                               f"({gpu.name + ' ' + gpu.compute_capability if gpu else 'none found'}), "
+                                               f"not {opts.target_cc}: build on the station")
+    if flavour.name == "tensorrt-rtx" and station_cc is not None and opts.hw_compat != "same-cc":
+        sm = "SM" + station_cc.replace(".", "")
+        if sm not in RTX_DEFAULT_SM or not hasattr(trt.ComputeCapability, sm):
+            listed = ", ".join(f"{s[2:-1]}.{s[-1]}" for s in RTX_DEFAULT_SM if hasattr(trt.ComputeCapability, s))
+            what = f"this machine's GPU ({gpu.name}, {station_cc})" if not opts.target_cc and gpu else station_cc
+            raise InputError(where, "--target-cc" if opts.target_cc else "--flavour",
+                             f"{flavour.describe()} targets compute capability {listed}, not {what} "
+                             f"(Hopper H100/H200 is 9.0, Jetson Orin 8.7): its engine would not run there; "
+                             + FULL_TENSORRT_HINT)
     target = {"hardware_compatibility": opts.hw_compat, "version_compatible": opts.version_compatible,
               "dla_core": opts.dla_core, "gpu": gpu.name if gpu else None,
               "compute_capability": gpu.compute_capability if gpu else None}

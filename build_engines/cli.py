@@ -37,6 +37,13 @@ def _shape(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"expected HxW with sizes >= 8 (e.g. 1024x1024), got {text!r}") from None
 
 
+def _cc(text: str) -> str:
+    import re
+    if not re.fullmatch(r"\d+\.\d+", text):
+        raise argparse.ArgumentTypeError(f"expected a compute capability such as 8.6, got {text!r}")
+    return text
+
+
 def _positive(text: str) -> int:
     try:
         v = int(text)
@@ -71,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--batch", type=_positive, help="input batch (default: the model's, or 1)")
     ap.add_argument("--timing-cache", help="TensorRT timing cache file, read and updated (TensorRT 10/11)")
     ap.add_argument("--workspace", type=_positive, metavar="MiB", help="builder workspace limit")
+    ap.add_argument("--target-cc", type=_cc, help="compute capability of the station's GPU when it is not this "
+                                                 "machine's (e.g. 8.6): refused when the TensorRT flavour cannot "
+                                                 "build for it")
     ap.add_argument("--hw-compat", choices=("none", "ampere+", "same-cc"), default="none",
                     help="hardware compatibility (TensorRT-RTX: ampere+ = its portable set, same-cc = this GPU)")
     ap.add_argument("--version-compatible", action="store_true", help="runs on later TensorRT of the same major")
@@ -282,7 +292,7 @@ def run(args) -> int:
         opts = BuildOptions(workspace_mib=args.workspace, hw_compat=args.hw_compat,
                             version_compatible=args.version_compatible, dla_core=args.dla_core,
                             timing_cache=Path(args.timing_cache) if args.timing_cache else None,
-                            profile_shape=input_shape, calibrator=calibrator)
+                            profile_shape=input_shape, calibrator=calibrator, target_cc=args.target_cc)
         built = build_engine(candidate.read_bytes(), plan.flavour, opts, probe_gpu(), str(plan.model_path))
     out = plan.out
     _write_atomic(out, built.data)

@@ -12,6 +12,7 @@ which number by PCI bus, are the fallback, with the index mapped through CUDA_VI
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -52,6 +53,24 @@ def _cuda_runtime(index: int) -> GpuInfo | None:
         name = prop.name.decode(errors="replace").rstrip("\x00") if isinstance(prop.name, bytes) else str(prop.name)
         return GpuInfo(name, f"{prop.major}.{prop.minor}", f"CUDA {driver // 1000}.{driver % 1000 // 10}")
     except Exception:
+        return None
+
+
+def _pycuda(index: int) -> GpuInfo | None:
+    """JetPack stations often have pycuda and nothing else of CUDA's Python side."""
+    try:
+        import pycuda.driver as drv
+    except ImportError:
+        return None
+    try:
+        drv.init()
+        if index >= drv.Device.count():
+            return None
+        dev = drv.Device(index)
+        major, minor = dev.compute_capability()
+        version = drv.get_driver_version()
+        return GpuInfo(dev.name(), f"{major}.{minor}", f"CUDA {version // 1000}.{version % 1000 // 10}")
+    except Exception:  # pycuda's LogicError / RuntimeError without a driver
         return None
 
 
@@ -113,10 +132,12 @@ def _nvidia_smi(index: int) -> GpuInfo | None:
     parts = [p.strip() for p in out.stdout.strip().split(",")]
     if out.returncode != 0 or len(parts) != 3:
         return None
+    if not re.fullmatch(r"\d+\.\d+", parts[1]):  # Jetson's nvidia-smi prints [N/A] for what it does not know
+        return None
     return GpuInfo(*parts)
 
 
 def probe_gpu(index: int = 0) -> GpuInfo | None:
     """CUDA device `index` (as the runner will number it), or None: the CUDA runtime first, then
-    NVML (nvidia-ml-py), then nvidia-smi."""
-    return _cuda_runtime(index) or _nvml(index) or _nvidia_smi(index)
+    pycuda, NVML (nvidia-ml-py) and nvidia-smi."""
+    return _cuda_runtime(index) or _pycuda(index) or _nvml(index) or _nvidia_smi(index)

@@ -238,3 +238,29 @@ def test_edge_run_refuses_an_engine_it_cannot_run_here(fp32_engine, tmp_path):
     lone.write_bytes(out.read_bytes())
     r = run_cli(["--engine", str(lone), "--frames", "1"])
     assert r.returncode == 2 and "no sidecar lone.plan.json" in r.stderr
+
+
+def test_tensorrt_rtx_refuses_to_build_for_a_gpu_it_does_not_target(tmp_path):
+    """TensorRT-RTX's targets stop at SM75/80/86/89/120/121: an engine for a Hopper (9.0) or an
+    Orin (8.7) station would be refused by edge-run there. The real TensorRT-RTX builder, asked
+    for those targets: exit 2, one line naming the flavour to install; 8.6 builds."""
+    for cc in ("9.0", "8.7"):
+        r = build(MODEL, "-o", tmp_path / f"m{cc}.plan", "--target-cc", cc)
+        lines = one_line_error(r)
+        assert len(lines) == 1 and f"not {cc}" in lines[0] and "pypi.nvidia.com" in lines[0], r.stderr
+        assert not (tmp_path / f"m{cc}.plan").exists()
+    r = build(MODEL, "-o", tmp_path / "m86.plan", "--target-cc", "8.6")
+    assert r.returncode == 0, r.stderr
+
+
+def test_a_gpu_at_hand_that_tensorrt_rtx_does_not_target_is_refused():
+    """The same check against the GPU this machine has (an H200 here is described, not present)."""
+    import types
+
+    from build_engines.builder import BuildOptions, _target
+    from edge.backends.trt_flavours import load
+    f = load("tensorrt-rtx")
+    cfg = types.SimpleNamespace(set_compute_capability=lambda *a: None)
+    with pytest.raises(InputError, match=r"--flavour: tensorrt-rtx .* not this machine's GPU \(NVIDIA H200, 9.0\)"):
+        _target(f, cfg, BuildOptions(), GpuInfo("NVIDIA H200", "9.0"), "model.onnx")
+    assert _target(f, cfg, BuildOptions(), GpuInfo("NVIDIA RTX 4000 Ada", "8.9"), "m")["compute_capabilities"]

@@ -218,6 +218,7 @@ def test_gpu_probe_follows_cuda_visible_devices(monkeypatch):
     import edge.gpu as g
     asked = []
     monkeypatch.setattr(g, "_cuda_runtime", lambda i: None)  # no driver here: the fallbacks answer
+    monkeypatch.setattr(g, "_pycuda", lambda i: None)
     monkeypatch.setattr(g, "_nvml", lambda i: None)
     monkeypatch.setattr(g.shutil, "which", lambda exe: "/usr/bin/nvidia-smi")
 
@@ -234,6 +235,43 @@ def test_gpu_probe_follows_cuda_visible_devices(monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     g.probe_gpu(1)
     assert asked[-1] == "--id=1"
+
+
+def test_gpu_probe_on_a_jetson_asks_pycuda_and_survives_nvidia_smis_na(monkeypatch):
+    """A JetPack station: pycuda is the only CUDA binding, and its nvidia-smi prints [N/A] for
+    the compute capability (a traceback before). pycuda's driver module is a double here (no
+    driver on this machine); nvidia-smi's output is the one Jetson's prints."""
+    import sys
+    import types
+
+    import edge.gpu as g
+    monkeypatch.setattr(g, "_cuda_runtime", lambda i: None)
+    monkeypatch.setattr(g, "_nvml", lambda i: None)
+    monkeypatch.setattr(g.shutil, "which", lambda exe: "/usr/bin/nvidia-smi")
+    monkeypatch.setattr(g.subprocess, "run", lambda argv, **kw: type(
+        "R", (), {"returncode": 0, "stdout": "Orin (nvgpu), [N/A], 540.4.0\n"})())
+    monkeypatch.setitem(sys.modules, "pycuda", None)  # not installed
+    assert g.probe_gpu(0) is None  # and no ValueError from "[N/A]"
+
+    class Device:
+        @staticmethod
+        def count():
+            return 1
+
+        def __init__(self, index):
+            self.index = index
+
+        def name(self):
+            return "Orin (nvgpu)"
+
+        def compute_capability(self):
+            return (8, 7)
+    drv = types.SimpleNamespace(init=lambda: None, Device=Device, get_driver_version=lambda: 12060)
+    monkeypatch.setitem(sys.modules, "pycuda", types.SimpleNamespace(driver=drv))
+    monkeypatch.setitem(sys.modules, "pycuda.driver", drv)
+    info = g.probe_gpu(0)
+    assert (info.name, info.cc_tuple, info.driver) == ("Orin (nvgpu)", (8, 7), "CUDA 12.6")
+    assert g.probe_gpu(1) is None
 
 
 def test_tensorrt_rtx_engines_are_tied_to_their_release():
