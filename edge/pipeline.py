@@ -423,7 +423,15 @@ class Pipeline:
         except BaseException as e:  # the model failed: end the run; what was analysed is emitted
             self.error = self.error or e
         finally:
+            self._release_runner()
             analysis.put(_END)
+
+    def _release_runner(self):
+        """The inference thread's last act: whatever the runner bound to it (a pushed CUDA context)."""
+        try:
+            self.inspector.runner.release_thread()
+        except Exception as e:
+            self._failed("runner release", e)
 
     def _reconstruct(self, item: Item) -> tuple[Lease | None, float, float]:
         t_start = time.perf_counter()
@@ -485,6 +493,7 @@ class Pipeline:
         except BaseException as e:
             self.error = self.error or e
         finally:
+            self._release_runner()
             analysis.put(_END)
 
     def _analyse(self, item: Item, lease: Lease | None, infer_s: float, t_start: float):

@@ -18,20 +18,41 @@ from edge.errors import InputError
 
 
 class FakeMemory:
+    """pycuda's rules: a context is current only on threads that pushed it, and a thread that
+    ends with a context still pushed aborts the process ("context stack was not empty"): here
+    the thread's name lands in `aborted` when it ends (checked by a per-thread sentinel)."""
     name = "double"
 
     def __init__(self):
         self.buffers: dict[int, bytearray] = {}
         self.bound = {threading.get_ident()}
+        self.opener = threading.get_ident()
         self.next_ptr = 0x1000
         self.closed = False
+        self.aborted: list[str] = []
+        self._local = threading.local()
 
     def _ctx(self):
         if threading.get_ident() not in self.bound:
             raise RuntimeError("cuMemcpyHtoDAsync failed: invalid device context")
 
     def bind_thread(self):
+        if threading.get_ident() in self.bound:
+            return
         self.bound.add(threading.get_ident())
+        mem, name = self, threading.current_thread().name
+
+        class Sentinel:  # thread-local storage is cleared when its thread ends
+            def __del__(self):
+                if threading.get_ident() in mem.bound or getattr(self, "pushed", False):
+                    mem.aborted.append(name)
+        self._local.sentinel = Sentinel()
+        self._local.sentinel.pushed = True
+
+    def unbind_thread(self):
+        if threading.get_ident() != self.opener and threading.get_ident() in self.bound:
+            self.bound.discard(threading.get_ident())
+            self._local.sentinel.pushed = False
 
     def pinned(self, shape, dtype):
         n = int(np.prod(shape)) * np.dtype(dtype).itemsize
@@ -401,6 +422,24 @@ def _run_through_station(tmp_path, monkeypatch, images):
         alone = [st.inspector.inspect(st.inspector.pre.to_model_space(img), img.shape).score for img in images]
     got = [json.loads(line)["score"] for line in out.read_text().splitlines()]
     return got, [round(a, 6) for a in alone]
+
+
+def test_the_inference_thread_leaves_no_cuda_context_pushed_when_it_ends(tmp_path, monkeypatch):
+    """pycuda aborts the process at the end of a thread that still has the context pushed: the
+    pipeline's inference thread binds the runner's context, so it must unbind it before it ends."""
+    import gc
+    images = _frames(6)
+    mems = []
+    real_init = FakeMemory.__init__
+
+    def init(self):
+        real_init(self)
+        mems.append(self)
+    monkeypatch.setattr(FakeMemory, "__init__", init)
+    _run_through_station(tmp_path, monkeypatch, images)
+    gc.collect()
+    assert mems and all(not m.aborted for m in mems), [m.aborted for m in mems]
+    assert all(m.bound <= {m.opener} for m in mems)
 
 
 def test_no_later_frame_overwrites_an_earlier_frames_buffers(tmp_path, monkeypatch):

@@ -53,6 +53,10 @@ class Runner(Protocol):
 
     def device_views(self, handle: Any, h: int, w: int) -> tuple: ...
 
+    def release_thread(self) -> None:
+        """Called by a thread that used the runner, as its last act (pycuda's per-thread context
+        stack must be empty when a thread ends, or the process aborts)."""
+
 
 class RunnerBase:
     """Context management and the synchronous submit/collect, for runners that have no queue."""
@@ -81,3 +85,6 @@ class RunnerBase:
 
     def device_views(self, handle, h: int, w: int):
         raise NotImplementedError(f"{self.name} keeps no outputs on a device")
+
+    def release_thread(self) -> None:
+        """Nothing is bound to a thread here."""

@@ -122,6 +122,10 @@ class TensorRTRunner(RunnerBase):
             self.mem.close()
             self.mem = None
 
+    def release_thread(self) -> None:
+        if self.mem is not None:
+            self.mem.unbind_thread()
+
     def next_input(self) -> np.ndarray:
         """The pinned input buffer the next submit() uploads: write the frame here and call
         submit(None) to skip the copy. Waits if that slot's previous frame is still in flight."""

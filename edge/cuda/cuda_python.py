@@ -83,6 +83,9 @@ class CudaPythonMemory:
             _check(rt.cudaSetDevice(self.device_index))
             self._bound.ok = True
 
+    def unbind_thread(self):
+        """The runtime API keeps no per-thread stack: nothing to undo."""
+
     def stream(self):
         s = _Stream()
         self._streams.append(s)

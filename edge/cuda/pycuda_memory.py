@@ -52,6 +52,17 @@ class PyCudaMemory:
             self._bound.ok = True
             self._pushed.append(threading.get_ident())
 
+    def unbind_thread(self):
+        """Pop what bind_thread pushed on the calling thread: pycuda aborts the whole process
+        ("context stack was not empty") when a thread ends with a context still pushed."""
+        if getattr(self._bound, "ok", False) and threading.get_ident() != self._pushed[0]:
+            try:
+                self.ctx.pop()
+            except cuda.Error:
+                pass
+            self._bound.ok = False
+            self._pushed.remove(threading.get_ident())
+
     def pinned(self, shape, dtype) -> np.ndarray:
         a = cuda.pagelocked_empty(shape, dtype)
         self._keep.append(a)
