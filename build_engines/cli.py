@@ -115,8 +115,12 @@ def _metadata(model) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
 
-def _build_key(model_bytes: bytes, args, flavour, calib: list[Path]) -> str:
+def _build_key(model_bytes: bytes, args, flavour, calib: list[Path], gpu=None) -> str:
+    """What the engine depends on: model, options, flavour, images, and the GPU it was built on
+    (an engine built for another GPU is not up to date here)."""
     h = hashlib.sha256(model_bytes)
+    if gpu is not None:
+        h.update(f"{gpu.name}|{gpu.compute_capability}".encode())
     opts = {k: v for k, v in vars(args).items() if k not in ("output", "rebuild", "force", "save_onnx", "model")}
     h.update(json.dumps(opts, sort_keys=True, default=str).encode())
     h.update(flavour.describe().encode())
@@ -262,7 +266,7 @@ def run(args) -> int:
     from .graph import input_dims, with_input_shape
 
     plan = _plan(args)
-    key = _build_key(plan.model.SerializeToString(), args, plan.flavour, plan.calib + plan.holdout)
+    key = _build_key(plan.model.SerializeToString(), args, plan.flavour, plan.calib + plan.holdout, probe_gpu())
     if not args.rebuild and _up_to_date(plan.out, key):
         print(f"build-engine: {plan.out} is up to date (same model, options, images and "
               f"{plan.flavour.describe()}); --rebuild to build again", file=sys.stderr)
@@ -279,7 +283,13 @@ def run(args) -> int:
                 onnx.save(ref, str(reference))
         base = tmp / "model.onnx"
         onnx.save(model, str(base))
-        input_shape = tuple(int(d) if isinstance(d, int) and d > 0 else 1 for d in input_dims(model))
+        dims = input_dims(model)
+        if any(not (isinstance(d, int) and d > 0) for d in dims[2:]):
+            # a dynamic height or width taken as 1 built a 1x1 engine, and calibration cut every
+            # image into a million 1x1 tiles: the station's frame size must be given
+            raise InputError(str(plan.model_path), "input", f"the model's height and width are dynamic ({dims}): "
+                                                            "give the station's frame size with --shape HxW")
+        input_shape = tuple(int(d) if isinstance(d, int) and d > 0 else 1 for d in dims)
         candidate, calibrator = _convert(args, plan, base, tmp, input_shape)
         if candidate != base:
             reference = base

@@ -203,6 +203,7 @@ def test_sidecar_mismatches_name_the_cause_and_the_rebuild(fp32_engine, tmp_path
         assert expected in e.value.line()
         if gpu is not None:
             assert "build-engine" in e.value.line() and str(MODEL) in e.value.line()  # how to rebuild
+            assert e.value.line().endswith("--rebuild"), e.value.line()  # else it is found up to date
 
 
 def test_version_compatible_and_hardware_levels():
@@ -264,3 +265,32 @@ def test_a_gpu_at_hand_that_tensorrt_rtx_does_not_target_is_refused():
     with pytest.raises(InputError, match=r"--flavour: tensorrt-rtx .* not this machine's GPU \(NVIDIA H200, 9.0\)"):
         _target(f, cfg, BuildOptions(), GpuInfo("NVIDIA H200", "9.0"), "model.onnx")
     assert _target(f, cfg, BuildOptions(), GpuInfo("NVIDIA RTX 4000 Ada", "8.9"), "m")["compute_capabilities"]
+
+
+def test_the_build_key_names_the_gpu_it_was_built_on():
+    import argparse
+
+    from build_engines.cli import _build_key
+    from edge.backends.trt_flavours import load
+    args, f = argparse.Namespace(reference=None, fp16=True), load("tensorrt-rtx")
+    keys = {_build_key(b"m", args, f, [], gpu) for gpu in (None, GpuInfo("A4000", "8.6"), GpuInfo("L4", "8.9"))}
+    assert len(keys) == 3
+
+
+def test_a_dynamic_height_and_width_without_shape_is_refused(tmp_path):
+    """Dynamic H/W taken as 1 built a 1x1 engine (and cut calibration images into 1x1 tiles)."""
+    import onnx
+
+    from build_engines.graph import input_dims
+    m = onnx.load(str(MODEL))
+    for i, name in ((2, "h"), (3, "w")):
+        m.graph.input[0].type.tensor_type.shape.dim[i].dim_param = name
+    m.graph.output[0].type.tensor_type.shape.dim[2].dim_param = "h"
+    m.graph.output[0].type.tensor_type.shape.dim[3].dim_param = "w"
+    path = tmp_path / "dyn.onnx"
+    onnx.save(m, str(path))
+    assert input_dims(m)[2:] == ["h", "w"]
+    lines = one_line_error(build(path, "-o", tmp_path / "dyn.plan"))
+    assert len(lines) == 1 and "dynamic" in lines[0] and "--shape HxW" in lines[0]
+    r = build(path, "-o", tmp_path / "dyn.plan", "--shape", "192x192")
+    assert r.returncode == 0, r.stderr

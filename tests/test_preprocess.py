@@ -34,3 +34,22 @@ def test_normalisation_resize_and_grayscale():
     gray = 0.114 * 10 + 0.587 * 20 + 0.299 * 30  # OpenCV BT.601 on BGR
     assert x.shape == (50, 100) and x.dtype == np.float32
     np.testing.assert_allclose(x, (round(gray) / 255 - 0.5) / 0.25, atol=1e-5)
+
+
+def test_calibration_tiles_are_the_evenly_thinned_tiles_without_holding_them_all(tmp_path):
+    import cv2
+
+    from calib.images import model_tiles
+    from edge.preprocess import Preprocessor
+    from edge.recipe import Preprocess
+    files = []
+    for i, (h, w) in enumerate([(300, 500), (128, 128), (700, 260), (200, 900)]):
+        files.append(tmp_path / f"{i}.png")
+        cv2.imwrite(str(files[-1]), np.random.default_rng(i).integers(0, 255, (h, w), dtype=np.uint8))
+    p = Preprocess(tile_overlap=32)
+    pre = Preprocessor(p, (128, 128), 1)
+    every = np.concatenate([pre.tiles(pre.to_model_space(cv2.imread(str(f), cv2.IMREAD_GRAYSCALE))).copy()
+                            for f in files])
+    for cap in (7, 20, 10_000):
+        want = every[np.linspace(0, len(every) - 1, min(cap, len(every))).round().astype(int)]
+        assert np.array_equal(model_tiles(files, p, (1, 1, 128, 128), cap), want)

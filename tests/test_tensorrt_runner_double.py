@@ -107,15 +107,19 @@ class FakeMemory:
         self.closed = True
 
 
-def fake_trt(mem: FakeMemory, out_dtype=np.float32, version_compatible=False):
-    """A TensorRT module double: one dynamic-batch input, output = input * 0.5 in out_dtype."""
+def fake_trt(mem: FakeMemory, out_dtype=np.float32, version_compatible=False, max_batch=64):
+    """A TensorRT module double: one dynamic-batch input (profile batch 1..max_batch), output =
+    input * 0.5 in out_dtype. set_input_shape returns False outside the profile, as TensorRT does."""
 
     class Context:
         def __init__(self):
             self.shape, self.addr = None, {}
 
         def set_input_shape(self, name, shape):
+            if not 1 <= shape[0] <= max_batch or tuple(shape[1:]) != (1, 64, 64):
+                return False
             self.shape = tuple(shape)
+            return True
 
         def get_tensor_shape(self, name):
             return self.shape if self.shape is not None else (-1, 1, 64, 64)
@@ -168,7 +172,7 @@ def _sidecar(precision, inputs, outputs, **target):
                           "precision": precision, "io": {"inputs": inputs, "outputs": outputs}}, "test sidecar")
 
 
-def _runner(tmp_path, monkeypatch, out_dtype="float32", version_compatible=False):
+def _runner(tmp_path, monkeypatch, out_dtype="float32", version_compatible=False, max_batch=64):
     mem = FakeMemory()
     monkeypatch.setattr("edge.cuda.open_memory", lambda kind, where: mem)
     engine = tmp_path / "m.plan"
@@ -177,8 +181,16 @@ def _runner(tmp_path, monkeypatch, out_dtype="float32", version_compatible=False
                        [{"name": "output", "shape": [-1, 1, 64, 64], "dtype": out_dtype}],
                        version_compatible=version_compatible)
     np_dtype = {"float32": np.float32, "float16": np.float16}[out_dtype]
-    flavour = Flavour("tensorrt", "10.3.0", fake_trt(mem, np_dtype, version_compatible))
+    flavour = Flavour("tensorrt", "10.3.0", fake_trt(mem, np_dtype, version_compatible, max_batch))
     return TensorRTRunner(Path(engine), sidecar, flavour), mem
+
+
+def test_an_input_shape_outside_the_engines_profile_is_refused_at_open(tmp_path, monkeypatch):
+    """set_input_shape returns False for a shape outside every profile; unchecked, the runner
+    went on with -1 dimensions."""
+    runner, _ = _runner(tmp_path, monkeypatch, max_batch=0)
+    with pytest.raises(InputError, match="outside its optimisation profile"):
+        runner.open()
 
 
 def test_dynamic_output_is_sized_from_the_context(tmp_path, monkeypatch):

@@ -114,8 +114,10 @@ def read_sidecar(engine: Path) -> Sidecar:
 
 
 def rebuild_command(sidecar: Sidecar) -> str:
-    argv = (sidecar.build or {}).get("command")
-    return shlex.join(argv) if argv else "build-engine <model.onnx> -o <engine>"
+    argv = list((sidecar.build or {}).get("command") or [])
+    if argv and "--rebuild" not in argv:
+        argv.append("--rebuild")  # the engine is there and would be found up to date
+    return shlex.join(argv) if argv else "build-engine <model.onnx> -o <engine> --rebuild"
 
 
 def _runtime_ok(flavour: str, built: str, installed: str, version_compatible: bool) -> bool:

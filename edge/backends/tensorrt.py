@@ -94,7 +94,10 @@ class TensorRTRunner(RunnerBase):
         for _ in range(self.SLOTS):
             ctx = self.engine.create_execution_context()
             if any(d < 0 for d in self.engine.get_tensor_shape(self.input_name)):
-                ctx.set_input_shape(self.input_name, self.input_shape)
+                if ctx.set_input_shape(self.input_name, self.input_shape) is False:  # outside every profile
+                    raise InputError(str(self.path), None, f"the engine takes no input of shape {self.input_shape} "
+                                                           "(outside its optimisation profile): rebuild it with "
+                                                           "build-engine --shape for the station's frames")
             # outputs sized by the context: with a dynamic input dimension the engine (and the
             # builder's sidecar) says -1 there until the input shape is set
             shapes = {o.name: tuple(int(d) for d in ctx.get_tensor_shape(o.name)) for o in self.outputs}
