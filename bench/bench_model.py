@@ -42,7 +42,7 @@ def main(argv=None):
                 t0 = time.perf_counter()
                 ins.inspect(x, frame.shape)
                 times.append(time.perf_counter() - t0)
-            tiles = len(ins.pre.ys) * len(ins.pre.xs)
+            tiles = ins.pre.tile_count(*x.shape[-2:])
             row = {"frame": size, "tiles": tiles, "median_ms": round(statistics.median(times) * 1e3, 2),
                    "p90_ms": round(float(np.percentile(times, 90)) * 1e3, 2)}
             rows.append(row)

@@ -137,13 +137,14 @@ class Inspector:
         """Start inference of one frame without waiting (see Pipeline._infer_overlapped); the
         tiles are cut straight into the runner's pinned input buffer."""
         self.pre.tiles(x, out=self.runner.next_input())
-        return self.runner.submit(None)
+        return self.runner.submit(None), tuple(x.shape[-2:])  # the frame's shape: the next may differ
 
-    def collect(self, handle) -> tuple[Lease, dict, object]:
+    def collect(self, submitted) -> tuple[Lease, dict, object]:
         """Wait for a submitted frame: (lease on the stitched output, GPU stage timings in seconds,
         detection or None). With a GPU detector the residual analysis runs here, on the device
         buffers, before the slot can be reused; only the patch grid and, for NG frames, the mask
         come back."""
+        handle, frame_hw = submitted
         out = self.runner.collect(handle)
         timings = dict(self.runner.last_timings)
         det = None
@@ -151,10 +152,10 @@ class Inspector:
         if gpu_detector is not None:
             t0 = time.perf_counter()
             # the frame's own pixels, not the engine's padded input: the CPU path analyses the same
-            src_dev, rec_dev = self.runner.device_views(handle, *self.pre.frame_hw)
+            src_dev, rec_dev = self.runner.device_views(handle, *frame_hw)
             det = gpu_detector(src_dev, rec_dev)
             timings[Stage.GPU_DETECT] = time.perf_counter() - t0
-        return self.pre.stitch_leased(out), timings, det
+        return self.pre.stitch_leased(out, frame_hw), timings, det
 
     def analyse(self, x: np.ndarray, rec: np.ndarray, frame_hw: tuple[int, int], det=None) -> Analysis:
         """Detection (unless done on the GPU already: `det`) and decision on a reconstructed frame."""

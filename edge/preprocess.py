@@ -29,18 +29,41 @@ def bit_scale(bits: int, model_bits: int) -> float:
     return 1.0 if bits == model_bits else ((1 << model_bits) - 1) / ((1 << bits) - 1)
 
 
+class _Layout:
+    """The tiles of one frame shape: origins, padding, the batch buffer, the stitched-output pool."""
+
+    def __init__(self, h: int, w: int, model_h: int, model_w: int, overlap: int, channels: int, leases: int):
+        self.hw = (h, w)
+        self.ys, self.xs = tile_origins(h, model_h, overlap), tile_origins(w, model_w, overlap)
+        self.pad_h, self.pad_w = max(0, model_h - h), max(0, model_w - w)
+        n = len(self.ys) * len(self.xs)
+        self.batch = np.zeros((n, channels, model_h, model_w), np.float32)
+        self.pool = BufferPool((h, w), np.float32, leases)
+        self.weight = None
+        if n > 1 and overlap:
+            weight = np.zeros((h, w), np.float32)
+            for y in self.ys:
+                for x in self.xs:
+                    weight[y:y + model_h, x:x + model_w] += 1
+            self.weight = 1.0 / weight
+
+
 class Preprocessor:
-    """Owns the buffers for one frame shape; reallocates only when the shape changes."""
+    """Owns the buffers of the frame shapes it has seen lately. One layout per shape, not one
+    shared: with overlapped inference frame n+1 is cut before frame n is stitched, and frames of
+    another size must not be stitched with the newer frame's layout."""
 
     # stitched outputs that can be leased at once: being written, queued, handed to the queue,
     # being analysed. More leases only wait (see edge.buffers), so this is a speed setting.
     LEASES = 4
+    SHAPES = 4  # layouts kept (a station sees one or two frame sizes; a replay folder may mix more)
 
     def __init__(self, p: Preprocess, model_hw: tuple[int, int], channels: int = 1):
         self.p = p
         self.model_h, self.model_w = model_hw
         self.channels = channels
-        self._key = None
+        self._layouts: dict[tuple[int, int], _Layout] = {}
+        self._last: _Layout | None = None
 
     def to_model_space(self, image: np.ndarray, bits: int | None = None) -> np.ndarray:
         """(H, W[, C]) uint8/uint16 -> float32 (H', W') or (C, H', W') after colour, resize, normalise.
@@ -62,77 +85,69 @@ class Preprocessor:
             x = np.ascontiguousarray(x.transpose(2, 0, 1))
         return x
 
-    def _layout(self, h: int, w: int):
-        if self._key != (h, w):
-            self.ys = tile_origins(h, self.model_h, self.p.tile_overlap)
-            self.xs = tile_origins(w, self.model_w, self.p.tile_overlap)
-            self.pad_h, self.pad_w = max(0, self.model_h - h), max(0, self.model_w - w)
-            n = len(self.ys) * len(self.xs)
-            self.batch = np.zeros((n, self.channels, self.model_h, self.model_w), np.float32)
-            self.pool = BufferPool((h, w), np.float32, self.LEASES)
-            self.weight = None
-            if n > 1 and self.p.tile_overlap:
-                weight = np.zeros((h, w), np.float32)
-                for y in self.ys:
-                    for x in self.xs:
-                        weight[y:y + self.model_h, x:x + self.model_w] += 1
-                self.weight = 1.0 / weight
-            self._key = (h, w)
+    def layout(self, h: int, w: int) -> _Layout:
+        lay = self._layouts.get((h, w))
+        if lay is None:
+            if len(self._layouts) >= self.SHAPES:  # the oldest goes; a lease on its pool stays valid
+                self._layouts.pop(next(iter(self._layouts)))
+            lay = self._layouts[(h, w)] = _Layout(h, w, self.model_h, self.model_w, self.p.tile_overlap,
+                                                  self.channels, self.LEASES)
+        self._last = lay
+        return lay
 
     def tiles(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Model-space frame -> (n, C, h, w) batch of tiles (frames smaller than the model are
         reflect-padded). `out`, when given, receives them instead of the own buffer: the GPU
         runner's pinned input, so the frame reaches the upload buffer in one pass."""
         planes = x if x.ndim == 3 else x[None]
-        h, w = planes.shape[1:]
-        self._layout(h, w)
-        batch = self.batch if out is None else out
-        if self.pad_h or self.pad_w:
-            planes = np.pad(planes, ((0, 0), (0, self.pad_h), (0, self.pad_w)), mode="reflect")
+        lay = self.layout(*planes.shape[1:])
+        batch = lay.batch if out is None else out
+        if lay.pad_h or lay.pad_w:
+            planes = np.pad(planes, ((0, 0), (0, lay.pad_h), (0, lay.pad_w)), mode="reflect")
         i = 0
-        for y in self.ys:
-            for xo in self.xs:
+        for y in lay.ys:
+            for xo in lay.xs:
                 batch[i] = planes[:, y:y + self.model_h, xo:xo + self.model_w]
                 i += 1
         return batch
 
     def tile_count(self, h: int, w: int) -> int:
-        self._layout(h, w)
-        return len(self.ys) * len(self.xs)
+        lay = self.layout(h, w)
+        return len(lay.ys) * len(lay.xs)
 
-    @property
-    def frame_hw(self) -> tuple[int, int]:
-        return self.pool.shape
-
-    def stitch(self, outputs: np.ndarray) -> np.ndarray:
+    def stitch(self, outputs: np.ndarray, frame_hw: tuple[int, int] | None = None) -> np.ndarray:
         """(n, C', h, w) outputs -> a new (H, W) float32 map of the first output channel, owned by
-        the caller (evaluation, benchmarks: one frame at a time)."""
-        out = np.empty(self.pool.shape, np.float32)
-        self._stitch(outputs, out)
+        the caller (evaluation, benchmarks: one frame at a time). `frame_hw`: the frame the tiles
+        were cut from (default: the last one cut)."""
+        lay = self._layouts[frame_hw] if frame_hw is not None else self._last
+        out = np.empty(lay.hw, np.float32)
+        self._stitch(outputs, out, lay)
         return out
 
-    def stitch_leased(self, outputs: np.ndarray, timeout: float | None = None) -> Lease:
-        """The same into a buffer of the pool (no allocation per frame); release() the lease when
-        done with it. Waits while every buffer is leased."""
-        lease = self.pool.acquire(timeout)
-        self._stitch(outputs, lease.array)
+    def stitch_leased(self, outputs: np.ndarray, frame_hw: tuple[int, int] | None = None,
+                      timeout: float | None = None) -> Lease:
+        """The same into a buffer of that shape's pool (no allocation per frame); release() the
+        lease when done with it. Waits while every buffer is leased."""
+        lay = self.layout(*frame_hw) if frame_hw is not None else self._last
+        lease = lay.pool.acquire(timeout)
+        self._stitch(outputs, lease.array, lay)
         return lease
 
-    def _stitch(self, outputs: np.ndarray, out: np.ndarray):
+    def _stitch(self, outputs: np.ndarray, out: np.ndarray, lay: _Layout):
         h, w = out.shape
         if len(outputs) == 1:  # copied: a runner's output is only valid until its next call
             np.copyto(out, outputs[0, 0, :h, :w])
             return
-        if self.weight is not None:
+        if lay.weight is not None:
             out[:] = 0
         i = 0
-        for y in self.ys:
-            for xo in self.xs:
+        for y in lay.ys:
+            for xo in lay.xs:
                 tile = outputs[i, 0, :min(self.model_h, h - y), :min(self.model_w, w - xo)]
-                if self.weight is not None:
+                if lay.weight is not None:
                     out[y:y + tile.shape[0], xo:xo + tile.shape[1]] += tile
                 else:
                     out[y:y + tile.shape[0], xo:xo + tile.shape[1]] = tile
                 i += 1
-        if self.weight is not None:
-            out *= self.weight
+        if lay.weight is not None:
+            out *= lay.weight

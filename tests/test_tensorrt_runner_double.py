@@ -481,3 +481,14 @@ def test_the_overwrite_check_fails_when_buffers_are_handed_on_without_a_lease(tm
     images = _frames()
     got, alone = _run_through_station(tmp_path, monkeypatch, images)
     assert got != alone
+
+
+def test_overlapped_frames_of_different_sizes_are_stitched_with_their_own_layout(tmp_path, monkeypatch):
+    """Frame n+1 is cut into the runner before frame n is collected: with sizes alternating
+    (64x64, then 40x52, reflect-padded to the 64x64 input) frame n must still be stitched and
+    cropped as frame n (before: with frame n+1's layout, so at the wrong size)."""
+    images = []
+    for img in _frames(16):
+        images.append(img if len(images) % 2 == 0 else np.ascontiguousarray(img[:40, :52]))
+    got, alone = _run_through_station(tmp_path, monkeypatch, images)
+    assert len(got) == len(images) and got == alone
