@@ -111,6 +111,10 @@ class Inspector:
         if self.gpu_detector is not None:  # compile the CUDA kernels now, not on the first part
             from numba import cuda
             self.gpu_detector(cuda.to_device(src), cuda.to_device(rec))
+            # and for views of a wider buffer: a frame narrower than the engine input arrives as one
+            # (another array layout to numba: compiled again on the first such part otherwise)
+            pad = ((0, 0), (0, 16))
+            self.gpu_detector(cuda.to_device(np.pad(src, pad))[:, :w], cuda.to_device(np.pad(rec, pad))[:, :w])
 
     def inspect(self, x: np.ndarray, frame_hw: tuple[int, int]) -> Analysis:
         """Model-space frame -> Analysis, one frame at a time (no threads)."""

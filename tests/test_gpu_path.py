@@ -257,3 +257,31 @@ def test_tensorrt_runner_matches_onnxruntime(tmp_path, lowpass_model):
         assert set(trt_runner.last_timings) == {"upload", "compute", "download"}
     assert np.abs(ya - ref).max() < 1e-3
     assert np.abs(yb - OnnxRuntimeRunner(lowpass_model).infer(x[:, :, ::-1].copy())).max() < 1e-3
+
+
+STRIDED_CHECK = textwrap.dedent("""
+    from numba import cuda
+    from edge.recipe import DctFusion
+    from edge.detect import DctFusionDetector
+    from edge.detect.gpu_dct import GpuDctFusionDetector
+    from edge.demo import texture
+    full_src = texture(3, 128)
+    full_rec = full_src.copy()
+    full_rec[40:48, 30:42] -= 0.3
+    p = DctFusion(patch=16, stride=16, block=4, epsilon=0.01, gamma=3.0)
+    d_src, d_rec = cuda.to_device(full_src), cuda.to_device(full_rec)
+    h, w = 100, 90  # a frame smaller than the engine input: views keeping the input's row pitch
+    det = GpuDctFusionDetector(p)(d_src[:h, :w], d_rec[:h, :w])
+    ref = DctFusionDetector(p)(full_src[:h, :w].copy(), full_rec[:h, :w].copy())
+    print(abs(det.score - ref.score) < 1e-6, det.regions == ref.regions, len(ref.regions) > 0)
+""")
+
+
+@pytest.mark.slow
+def test_gpu_detection_of_an_ng_frame_narrower_than_the_engine_input_in_the_simulator():
+    """The NG path copies the views back: with the input's row pitch they are strided, and a
+    contiguous host array is refused ("incompatible strides"; the simulator checks as numba does)."""
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    r = subprocess.run([sys.executable, "-c", STRIDED_CHECK], capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split()[-3:] == ["True"] * 3

@@ -199,6 +199,15 @@ class GpuDctFusion:
         return self.host_diff, float(mu), float(sigma), self.mask, int(hits[0])
 
 
+def _pinned_like(dev) -> np.ndarray:
+    """A pinned host array with the device array's shape and strides (rows of its pitch)."""
+    h, w = dev.shape
+    pitch = dev.strides[0] // dev.dtype.itemsize
+    if dev.strides[1] != dev.dtype.itemsize or pitch < w:
+        return cuda.pinned_array((h, w), dev.dtype)  # not a row-pitched view: copied as it is
+    return cuda.pinned_array((h, pitch), dev.dtype)[:, :w]
+
+
 class GpuDctFusionDetector:
     """The station's detector interface over device arrays: returns the same Detection as
     DctFusionDetector. Good frames bring back the patch grid and three numbers; NG frames also
@@ -214,12 +223,15 @@ class GpuDctFusionDetector:
         from .regions import find_regions
 
         h, w = src_dev.shape
-        if self._shape != (h, w):
+        key = (h, w, src_dev.strides, rec_dev.strides)
+        if self._shape != key:
             self.mask = cuda.pinned_array((h, w), np.uint8)
-            self.src = cuda.pinned_array((h, w), np.float32)
-            self.rec = cuda.pinned_array((h, w), np.float32)
+            # the frame's views keep the engine input's row pitch when the frame is narrower: a D->H
+            # copy needs a host array of the same strides (numba: "incompatible strides")
+            self.src = _pinned_like(src_dev)
+            self.rec = _pinned_like(rec_dev)
             self.mask_dirty = True
-            self._shape = (h, w)
+            self._shape = key
         diff, mu, sigma, mask_dev, hits = self.kernels(src_dev, rec_dev)
         p = self.p
         regions = []
