@@ -39,7 +39,10 @@ def to_fp16(onnx_path: Path, out_path: Path, samples: np.ndarray | None = None) 
         calib = None
         if samples is not None:
             calib = str(Path(tmp) / "samples.npz")
-            np.savez(calib, **{src.graph.input[0].name: samples[: max(1, min(len(samples), 16))]})
+            from calib.images import whole_batches
+            from calib.quantize import graph_batch
+            # AutoCast runs them in batches of the graph's size: a multiple of it (16 fitted only N dividing 16)
+            np.savez(calib, **{src.graph.input[0].name: whole_batches(samples, graph_batch(src), 16)})
         try:
             with quiet(log):
                 m = convert_to_mixed_precision(str(onnx_path), low_precision_type="fp16", keep_io_types=True,

@@ -45,3 +45,14 @@ def model_tiles(files: list[Path], preprocess: Preprocess, input_shape: tuple[in
             out.append(pre.tiles(pre.to_model_space(read_image(f)))[mine].copy())
         start += n
     return np.ascontiguousarray(np.concatenate(out))
+
+
+def whole_batches(tiles: np.ndarray, batch: int, limit: int | None = None) -> np.ndarray:
+    """At most `limit` tiles (rounded down to whole batches, at least one batch), their count a
+    multiple of the graph's fixed `batch`: a graph built for batch N takes N tiles a run, and a
+    short last batch is filled by repeating the last tile."""
+    n = len(tiles) if limit is None else min(len(tiles), limit)
+    n = max(batch, n - n % batch)
+    if n > len(tiles):
+        tiles = np.concatenate([tiles, np.repeat(tiles[-1:], n - len(tiles), axis=0)])
+    return np.ascontiguousarray(tiles[:n])

@@ -29,18 +29,19 @@ def _need_modelopt():
 
 
 class _Progress:
-    """ONNX Runtime CalibrationDataReader that feeds one tile at a time and shows how far it got."""
+    """ONNX Runtime CalibrationDataReader that feeds one batch of the graph's size at a time (a
+    graph fixed at batch N takes N tiles a run) and shows how far it got."""
 
-    def __init__(self, name: str, data: np.ndarray, show):
-        self.name, self.data, self.show, self.i = name, data, show, 0
+    def __init__(self, name: str, data: np.ndarray, show, batch: int = 1):
+        self.name, self.data, self.show, self.i, self.batch = name, data, show, 0, batch
 
     def get_next(self):
         if self.i >= len(self.data):
             return None
-        x = self.data[self.i:self.i + 1]
-        self.i += 1
+        x = self.data[self.i:self.i + self.batch]
+        self.i += self.batch
         if self.show:
-            self.show(self.i, len(self.data))
+            self.show(min(self.i, len(self.data)), len(self.data))
         return {self.name: x}
 
     def rewind(self):
@@ -57,6 +58,12 @@ def copy_metadata(src, dst):
 
 
 COMPUTE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+
+
+def graph_batch(model) -> int:
+    """The graph input's fixed batch size, or 1 when it is dynamic."""
+    dim = model.graph.input[0].type.tensor_type.shape.dim[0]
+    return dim.dim_value if dim.HasField("dim_value") and dim.dim_value > 0 else 1
 
 
 def output_heads(model) -> list[str]:
@@ -85,16 +92,20 @@ def quantize_int8(onnx_path: Path, data: np.ndarray, out_path: Path, method: str
 
     import onnx
 
+    from .images import whole_batches
+
     quantize = _need_modelopt()
     src = onnx.load(str(onnx_path))
     exclude = [f"^{re.escape(n)}$" for n in output_heads(src)] if keep_heads else None
     name = src.graph.input[0].name
+    batch = graph_batch(src)
+    data = whole_batches(data, batch)
     log = io.StringIO()
     with tempfile.TemporaryDirectory() as tmp:
         tmp_out = Path(tmp) / "q.onnx"
         try:
             with quiet(log):
-                quantize(str(onnx_path), quantize_mode="int8", calibration_data_reader=_Progress(name, data, progress),
+                quantize(str(onnx_path), quantize_mode="int8", calibration_data_reader=_Progress(name, data, progress, batch),
                          calibration_method=method, calibration_eps=["cpu"], output_path=str(tmp_out),
                          nodes_to_exclude=exclude,
                          high_precision_dtype="fp32", log_level="ERROR")

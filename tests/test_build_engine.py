@@ -294,3 +294,15 @@ def test_a_dynamic_height_and_width_without_shape_is_refused(tmp_path):
     assert len(lines) == 1 and "dynamic" in lines[0] and "--shape HxW" in lines[0]
     r = build(path, "-o", tmp_path / "dyn.plan", "--shape", "192x192")
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["--fp16", "--int8"])
+def test_a_fixed_batch_of_three_builds_in_both_precisions(tmp_path, good_dir, precision):
+    """--batch 3: INT8 calibration fed one tile to a graph fixed at batch 3, and FP16 AutoCast
+    failed for any batch that does not divide its 16 samples."""
+    out = tmp_path / "b3.plan"
+    r = build(MODEL, "-o", out, precision, "--batch", "3", "--calib-dir", good_dir, "--calib-method", "max",
+              "--min-agreement", "0.9", "--force")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert read_sidecar(out).io.inputs[0].shape[0] == 3
