@@ -18,6 +18,7 @@ from edge.gpu import GpuInfo
 # compute capabilities a default TensorRT-RTX engine runs on (its documentation: 8.0 and later,
 # Turing only on request); the enum tells which this version knows
 RTX_DEFAULT_SM = ("SM80", "SM86", "SM89", "SM120", "SM121")
+PROFILES = 2  # = edge.backends.tensorrt.TensorRTRunner.SLOTS (build_engines may not import the runner's module)
 
 
 @dataclass
@@ -203,10 +204,13 @@ def build_engine(onnx_bytes: bytes, flavour: Flavour, opts: BuildOptions, gpu: G
     if net.num_inputs and any(d < 0 for d in net.get_input(0).shape):
         if opts.profile_shape is None:
             raise InputError(where, "--shape", "the model input has dynamic dims: give --shape HxW and --batch N")
-        profile = builder.create_optimization_profile()
         s = tuple(opts.profile_shape)
-        profile.set_shape(net.get_input(0).name, s, s, s)
-        cfg.add_optimization_profile(profile)
+        # one profile per execution context the station runs at once: two contexts of a
+        # dynamic-shape engine may not share a profile (edge.backends.tensorrt.SLOTS)
+        for _ in range(PROFILES):
+            profile = builder.create_optimization_profile()
+            profile.set_shape(net.get_input(0).name, s, s, s)
+            cfg.add_optimization_profile(profile)
     cache = None
     if opts.timing_cache is not None:
         if flavour.has_build_timing_cache:

@@ -107,16 +107,26 @@ class FakeMemory:
         self.closed = True
 
 
-def fake_trt(mem: FakeMemory, out_dtype=np.float32, version_compatible=False, max_batch=64):
-    """A TensorRT module double: one dynamic-batch input (profile batch 1..max_batch), output =
-    input * 0.5 in out_dtype. set_input_shape returns False outside the profile, as TensorRT does."""
+def fake_trt(mem: FakeMemory, out_dtype=np.float32, version_compatible=False, max_batch=64, profiles=2):
+    """A TensorRT module double: one dynamic-batch input (`profiles` profiles of batch
+    1..max_batch), output = input * 0.5 in out_dtype. set_input_shape returns False outside the
+    profile, and for a profile another execution context already uses, as TensorRT does."""
+    claimed: dict[int, object] = {}
 
     class Context:
         def __init__(self):
-            self.shape, self.addr = None, {}
+            self.shape, self.addr, self.profile = None, {}, 0
+
+        def set_optimization_profile_async(self, index, stream):
+            if not 0 <= index < profiles or claimed.get(index, self) is not self:
+                return False
+            self.profile = index
+            return True
 
         def set_input_shape(self, name, shape):
             if not 1 <= shape[0] <= max_batch or tuple(shape[1:]) != (1, 64, 64):
+                return False
+            if claimed.setdefault(self.profile, self) is not self:  # "profile 0 is used by another context"
                 return False
             self.shape = tuple(shape)
             return True
@@ -139,6 +149,8 @@ def fake_trt(mem: FakeMemory, out_dtype=np.float32, version_compatible=False, ma
             return True
 
     class Engine:
+        num_optimization_profiles = profiles
+
         def get_tensor_shape(self, name):
             return (-1, 1, 64, 64)
 
@@ -172,7 +184,7 @@ def _sidecar(precision, inputs, outputs, **target):
                           "precision": precision, "io": {"inputs": inputs, "outputs": outputs}}, "test sidecar")
 
 
-def _runner(tmp_path, monkeypatch, out_dtype="float32", version_compatible=False, max_batch=64):
+def _runner(tmp_path, monkeypatch, out_dtype="float32", version_compatible=False, max_batch=64, profiles=2):
     mem = FakeMemory()
     monkeypatch.setattr("edge.cuda.open_memory", lambda kind, where: mem)
     engine = tmp_path / "m.plan"
@@ -181,7 +193,7 @@ def _runner(tmp_path, monkeypatch, out_dtype="float32", version_compatible=False
                        [{"name": "output", "shape": [-1, 1, 64, 64], "dtype": out_dtype}],
                        version_compatible=version_compatible)
     np_dtype = {"float32": np.float32, "float16": np.float16}[out_dtype]
-    flavour = Flavour("tensorrt", "10.3.0", fake_trt(mem, np_dtype, version_compatible, max_batch))
+    flavour = Flavour("tensorrt", "10.3.0", fake_trt(mem, np_dtype, version_compatible, max_batch, profiles))
     return TensorRTRunner(Path(engine), sidecar, flavour), mem
 
 
@@ -191,6 +203,23 @@ def test_an_input_shape_outside_the_engines_profile_is_refused_at_open(tmp_path,
     runner, _ = _runner(tmp_path, monkeypatch, max_batch=0)
     with pytest.raises(InputError, match="outside its optimisation profile"):
         runner.open()
+
+
+@pytest.mark.parametrize("profiles, slots", [(2, 2), (1, 1)])
+def test_each_execution_context_has_a_profile_of_its_own(tmp_path, monkeypatch, profiles, slots):
+    """Two contexts of a dynamic-shape engine may not share profile 0: with two profiles (what
+    build-engine builds) each slot takes its own; an engine with one runs frames one at a time."""
+    runner, _ = _runner(tmp_path, monkeypatch, profiles=profiles)
+    x = np.random.default_rng(0).random((1, 1, 64, 64), dtype=np.float32)
+    with runner:
+        assert len(runner.slots) == slots
+        assert sorted(s.context.profile for s in runner.slots) == list(range(slots))
+        assert runner.overlaps == (slots > 1)  # the pipeline overlaps frames only with two slots
+        if slots > 1:
+            first = runner.submit(x)
+            second = runner.submit(x * 2)
+            assert np.allclose(runner.collect(first), x * 0.5) and np.allclose(runner.collect(second), x)
+        assert np.allclose(runner.infer(x), x * 0.5)
 
 
 def test_dynamic_output_is_sized_from_the_context(tmp_path, monkeypatch):

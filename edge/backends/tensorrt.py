@@ -91,9 +91,18 @@ class TensorRTRunner(RunnerBase):
             raise InputError(str(self.path), None, f"{self.flavour.describe()} could not load the engine "
                                                    "(see the TensorRT message above)")
         self.slots = []
-        for _ in range(self.SLOTS):
+        dynamic = any(d < 0 for d in self.engine.get_tensor_shape(self.input_name))
+        profiles = int(getattr(self.engine, "num_optimization_profiles", 1))
+        # a dynamic-shape engine's contexts each need a profile of their own: with fewer profiles
+        # than slots (an engine built elsewhere) frames run one at a time rather than share one
+        slots = self.SLOTS if not dynamic or profiles >= self.SLOTS else 1
+        self.overlaps = slots > 1  # one slot: frame n+1 may not be submitted before frame n is collected
+        for i in range(slots):
             ctx = self.engine.create_execution_context()
-            if any(d < 0 for d in self.engine.get_tensor_shape(self.input_name)):
+            stream = mem.stream()
+            if dynamic and profiles > 1:
+                ctx.set_optimization_profile_async(i, stream.handle)
+            if dynamic:
                 if ctx.set_input_shape(self.input_name, self.input_shape) is False:  # outside every profile
                     raise InputError(str(self.path), None, f"the engine takes no input of shape {self.input_shape} "
                                                            "(outside its optimisation profile): rebuild it with "
@@ -112,7 +121,7 @@ class TensorRTRunner(RunnerBase):
                 ctx.set_tensor_address(extra.name, mem.device(nbytes))
             events = tuple(mem.event() for _ in range(4))
             out32 = None if self.output_dtype == np.float32 else np.empty(self.output_shape, np.float32)
-            self.slots.append(_Slot(ctx, mem.stream(), events, host_in, host_out, dev_in, dev_out, out32))
+            self.slots.append(_Slot(ctx, stream, events, host_in, host_out, dev_in, dev_out, out32))
         for _ in range(2):  # warm-up: first launches pay for lazy loading / JIT before the station is ready
             self.infer(np.zeros(self.input_shape, np.float32))
         return self
