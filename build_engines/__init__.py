@@ -1,4 +1,2 @@
-"""ONNX -> TensorRT engine plus JSON sidecar (build-engine).
-
-Not built yet: see the build-engine issue. No console script is declared for it.
-"""
+"""ONNX -> TensorRT or TensorRT-RTX engine plus its JSON sidecar, behind an accuracy gate
+(build-engine)."""

@@ -1,4 +1,2 @@
-"""Calibration images through the station's own preprocessing, INT8 Q/DQ quantization.
-
-Not built yet: see the build-engine issue.
-"""
+"""Calibration images through the station's own preprocessing and tiling, and INT8 Q/DQ
+quantization with NVIDIA ModelOpt (used by build-engine)."""

@@ -1,4 +1,2 @@
-"""PyTorch training, synthetic defects, ONNX export and evaluation (edge-train, edge-eval).
-
-Not built yet: see the training issue. Nothing here is declared as a command.
-"""
+"""PyTorch training (edge-train): the methods of train/methods/, synthetic defects, the station's
+rejects as training data, ONNX export with the inspection recipe, and evaluation (edge-eval)."""
