@@ -15,11 +15,11 @@ import cv2
 import numpy as np
 
 from edge.backends.onnxruntime import OnnxRuntimeRunner
+from edge.defects import pseudo_defect
+from edge.evaluation import auroc, inspect_frame
 from edge.images import read_image_or_fail as read_image
 from edge.pipeline import Inspector
 from edge.recipe import load_recipe
-from train.defects import pseudo_defect
-from train.evaluate import auroc, inspect_frame
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ torch = pytest.importorskip("torch")
 
 from conftest import textured  # noqa: E402
 
+from edge.defects import EXTRA_SHAPES, SHAPES, adga, pseudo_defect  # noqa: E402
 from train import losses as L  # noqa: E402
-from train.defects import EXTRA_SHAPES, SHAPES, adga, pseudo_defect  # noqa: E402
 from train.methods import build, weight_bytes  # noqa: E402
 
 TABLE_4 = [  # seed 001, Appendix, Table 4: output size of each layer

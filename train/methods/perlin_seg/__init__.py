@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge.defects import pseudo_defect
 from edge.errors import InputError
 from edge.schema import field, load, rng, to_dict
 
-from ...defects import pseudo_defect
 from ...rejects import BAG, BAG_TILES, bag_crops, crop_around_defect, paste_defect
 from ..base import Method
 from ..unet.model import UNet

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from edge.defects import adga
 from edge.errors import InputError
 
-from ...defects import adga
 from ...losses import LPIPS, AWSSIMLoss, Stage2Loss
 from ..base import Method, Stage
 from .model import SkipAE

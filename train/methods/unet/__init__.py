@@ -8,9 +8,9 @@ import json
 
 import numpy as np
 
+from edge.defects import pseudo_defect
 from edge.schema import to_dict
 
-from ...defects import pseudo_defect
 from ...losses import dice_bce
 from ..base import Method
 from .model import UNet
