@@ -521,3 +521,13 @@ def test_overlapped_frames_of_different_sizes_are_stitched_with_their_own_layout
         images.append(img if len(images) % 2 == 0 else np.ascontiguousarray(img[:40, :52]))
     got, alone = _run_through_station(tmp_path, monkeypatch, images)
     assert len(got) == len(images) and got == alone
+
+
+def test_a_runner_that_fails_half_way_through_open_frees_what_it_allocated(tmp_path, monkeypatch):
+    """The engine takes no input of the sidecar's shape: open() raises after the CUDA memory layer
+    was opened; a with-block never calls __exit__ then, so open() itself must free it."""
+    runner, mem = _runner(tmp_path, monkeypatch, max_batch=0)
+    with pytest.raises(InputError):
+        with runner:
+            pass
+    assert mem.closed and runner.mem is None and not runner.is_open

@@ -59,10 +59,37 @@ class Runner(Protocol):
 
 
 class RunnerBase:
-    """Context management and the synchronous submit/collect, for runners that have no queue."""
+    """Context management and the synchronous submit/collect, for runners that have no queue.
+
+    Lifecycle (Polygraphy's): open() allocates through _open_impl() and, should that raise half
+    way, frees what it got through _close_impl() before the error goes on, since a with-block or
+    ExitStack never calls __exit__ for an __enter__ that raised (pinned memory, streams and an
+    engine would leak with every failed start). close() is idempotent."""
 
     overlaps = False
     device_outputs = False
+    is_open = False
+
+    def open(self):
+        if self.is_open:
+            return self
+        try:
+            self._open_impl()
+        except BaseException:
+            self._close_impl()
+            raise
+        self.is_open = True
+        return self
+
+    def close(self):
+        self._close_impl()
+        self.is_open = False
+
+    def _open_impl(self):
+        """Allocate; may leave a partial state for _close_impl to free."""
+
+    def _close_impl(self):
+        """Free whatever is allocated, from any partial state."""
 
     def __enter__(self):
         return self.open()

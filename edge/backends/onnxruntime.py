@@ -48,12 +48,11 @@ class OnnxRuntimeRunner(RunnerBase):
         self.output_name = outputs[0].name
         self.metadata = dict(self._session.get_modelmeta().custom_metadata_map)
 
-    def open(self):
+    def _open_impl(self):
         if self._session is None:
             self._inspect()
-        return self
 
-    def close(self):
+    def _close_impl(self):
         self._session = None
 
     def infer(self, batch: np.ndarray) -> np.ndarray:

@@ -77,7 +77,7 @@ class TensorRTRunner(RunnerBase):
         self._next = 0
         self.mem = None
 
-    def open(self):
+    def _open_impl(self):
         from ..cuda import open_memory
 
         self.mem = mem = open_memory(self.cuda_kind, where=self.where)
@@ -124,9 +124,8 @@ class TensorRTRunner(RunnerBase):
             self.slots.append(_Slot(ctx, stream, events, host_in, host_out, dev_in, dev_out, out32))
         for _ in range(2):  # warm-up: first launches pay for lazy loading / JIT before the station is ready
             self.infer(np.zeros(self.input_shape, np.float32))
-        return self
 
-    def close(self):
+    def _close_impl(self):
         if self.mem is not None:
             for s in getattr(self, "slots", []):
                 s.stream.synchronize()
