@@ -28,6 +28,12 @@ HERE = Path(__file__).resolve().parent
 DATA = (HERE / "../../../shared/data/magnetic_tile").resolve()
 
 
+def _marks_pixels(mask: Path) -> bool:
+    import cv2
+    m = cv2.imread(str(mask), cv2.IMREAD_GRAYSCALE)
+    return m is not None and bool((m >= 128).any())
+
+
 def prepare(k: int, seed: int, minutes: float, data: Path = DATA) -> Path:
     run = HERE / "runs" / f"rejects_k{k}_s{seed}"
     if run.exists():
@@ -49,7 +55,8 @@ def prepare(k: int, seed: int, minutes: float, data: Path = DATA) -> Path:
             mask = data / "ground_truth" / kind / f"{img.stem}_mask.png"
             if img in picked:
                 shutil.copy(img, rejects / f"{kind}_{img.name}")
-                shutil.copy(mask, rejects / f"{kind}_{img.stem}_mask.png")
+                if _marks_pixels(mask):  # a defective image whose mask marks nothing is an image-level label
+                    shutil.copy(mask, rejects / f"{kind}_{img.stem}_mask.png")
             else:
                 os.symlink(img, tree / "test" / kind / img.name)
                 if mask.is_file():
