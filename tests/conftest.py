@@ -60,6 +60,15 @@ def run_cli(args, **kw):
 from testkit.station import free_port, make_station, wait_port  # noqa: E402,F401  (shared with bench/)
 
 
+def wait_until(condition, timeout=5.0) -> bool:
+    """Poll `condition` until it holds or `timeout` seconds pass; its last value."""
+    import time
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return condition()
+
+
 def wait_line(stream, pattern, timeout=60):
     """Read `stream` line by line until one matches `pattern`; the match object."""
     import re

@@ -3,9 +3,9 @@ refused: test_operations.py), so the camera is a double that is as strict as Gen
 matters: a reconnect destroys the old handle (its node map raises on every access) and the new
 camera starts with its line settings at their defaults."""
 
-import time
 
 import pytest
+from conftest import wait_until
 
 from edge.config import CameraLine
 from edge.outputs.camera_line import CameraLineOutput
@@ -57,24 +57,17 @@ class Camera:
         self.node_map = NodeMap()
 
 
-def _wait(cond, timeout=2.0):
-    deadline = time.monotonic() + timeout
-    while not cond() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return cond()
-
-
 def test_after_a_reconnect_the_line_is_set_up_again_and_pulses_on_the_new_camera():
     cam = Camera()
     out = CameraLineOutput(CameraLine(enabled=True, pulse_ms=20), cam, "station.yaml")
     out.emit({"verdict": "NG"})
-    assert _wait(lambda: cam.node_map.UserOutputValue.value is False and len(cam.node_map.writes) >= 7)
+    assert wait_until(lambda: cam.node_map.UserOutputValue.value is False and len(cam.node_map.writes) >= 7)
     cam.reconnect()
     out.emit({"verdict": "NG"})  # before: raised from the destroyed handle's node map
     nm = cam.node_map
     assert nm.LineMode.value == "Output" and nm.LineSelector.value == "Line1"
     assert ("UserOutputValue", True) in nm.writes
-    assert _wait(lambda: nm.UserOutputValue.value is False)
+    assert wait_until(lambda: nm.UserOutputValue.value is False)
     out.close()
 
 
@@ -83,7 +76,7 @@ def test_a_failed_pulse_end_is_retried_so_the_reject_line_does_not_stay_on():
     out = CameraLineOutput(CameraLine(enabled=True, pulse_ms=10), cam, "station.yaml")
     out.emit({"verdict": "NG"})
     cam.node_map.fail_writes = 3  # the next three writes (the pulse's end) fail
-    assert _wait(lambda: cam.node_map.UserOutputValue.value is False and out.end_failures == 3)
+    assert wait_until(lambda: cam.node_map.UserOutputValue.value is False and out.end_failures == 3)
     out.close()
 
 

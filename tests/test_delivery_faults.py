@@ -6,7 +6,8 @@ broker and PLC server in test_outputs_network.py)."""
 import os
 import sqlite3
 import threading
-import time
+
+from conftest import wait_until
 
 from edge.outputs.delivery import QueuedOutput
 from edge.telemetry import OutputStats
@@ -32,13 +33,6 @@ class Recorder:
         pass
 
 
-def _wait(cond, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not cond() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return cond()
-
-
 def test_spool_io_errors_are_counted_and_delivery_goes_on(tmp_path, capfd):
     peer, stats = Recorder(), OutputStats("recorder")
     out = QueuedOutput(peer, tmp_path / "spool.sqlite", 1000, stats, idle_s=0.05, backoff=(0.02, 0.1))
@@ -53,10 +47,10 @@ def test_spool_io_errors_are_counted_and_delivery_goes_on(tmp_path, capfd):
     out.spool.after = failing_after
     for i in range(50):
         out.emit({"frame_id": i})
-    assert _wait(lambda: len(peer.got) == 50), peer.got
+    assert wait_until(lambda: len(peer.got) == 50), peer.got
     assert out._thread.is_alive() and stats.errors == 3 and "disk I/O error" in stats.last_error
     out.emit({"frame_id": 50})
-    assert _wait(lambda: len(peer.got) == 51)
+    assert wait_until(lambda: len(peer.got) == 51)
     out.close()
     assert peer.got == list(range(51))
     assert capfd.readouterr().err.count("delivery failed (OperationalError: disk I/O error)") == 1  # once a minute
@@ -81,7 +75,7 @@ def test_spool_on_a_full_disk_keeps_records_in_memory_and_delivers_them_after(tm
     assert stats.depth_memory > 0, "the spool should have refused records on a full disk"
     filler.unlink()
     out.emit({"frame_id": 400})
-    assert _wait(lambda: len(peer.got) >= 401, 20), (len(peer.got), stats.errors, stats.last_error)
+    assert wait_until(lambda: len(peer.got) >= 401, 20), (len(peer.got), stats.errors, stats.last_error)
     out.close()
     assert peer.got == list(range(401)) and stats.depth_memory == 0
 
@@ -92,7 +86,7 @@ def test_a_corrupt_spool_is_moved_aside_and_a_new_one_started(tmp_path, capfd):
     peer, stats = Recorder(), OutputStats("recorder")
     out = QueuedOutput(peer, path, 1000, stats, idle_s=0.05, backoff=(0.02, 0.1))
     out.emit({"frame_id": 1})
-    assert _wait(lambda: peer.got == [1])
+    assert wait_until(lambda: peer.got == [1])
     out.close()
     aside = list(tmp_path.glob("spool.sqlite.corrupt-*"))
     assert len(aside) == 1 and aside[0].read_bytes().startswith(b"this is not an SQLite")

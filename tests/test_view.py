@@ -15,7 +15,7 @@ import urllib.request
 import cv2
 import numpy as np
 import pytest
-from conftest import free_port, make_station, run_cli, wait_line
+from conftest import free_port, make_station, run_cli, wait_line, wait_until
 
 pytest.importorskip("aiohttp")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -115,13 +115,6 @@ def _page_stats(port) -> dict:
     raise AssertionError("no statistics event")
 
 
-def _until(condition, timeout=5.0):
-    deadline = time.time() + timeout
-    while not condition() and time.time() < deadline:
-        time.sleep(0.02)
-    return condition()
-
-
 def test_bound_to_localhost_by_default():
     from edge.config import View
     from edge.telemetry import Telemetry
@@ -201,7 +194,7 @@ def test_offers_never_wait_and_take_at_most_max_fps(monkeypatch):
         elapsed = time.perf_counter() - t0
         assert v.offered == 200 and 2 <= v.taken <= 2.0 * elapsed + 2
         assert worst < 0.05  # a copy at most, never an encode
-        assert _until(lambda: v.seq == v.taken)
+        assert wait_until(lambda: v.seq == v.taken)
         status, jpeg = _get(f"http://127.0.0.1:{port}/frame.jpg")
         assert status == 200 and cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape == (256, 256, 3)
     finally:
@@ -219,7 +212,7 @@ def test_a_rare_ng_part_is_not_skipped_for_an_ok_frame_taken_moments_ago(monkeyp
         for i, verdict in enumerate(("OK", "OK", "NG", "NG")):
             v.offer({"frame_id": i, "verdict": verdict, "score": 0.5, "regions": []}, src, src * 0.5, (64, 64), Recipe())
         assert v.taken == 2  # the first OK and the first NG; the second of each within the second is skipped
-        assert _until(lambda: v.ng_seq == 1)
+        assert wait_until(lambda: v.ng_seq == 1)
         assert [m["frame_id"] for m in _page_stats(port)["ng_parts"]] == [2]
     finally:
         v.close()
@@ -242,8 +235,8 @@ def test_with_no_page_open_only_ng_parts_are_taken(monkeypatch):
         offer("NG", 5)
         assert v.taken == 1
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/events", timeout=5):
-            assert _until(lambda: v.watchers == 1)  # the view's process counts the open page
-            assert _until(lambda: v.seq == 1)  # the NG part is drawn: the OK slot is free
+            assert wait_until(lambda: v.watchers == 1)  # the view's process counts the open page
+            assert wait_until(lambda: v.seq == 1)  # the NG part is drawn: the OK slot is free
             offer("OK", 6)
             assert v.taken == 2
         i = 7
@@ -281,11 +274,11 @@ def test_the_view_process_ends_with_edge_run_and_a_dead_one_stops_nothing(monkey
     v, port = _live_view(monkeypatch, max_fps=50.0)
     src = np.random.default_rng(4).random((64, 64), dtype=np.float32)
     v.offer({"frame_id": 1, "verdict": "NG", "score": 0.5, "regions": []}, src, src, (64, 64), Recipe())
-    assert _until(lambda: v.ng_seq == 1)
+    assert wait_until(lambda: v.ng_seq == 1)
     shared = [s.path for s in v._slots.values() if s.path] + [v._ctl.path]
     assert shared and all(os.path.exists(p) for p in shared)
     v._proc.kill()
-    assert _until(lambda: v._proc.poll() is not None)
+    assert wait_until(lambda: v._proc.poll() is not None)
     time.sleep(0.1)
     t = time.perf_counter()
     for i in range(100):
@@ -305,7 +298,7 @@ def test_a_reload_to_another_frame_size_gets_new_slots(monkeypatch):
         for i, side in enumerate((64, 96)):
             src = np.random.default_rng(i).random((side, side), dtype=np.float32)
             v.offer({"frame_id": i, "verdict": "NG", "score": 0.5, "regions": []}, src, src * 0.5, (side, side), Recipe())
-            assert _until(lambda: v.ng_seq == i + 1)  # noqa: B023  (called here, in this iteration)
+            assert wait_until(lambda: v.ng_seq == i + 1)  # noqa: B023  (called here, in this iteration)
             paths.append(v._slots["NG"].path)
             status, jpeg = _get(f"http://127.0.0.1:{port}/frame.jpg")
             assert status == 200 and cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape[:2] == (side, side)
@@ -353,7 +346,7 @@ def test_ng_parts_name_their_archived_files_when_the_archive_is_on(tmp_path):
         archive.submit(record, src, src * 0.5, (1.0, 1.0))
         v.start_server("station.yaml")
         v.offer(record, src, src * 0.5, (128, 128), Recipe())
-        assert _until(lambda: v.ng_seq == 1 and archive.written == 1)
+        assert wait_until(lambda: v.ng_seq == 1 and archive.written == 1)
         shown = _page_stats(v.port)["ng_parts"][0]["archived"]
         assert shown in {str(p) for p in (tmp_path / "archive").iterdir()}
     finally:
