@@ -29,7 +29,7 @@ from bench.models import conv_autoencoder
 from edge.backends import open_runner
 from edge.config import parse
 from edge.demo import paint_defect, texture
-from edge.pipeline import Inspector
+from edge.inspector import Inspector
 from edge.recipe import RECIPE_KEY, Recipe, recipe_json
 from edge.schema import load
 from edge.station import Station

@@ -266,6 +266,13 @@ def run(args) -> int:
     from .graph import input_dims, with_input_shape
 
     plan = _plan(args)
+    multiple = plan.recipe.preprocess.input_multiple
+    if args.shape and any(v % multiple for v in args.shape):
+        # a whole-frame model takes sides that are multiples of this; the station pads frames up to it
+        rounded = tuple(-(-v // multiple) * multiple for v in args.shape)
+        print(f"build-engine: --shape {args.shape[0]}x{args.shape[1]} rounded up to {rounded[0]}x{rounded[1]} "
+              f"(the model takes multiples of {multiple}; frames are padded up to it)", file=sys.stderr)
+        args.shape = rounded
     key = _build_key(plan.model.SerializeToString(), args, plan.flavour, plan.calib + plan.holdout, probe_gpu())
     if not args.rebuild and _up_to_date(plan.out, key):
         print(f"build-engine: {plan.out} is up to date (same model, options, images and "

@@ -1,6 +1,6 @@
 """Accuracy gate: does the converted (FP16 / INT8 Q/DQ) graph still inspect like the FP32 one?
 
-Both graphs run under ONNX Runtime through the station's own code (edge.pipeline.Inspector:
+Both graphs run under ONNX Runtime through the station's own code (edge.inspector.Inspector:
 preprocessing, tiling, edge.detect, the decision) on held-out good images and on the same images
 with seed 000 pseudo-defects painted in (exact masks). Reported: reconstruction error, residual
 (score) map error, verdict agreement, and pixel AUROC of each graph with the drop in points.
@@ -18,7 +18,7 @@ from edge.backends.onnxruntime import OnnxRuntimeRunner
 from edge.defects import pseudo_defect
 from edge.evaluation import auroc, inspect_frame
 from edge.images import read_image_or_fail as read_image
-from edge.pipeline import Inspector
+from edge.inspector import Inspector
 from edge.recipe import load_recipe
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from .images import read_image_or_fail as read_image
-from .pipeline import Inspector
+from .inspector import Inspector
 
 
 def auroc(scores: np.ndarray, labels: np.ndarray) -> float:

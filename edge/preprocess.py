@@ -30,10 +30,15 @@ def bit_scale(bits: int, model_bits: int) -> float:
 
 
 class _Layout:
-    """The tiles of one frame shape: origins, padding, the batch buffer, the stitched-output pool."""
+    """How one frame shape meets the model: the tiles' side and origins (one tile: a whole-frame
+    model, or a frame no larger than a fixed input), padding, the batch buffer, the output pool."""
 
-    def __init__(self, h: int, w: int, model_h: int, model_w: int, overlap: int, channels: int, leases: int):
+    def __init__(self, h: int, w: int, model_h: int, model_w: int, overlap: int, channels: int, leases: int,
+                 multiple: int = 1):
         self.hw = (h, w)
+        if not model_h:  # whole-frame model: the frame itself, padded up to the sides the network takes
+            model_h, model_w = -(-h // multiple) * multiple, -(-w // multiple) * multiple
+        self.tile = (model_h, model_w)
         self.ys, self.xs = tile_origins(h, model_h, overlap), tile_origins(w, model_w, overlap)
         self.pad_h, self.pad_w = max(0, model_h - h), max(0, model_w - w)
         n = len(self.ys) * len(self.xs)
@@ -59,8 +64,12 @@ class Preprocessor:
     SHAPES = 4  # layouts kept (a station sees one or two frame sizes; a replay folder may mix more)
 
     def __init__(self, p: Preprocess, model_hw: tuple[int, int], channels: int = 1):
+        """model_hw: the model's fixed input (frames are cut into tiles of it), or (0, 0) for a
+        whole-frame model (dynamic height and width: each frame is one call, padded up to
+        multiples of the recipe's input_multiple)."""
         self.p = p
         self.model_h, self.model_w = model_hw
+        self.whole_frame = not (self.model_h and self.model_w)
         self.channels = channels
         self._layouts: dict[tuple[int, int], _Layout] = {}
         self._last: _Layout | None = None
@@ -90,8 +99,9 @@ class Preprocessor:
         if lay is None:
             if len(self._layouts) >= self.SHAPES:  # the oldest goes; a lease on its pool stays valid
                 self._layouts.pop(next(iter(self._layouts)))
-            lay = self._layouts[(h, w)] = _Layout(h, w, self.model_h, self.model_w, self.p.tile_overlap,
-                                                  self.channels, self.LEASES)
+            model_h, model_w = (0, 0) if self.whole_frame else (self.model_h, self.model_w)
+            lay = self._layouts[(h, w)] = _Layout(h, w, model_h, model_w, self.p.tile_overlap, self.channels,
+                                                  self.LEASES, self.p.input_multiple)
         self._last = lay
         return lay
 
@@ -104,10 +114,11 @@ class Preprocessor:
         batch = lay.batch if out is None else out
         if lay.pad_h or lay.pad_w:
             planes = np.pad(planes, ((0, 0), (0, lay.pad_h), (0, lay.pad_w)), mode="reflect")
+        th, tw = lay.tile
         i = 0
         for y in lay.ys:
             for xo in lay.xs:
-                batch[i] = planes[:, y:y + self.model_h, xo:xo + self.model_w]
+                batch[i] = planes[:, y:y + th, xo:xo + tw]
                 i += 1
         return batch
 
@@ -119,7 +130,7 @@ class Preprocessor:
         """(n, C', h, w) outputs -> a new (H, W) float32 map of the first output channel, owned by
         the caller (evaluation, benchmarks: one frame at a time). `frame_hw`: the frame the tiles
         were cut from (default: the last one cut)."""
-        lay = self._layouts[frame_hw] if frame_hw is not None else self._last
+        lay = self._layouts[frame_hw] if frame_hw is not None else self._cut()
         out = np.empty(lay.hw, np.float32)
         self._stitch(outputs, out, lay)
         return out
@@ -128,10 +139,15 @@ class Preprocessor:
                       timeout: float | None = None) -> Lease:
         """The same into a buffer of that shape's pool (no allocation per frame); release() the
         lease when done with it. Waits while every buffer is leased."""
-        lay = self.layout(*frame_hw) if frame_hw is not None else self._last
+        lay = self.layout(*frame_hw) if frame_hw is not None else self._cut()
         lease = lay.pool.acquire(timeout)
         self._stitch(outputs, lease.array, lay)
         return lease
+
+    def _cut(self) -> _Layout:
+        if self._last is None:
+            raise RuntimeError("stitch before any frame was cut into tiles")
+        return self._last
 
     def _stitch(self, outputs: np.ndarray, out: np.ndarray, lay: _Layout):
         h, w = out.shape
@@ -140,10 +156,11 @@ class Preprocessor:
             return
         if lay.weight is not None:
             out[:] = 0
+        th, tw = lay.tile
         i = 0
         for y in lay.ys:
             for xo in lay.xs:
-                tile = outputs[i, 0, :min(self.model_h, h - y), :min(self.model_w, w - xo)]
+                tile = outputs[i, 0, :min(th, h - y), :min(tw, w - xo)]
                 if lay.weight is not None:
                     out[y:y + tile.shape[0], xo:xo + tile.shape[1]] += tile
                 else:

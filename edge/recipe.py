@@ -18,9 +18,10 @@ RECIPE_KEY = "edge_recipe"
 # The recipe's shape. Every shipped model carries one and the loader refuses unknown keys, so a
 # change of shape bumps SCHEMA and adds a step to MIGRATIONS that turns the old shape into the new
 # one: models in the field keep loading. Recipes without `schema` are version 1.
-SCHEMA = 2
+SCHEMA = 3
 MIGRATIONS: dict[int, Callable[[dict], dict]] = {
     1: lambda raw: raw,  # 1 -> 2: `schema` itself and decision.non_finite (its default) were added
+    2: lambda raw: raw,  # 2 -> 3: preprocess.input_multiple (its default: fixed-input models ignore it)
 }
 
 
@@ -57,6 +58,10 @@ class Preprocess:
     std: float = field(1.0, check=rng(0, lo_open=True), doc="divided by after subtracting the mean")
     tile_overlap: int = field(0, check=rng(0, 4096),
                               doc="pixels by which model-size tiles overlap when a frame is larger than the model input")
+    input_multiple: int = field(1, check=rng(1, 1024),
+                                doc="a whole-frame model (dynamic height and width: one call per frame) takes sides that "
+                                    "are multiples of this; frames are reflect-padded at the bottom and right up to "
+                                    "it and the output cropped back. Models with a fixed input ignore it")
 
 
 @dataclass(frozen=True)

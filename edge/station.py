@@ -23,7 +23,8 @@ from pathlib import Path
 
 from .config import StationConfig
 from .errors import CameraAbsent, InputError, SourceError
-from .pipeline import Inspector, Pipeline, Reload
+from .inspector import Inspector
+from .pipeline import Pipeline, Reload
 from .recipe import Recipe, load_recipe
 from .sources import EndOfStream
 from .telemetry import Telemetry
@@ -136,7 +137,8 @@ class Station:
                   + ("?token=<token>" if self.view.token else ""), file=self.log, flush=True)
         first = self._first_frame()  # sizes buffers and compiles kernels on a real frame shape
         _, _, h, w = self.runner.input_shape
-        self.inspector.warm_up(first.image.shape if first is not None and first.image is not None else (h, w))
+        self.inspector.warm_up(first.image.shape if first is not None and first.image is not None
+                               else (h or 128, w or 128))  # a whole-frame model without a frame yet
         self.pipeline = Pipeline(self.source, self.inspector, outputs, self.telemetry, queue_size=self.cam.queue,
                                  drop_when_full=self.cam.drop_when_full, max_frames=self.frames,
                                  progress_s=tcfg.progress_s, first=first, overlap=self.overlap,

@@ -278,11 +278,21 @@ def test_the_build_key_names_the_gpu_it_was_built_on():
 
 
 def test_a_dynamic_height_and_width_without_shape_is_refused(tmp_path):
-    """Dynamic H/W taken as 1 built a 1x1 engine (and cut calibration images into 1x1 tiles)."""
+    """Dynamic H/W taken as 1 built a 1x1 engine (and cut calibration images into 1x1 tiles). A
+    whole-frame model (the demo U-Net made dynamic, input_multiple 16 in its recipe) is built
+    for the station's frame size rounded up to the sides it takes: 200x200 -> 208x208."""
+    import json
+
     import onnx
 
     from build_engines.graph import input_dims
+    from edge.recipe import RECIPE_KEY
     m = onnx.load(str(MODEL))
+    for prop in m.metadata_props:
+        if prop.key == RECIPE_KEY:
+            recipe = json.loads(prop.value)
+            recipe["preprocess"]["input_multiple"] = 16
+            prop.value = json.dumps(recipe)
     for i, name in ((2, "h"), (3, "w")):
         m.graph.input[0].type.tensor_type.shape.dim[i].dim_param = name
     m.graph.output[0].type.tensor_type.shape.dim[2].dim_param = "h"
@@ -292,8 +302,10 @@ def test_a_dynamic_height_and_width_without_shape_is_refused(tmp_path):
     assert input_dims(m)[2:] == ["h", "w"]
     lines = one_line_error(build(path, "-o", tmp_path / "dyn.plan"))
     assert len(lines) == 1 and "dynamic" in lines[0] and "--shape HxW" in lines[0]
-    r = build(path, "-o", tmp_path / "dyn.plan", "--shape", "192x192")
+    r = build(path, "-o", tmp_path / "dyn.plan", "--shape", "200x200")
     assert r.returncode == 0, r.stderr
+    assert "--shape 200x200 rounded up to 208x208" in r.stderr
+    assert read_sidecar(tmp_path / "dyn.plan").io.inputs[0].shape == [1, 1, 208, 208]
 
 
 @pytest.mark.slow

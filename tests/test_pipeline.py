@@ -72,7 +72,7 @@ def test_warm_up_compiles_the_defect_path(lowpass_model):
         "from edge.backends import open_runner\n"
         "from pathlib import Path\n"
         "from testkit.lowpass_model import DEMO_RECIPE\n"
-        "from edge.pipeline import Inspector\n"
+        "from edge.inspector import Inspector\n"
         "from edge.recipe import Recipe\n"
         "from edge.schema import load\n"
         "from edge.detect.dct_kernel import fuse, features_and_stats\n"

@@ -27,6 +27,22 @@ def test_tiles_then_stitch_is_identity(h, w, overlap):
     np.testing.assert_allclose(pre.stitch(batch), x, atol=1e-6)
 
 
+@pytest.mark.parametrize("h,w", [(100, 70), (512, 512), (130, 600), (16, 33)])
+def test_a_whole_frame_model_gets_the_frame_in_one_piece_padded_to_its_multiple(h, w):
+    """(0, 0): dynamic height and width. One 'tile', the frame reflect-padded at the bottom and
+    right to multiples of input_multiple; the output is cropped back to the frame."""
+    rng = np.random.default_rng(1)
+    pre = Preprocessor(Preprocess(tile_overlap=32, input_multiple=16), (0, 0))
+    x = rng.random((h, w), dtype=np.float32)
+    batch = pre.tiles(x)
+    ph, pw = -(-h // 16) * 16, -(-w // 16) * 16
+    assert batch.shape == (1, 1, ph, pw) and pre.tile_count(h, w) == 1
+    np.testing.assert_array_equal(batch[0, 0, :h, :w], x)
+    if ph > h:  # mirrored below the last row, not repeated, not zero
+        np.testing.assert_array_equal(batch[0, 0, h, :w], x[h - 2])
+    np.testing.assert_allclose(pre.stitch(batch), x, atol=0)
+
+
 def test_normalisation_resize_and_grayscale():
     img = np.full((100, 200, 3), (10, 20, 30), np.uint8)
     pre = Preprocessor(Preprocess(size=(50, 100), scale=1 / 255, mean=0.5, std=0.25), (50, 100))

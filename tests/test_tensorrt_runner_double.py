@@ -375,7 +375,7 @@ def test_a_reload_never_leaves_the_inference_thread_without_its_gpu_detector(mon
     call None)."""
     import time
 
-    from edge.pipeline import Inspector
+    from edge.inspector import Inspector
     from edge.recipe import Recipe
 
     def slow_make(detect):

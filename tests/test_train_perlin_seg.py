@@ -42,6 +42,22 @@ def test_perlin_anomaly_changes_the_masked_area_only():
     assert np.array_equal(a, b) and np.array_equal(ma, mb)
 
 
+def test_soft_targets_follow_how_visible_the_change_is_against_the_texture():
+    """visibility v: a change of v x the crop's std or more is a full defect, a tenth of it a tenth
+    of one; outside the mask and on crops without an anomaly the target stays 0."""
+    from train.methods.perlin_seg import visible_targets
+    clean = np.stack([textured(s, 64, 64).astype(np.float32) for s in (1, 2, 3)])
+    std = clean[0].std()
+    xs, masks = clean.copy(), np.zeros_like(clean)
+    masks[0, 16:48, 16:48] = masks[1, 16:48, 16:48] = 1
+    xs[0, 8:56, 8:56] += 2 * std     # clearly visible (the change extends past the mask: no blurred edge)
+    xs[1, 8:56, 8:56] += 0.1 * std   # hidden in the texture
+    soft = visible_targets(xs, clean, masks, visibility=1.0)
+    np.testing.assert_allclose(soft[0, 16:48, 16:48], 1.0)
+    np.testing.assert_allclose(soft[1, 16:48, 16:48], 0.1, rtol=0.05)
+    assert not soft[:, :16].any() and not soft[2].any()
+
+
 def test_aupro_weights_regions_not_pixels():
     truth = np.zeros((40, 40), np.uint8)
     truth[2:22, 2:22] = 1     # a large region (400 px)
@@ -90,8 +106,9 @@ def _tree(root, sizes):
 
 
 def test_perlin_seg_trains_at_native_scale_and_the_station_runs_it(tmp_path):
-    """Frames of mixed sizes and aspect ratios (100x600 among them) are never resized: the recipe
-    says native scale with overlapping tiles, and edge-run inspects a 100x600 frame with it."""
+    """Frames of mixed sizes and aspect ratios (100x600 among them) are never resized: the model
+    takes whole frames of any size (dynamic height and width, multiples of 16), and edge-run
+    inspects a 100x600 frame with it."""
     import yaml
 
     from edge.recipe import read_recipe
@@ -104,12 +121,15 @@ def test_perlin_seg_trains_at_native_scale_and_the_station_runs_it(tmp_path):
     assert edge_train_main(["--config", str(tmp_path / "t.yaml")]) == 0
     recipe = read_recipe(tmp_path / "run/model.onnx")
     assert recipe.model_family == "perlin_seg"
-    assert recipe.preprocess.size is None and recipe.preprocess.tile_overlap == 32
+    assert recipe.preprocess.size is None and recipe.preprocess.input_multiple == 16
     assert recipe.detect.method == "probability" and recipe.detect.probability.smooth == 1
     assert recipe.decision.rule == "score" and 0 < recipe.decision.score_threshold <= 1
     assert json.loads(recipe.training["anomalies"])["share"] == 0.7
     summary = json.loads((tmp_path / "run/train.json").read_text())["summary"]
-    assert summary["onnx_input"] == [1, 1, 128, 128] and summary["onnx_parity_max_abs"] < 1e-3
+    assert summary["onnx_input"][:2] == [1, 1] and "multiple of 16" in summary["onnx_input"][2]
+    assert summary["onnx_parity_max_abs"] < 1e-3  # at 128x128 and two other, non-square sizes
+    from edge.backends.onnxruntime import OnnxRuntimeRunner
+    assert OnnxRuntimeRunner(tmp_path / "run/model.onnx").input_shape == (1, 1, 0, 0)
     frames = tmp_path / "frames"
     frames.mkdir()
     cv2.imwrite(str(frames / "wide.png"), (textured(99, 100, 600) * 255).astype(np.uint8))

@@ -185,6 +185,34 @@ def test_cosine_schedule_decays_the_learning_rate_over_the_budget(tmp_path):
     assert lr() == pytest.approx(0.01)
 
 
+def test_ema_exports_the_moving_average_of_the_weights_and_resumes_it(tmp_path):
+    """ema: d keeps avg <- d * avg + (1 - d) * w after every step (BatchNorm statistics too); the
+    trained model handed to export is that average, not the last step's weights."""
+    from train.trainer import Trainer
+    cfg, base = load_config(_config(tmp_path, ema=0.9, epochs=2, steps_per_epoch=3))
+    t = Trainer(cfg, base)
+    seen = []
+    step = t._step
+
+    def recording_step(*a):
+        loss = step(*a)
+        seen.append({k: v.detach().clone() for k, v in t.model.state_dict().items()})
+        return loss
+    t._step = recording_step
+    t.fit()
+    expected = {k: v.clone() for k, v in seen[0].items()}
+    for w in seen[1:]:
+        for k in expected:
+            if w[k].is_floating_point():
+                expected[k] = 0.9 * expected[k] + 0.1 * w[k]
+    got = t.model.state_dict()
+    moved = [k for k in expected if expected[k].is_floating_point() and not torch.equal(seen[-1][k], expected[k])]
+    assert moved  # the average differs from the last step's weights
+    for k in moved:
+        torch.testing.assert_close(got[k], expected[k], rtol=1e-4, atol=1e-6)
+    assert "ema" in torch.load(tmp_path / "run/checkpoint.pt", weights_only=True)  # resumes with its average
+
+
 def test_unet_recipe_records_its_pseudo_defects(tmp_path):
     """The model's recipe says what the network learned a defect looks like, and the station's
     schema still accepts the recipe."""

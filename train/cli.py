@@ -40,12 +40,13 @@ def recipe_for(cfg, r: dict, summary: dict) -> dict:
     training = {"data": str(cfg.data), "images": str(summary["train_images"]),
                 "holdout": str(summary["holdout_images"]), "epochs": str(summary["epochs"]),
                 "steps": str(summary.get("steps", "")), "minutes": f"{summary['minutes']:.1f}", "seed": str(cfg.seed),
-                "scale": "native (tiled, never resized)" if r["size"] is None else f"resized to {r['size']}x{r['size']}",
+                "scale": f"resized to {r['size']}x{r['size']}" if r["size"] is not None
+                else "native, whole frames (never resized)" if method.whole_frame(cfg) else "native (tiled, never resized)",
                 **({"rejects": f"{summary['rejects']} ({summary['rejects_masked']} with masks)"}
                    if summary.get("rejects") else {}),
                 **method.recipe_training(cfg)}
     return {"model_family": cfg.method,
-            "preprocess": to_dict(training_preprocess(r["size"], r["tile_overlap"])),
+            "preprocess": to_dict(training_preprocess(r["size"], r["tile_overlap"], method.whole_frame(cfg) or 1)),
             "detect": detect, "decision": {"rule": "regions", "min_area": 16}, "training": training}
 
 
@@ -54,9 +55,11 @@ def _export(t, cfg, summary: dict, model_path: Path) -> dict:
     from .evaluate import calibrate
     from .export import export_onnx, parity, set_recipe
     r = cfg.resolved()
-    side = t.method.export_side(r)
-    export_onnx(t.model, side, model_path, recipe_for(cfg, r, summary))
-    out = {"onnx_parity_max_abs": parity(t.model, model_path, side), "onnx_input": [1, 1, side, side]}
+    side, multiple = t.method.export_side(r), t.method.whole_frame(cfg)
+    export_onnx(t.model, side, model_path, recipe_for(cfg, r, summary), multiple)
+    out = {"onnx_parity_max_abs": parity(t.model, model_path, side, multiple=multiple),
+           "onnx_input": [1, 1, f"H (multiple of {multiple})", f"W (multiple of {multiple})"] if multiple
+           else [1, 1, side, side]}
     if t.holdout_files:
         recipe = calibrate(model_path, t.holdout_files, cfg.target_far, cfg.target_pixel_far)
         set_recipe(model_path, recipe)

@@ -90,6 +90,9 @@ class TrainConfig:
     snapshots_min: list[float] = field(factory=list, doc="also export the model as it was at these training minutes "
                                                          "(model-<m>min.onnx, calibrated): an accuracy curve from one run")
     lr: float | None = field(None, check=rng(0, 1, lo_open=True))
+    ema: float | None = field(None, check=rng(0, 0.9999),
+                              doc="decay of an exponential moving average of the weights (and BatchNorm statistics), "
+                                  "exported instead of the last step's weights; 0 = off; null = the method's default")
     lr_schedule: Literal["constant", "cosine"] = field(
         "constant", doc="cosine: decay over the time budget (or the epochs, whichever ends first) to lr_floor x lr")
     lr_floor: float = field(0.05, check=rng(0, 1), doc="cosine: the last learning rate as a share of lr")
@@ -135,7 +138,7 @@ class TrainConfig:
         """The method's defaults under this config's explicit settings."""
         m = get(self.method)
         return {"size": self.size or m.size, "patch": self.patch or m.patch, "batch": self.batch or m.batch,
-                "lr": self.lr or m.lr, "detect": m.detect, "export": None if self.size else m.export,
+                "lr": self.lr or m.lr, "ema": m.ema if self.ema is None else self.ema, "detect": m.detect, "export": None if self.size else m.export,
                 "tile_overlap": 0 if self.size else m.tile_overlap}
 
 

@@ -13,10 +13,12 @@ from edge.preprocess import Preprocessor
 from edge.recipe import Preprocess
 
 
-def training_preprocess(size: int | None, tile_overlap: int = 0) -> Preprocess:
+def training_preprocess(size: int | None, tile_overlap: int = 0, input_multiple: int = 1) -> Preprocess:
     """The preprocessing a model is trained with; export writes this same object into the recipe.
-    size None: frames keep their native scale and aspect ratio, the station tiles them."""
-    return Preprocess(size=(size, size) if size is not None else None, tile_overlap=tile_overlap)
+    size None: frames keep their native scale and aspect ratio; the station tiles them, or runs
+    them whole, padded to input_multiple (a whole-frame model)."""
+    return Preprocess(size=(size, size) if size is not None else None, tile_overlap=tile_overlap,
+                      input_multiple=input_multiple)
 
 
 def load_gray(path: Path, size: int | None) -> np.ndarray:

@@ -1,5 +1,5 @@
 """edge-eval and threshold calibration. Both run the model through the station's own code
-(edge.pipeline.Inspector: preprocessing, tiling, ONNX Runtime, edge.detect, the decision), so the
+(edge.inspector.Inspector: preprocessing, tiling, ONNX Runtime, edge.detect, the decision), so the
 numbers are the station's. No torch here.
 
 Metrics: image AUROC (image score), pixel AUROC (the detector's continuous score map), AUPRO
@@ -22,7 +22,7 @@ import numpy as np
 from edge.backends import open_runner
 from edge.evaluation import aupro, auroc, inspect_file, inspect_frame, roc_points  # noqa: F401  (re-exported)
 from edge.images import load_mask, test_items
-from edge.pipeline import Inspector
+from edge.inspector import Inspector
 from edge.recipe import load_recipe
 from edge.recipe import read_recipe as read_model_recipe
 from edge.schema import to_dict

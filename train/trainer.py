@@ -144,6 +144,12 @@ class Trainer:
             self.net = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=self.r["lr"])
+        # a moving average of the weights: with a constant learning rate and ~2,000 steps the last
+        # step's weights are one noisy point; the average is what gets exported
+        self.ema = None
+        if self.r["ema"]:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+            self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(self.r["ema"]), use_buffers=True)
         self.history: list[dict] = []
         self.snapshots: dict[str, str] = {}
         self.stage, self.epoch, self.elapsed, self.steps = 1, 0, 0.0, 0
@@ -190,6 +196,8 @@ class Trainer:
         state = torch.load(self.checkpoint, map_location=self.device, weights_only=True)  # no code from a file
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
+        if self.ema is not None and "ema" in state:
+            self.ema.load_state_dict(state["ema"])
         self.history, self.stage, self.epoch, self.elapsed = state["history"], state["stage"], state["epoch"], state["elapsed"]
         self.steps, self.snapshots = state.get("steps", 0), state.get("snapshots", {})
         self.rng = np.random.default_rng(state["rng_seed"])
@@ -203,7 +211,7 @@ class Trainer:
         torch.save({"model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "history": self.history,
                     "stage": self.stage, "epoch": self.epoch, "elapsed": self.elapsed, "steps": self.steps,
                     "snapshots": self.snapshots, "rng_seed": int(self.rng.integers(0, 2 ** 31)),
-                    "method": self.cfg.method}, tmp)
+                    "method": self.cfg.method, **({"ema": self.ema.state_dict()} if self.ema is not None else {})}, tmp)
         tmp.replace(self.checkpoint)
 
     def _snapshot(self, clock: float):
@@ -212,8 +220,12 @@ class Trainer:
             key = f"{minutes:g}"
             if clock >= minutes * 60 and key not in self.snapshots and self.rank == 0:
                 path = self.out / f"snapshot-{key}min.pt"
-                torch.save({"model": self.model.state_dict(), "minutes": clock / 60, "steps": self.steps}, path)
+                torch.save({"model": self.exported_weights(), "minutes": clock / 60, "steps": self.steps}, path)
                 self.snapshots[key] = path.name
+
+    def exported_weights(self) -> dict:
+        """The weights export uses: the moving average where there is one."""
+        return (self.ema.module if self.ema is not None else self.model).state_dict()
 
     # -- loop -------------------------------------------------------------------------------------
     def _clock(self) -> float:
@@ -241,6 +253,8 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
         return loss.item()
 
     def _run_stage(self, stage, bar: Progress, last: bool):
@@ -288,6 +302,8 @@ class Trainer:
         stages = self.method.stages(self, cfg.time_budget_min * 60)
         for i, stage in enumerate(stages):
             self._run_stage(stage, bar, last=i + 1 == len(stages))
+        if self.ema is not None and self.steps:
+            self.model.load_state_dict(self.exported_weights())
         self.model.eval()
         return {"method": cfg.method, "epochs": self.history[-1]["epoch"] if self.history else 0,
                 "steps": self.steps, "minutes": self.elapsed / 60,
@@ -296,7 +312,7 @@ class Trainer:
                 "weights_bytes": weight_bytes(self.model), "train_images": len(self.train_files),
                 "holdout_images": len(self.holdout_files),
                 "rejects": len(self.rejects), "rejects_masked": sum(r.mask is not None for r in self.rejects),
-                "world_size": self.world, "device": str(self.device),
+                "ema": self.r["ema"], "world_size": self.world, "device": str(self.device),
                 "bf16": self.bf16, "channels_last": cfg.channels_last, "loader_thread": cfg.loader_thread}
 
     def plot_loss(self, path: Path):

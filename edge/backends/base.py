@@ -28,7 +28,7 @@ import numpy as np
 
 
 class Runner(Protocol):
-    input_shape: tuple[int, int, int, int]  # (batch, C, H, W); batch 0 = any batch
+    input_shape: tuple[int, int, int, int]  # (batch, C, H, W); batch 0 = any batch; H = W = 0: any frame size
     metadata: Mapping[str, str]
     name: str
     overlaps: bool          # submit() returns before the model has run
@@ -69,6 +69,10 @@ class RunnerBase:
     overlaps = False
     device_outputs = False
     is_open = False
+    name: str
+    input_shape: tuple[int, int, int, int]
+    last_timings: dict
+    _input: np.ndarray | None = None
 
     def open(self):
         if self.is_open:
@@ -99,9 +103,12 @@ class RunnerBase:
 
     def next_input(self) -> np.ndarray:
         shape = (max(1, self.input_shape[0]),) + tuple(self.input_shape[1:])
-        if getattr(self, "_input", None) is None or self._input.shape != shape:
+        if self._input is None or self._input.shape != shape:
             self._input = np.zeros(shape, np.float32)
         return self._input
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
 
     def submit(self, batch: np.ndarray | None):
         self.last_timings = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -15,7 +16,7 @@ class OnnxRuntimeRunner(RunnerBase):
         self.path, self.threads = Path(path), threads
         self.name = "onnxruntime"
         self.last_timings: dict = {}
-        self._session = None
+        self._session: Any = None
         self._inspect()  # shape, metadata and a readable error before anything is opened
 
     def _inspect(self):
@@ -37,13 +38,18 @@ class OnnxRuntimeRunner(RunnerBase):
         if len(inputs) != 1:
             raise InputError(str(self.path), None, f"expected a model with one image input, found {len(inputs)}")
         shape = inputs[0].shape
-        if len(shape) != 4 or not all(isinstance(d, int) and d > 0 for d in shape[1:]):
+        if len(shape) != 4 or not (isinstance(shape[1], int) and shape[1] > 0):
             raise InputError(str(self.path), None,
-                             f"expected input shape (batch, channels, height, width) with fixed C, H, W; got {shape}")
+                             f"expected input shape (batch, channels, height, width) with fixed channels; got {shape}")
+        fixed_hw = [isinstance(d, int) and d > 0 for d in shape[2:]]
+        if fixed_hw[0] != fixed_hw[1]:
+            raise InputError(str(self.path), None, f"expected height and width both fixed or both dynamic; got {shape}")
         if inputs[0].type != "tensor(float)":
             raise InputError(str(self.path), None, f"expected a float32 input, got {inputs[0].type}")
-        batch = shape[0] if isinstance(shape[0], int) else 0
-        self.input_shape = (batch, shape[1], shape[2], shape[3])
+        batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else 0
+        # H = W = 0: a whole-frame model (edge.preprocess pads each frame to the recipe's input_multiple)
+        h, w = (shape[2], shape[3]) if fixed_hw[0] else (0, 0)
+        self.input_shape = (batch, shape[1], h, w)
         self.input_name = inputs[0].name
         self.output_name = outputs[0].name
         self.metadata = dict(self._session.get_modelmeta().custom_metadata_map)
@@ -56,4 +62,5 @@ class OnnxRuntimeRunner(RunnerBase):
         self._session = None
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
+        assert self._session is not None, "infer() on a closed runner"
         return self._session.run([self.output_name], {self.input_name: batch})[0]

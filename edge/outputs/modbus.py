@@ -19,7 +19,9 @@ from __future__ import annotations
 import logging
 import math
 
-CODES = {"OK": 1, "NG": 2, "DROPPED": 3}
+from ..verdict import Verdict
+
+CODES = {Verdict.OK: 1, Verdict.NG: 2, Verdict.DROPPED: 3}
 LATE = 4
 REGISTERS = 11
 
@@ -29,7 +31,7 @@ class ModbusTransport:
         self.cfg = cfg
         self.name = "modbus"
         self._client = None
-        self.counts = {"OK": 0, "NG": 0, "DROPPED": 0}
+        self.counts = {v: 0 for v in Verdict}
         self.heartbeat = 0
         logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # failures are reported through telemetry
 
@@ -48,30 +50,30 @@ class ModbusTransport:
         self._client = c
         regs = self._check(c.read_holding_registers(self.cfg.register, count=REGISTERS, device_id=self.cfg.unit),
                            "reading the result registers").registers
-        for i, key in enumerate(("OK", "NG", "DROPPED")):
+        for i, key in enumerate(Verdict):
             self.counts[key] = (regs[2 + 2 * i] << 16) | regs[3 + 2 * i]
         self.heartbeat = regs[8]
 
     def send(self, record: dict, age_s: float = 0.0):
         from pymodbus.exceptions import ModbusException
 
-        verdict = record.get("verdict", "DROPPED")
+        verdict = Verdict(record.get("verdict", Verdict.DROPPED))  # records come back from the spool as text
         counts = dict(self.counts)
         counts[verdict] = (counts.get(verdict, 0) + 1) & 0xFFFFFFFF
         s = record.get("score")
         if isinstance(s, (int, float)) and math.isfinite(s):
             score = min(65535, max(0, int(round(s * 1000))))
         else:  # no score (DROPPED) or none that can be read (non-finite NG): 0, or saturated for NG
-            score = 65535 if verdict == "NG" else 0
+            score = 65535 if verdict is Verdict.NG else 0
         late = age_s > self.cfg.max_age_s
         words = [LATE if late else CODES.get(verdict, 3), int(record.get("frame_id", 0)) & 0xFFFF]
-        for key in ("OK", "NG", "DROPPED"):
+        for key in Verdict:
             words += [counts[key] >> 16, counts[key] & 0xFFFF]
         words += [self.heartbeat, score, min(65535, int(age_s * 10))]
         try:
             self._check(self._client.write_registers(self.cfg.register, words, device_id=self.cfg.unit), "the result registers")
             if not late:
-                self._check(self._client.write_coil(self.cfg.coil, verdict != "OK", device_id=self.cfg.unit),
+                self._check(self._client.write_coil(self.cfg.coil, verdict is not Verdict.OK, device_id=self.cfg.unit),
                             "the verdict coil")
         except ModbusException as e:
             raise ConnectionError(str(e)) from None

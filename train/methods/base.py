@@ -35,6 +35,7 @@ class Method:
     patch: int | None = None           # training crop side; None = the whole (resized) frame
     batch: int = 16
     lr: float = 1e-3
+    ema: float = 0.0                   # decay of the exported weights' moving average (0 = the last step's)
     detect: str = "squared_residual"   # recipe detect method: how the station reads the output
     export: int | None = None          # ONNX input side when the station tiles native-scale frames
     tile_overlap: int = 0              # pixels by which the station's tiles overlap (native scale)
@@ -45,6 +46,12 @@ class Method:
     # -- the network --------------------------------------------------------------------------
     def network(self, cfg: "TrainConfig") -> torch.nn.Module:
         raise NotImplementedError
+
+    def whole_frame(self, cfg: "TrainConfig") -> int | None:
+        """The side multiple a fully convolutional network takes when it is exported with a dynamic
+        height and width, so the station runs each frame in one call; None: exported at the fixed
+        export_side and the station tiles frames."""
+        return None
 
     def export_side(self, r: dict) -> int:
         """Side of the square ONNX input: the frame (or the station's tile at native scale)."""

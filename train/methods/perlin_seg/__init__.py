@@ -3,8 +3,9 @@ kinds of synthetic anomaly on good images at their native scale: seed 000's pseu
 (faint, mostly dark shapes and lines) and anomalies of the DRAEM family (Zavrtanik et al., ICCV
 2021: Perlin-noise masks filled with texture that does not belong there; anomalies.py), for
 large, irregular changes of texture and brightness. Seed 000's U-Net is the network; BCE + Dice.
-The station tiles frames of any size and aspect ratio into overlapping tiles of `export` pixels
-(smaller frames are reflect-padded, as in training) and takes the map's peak as the image score
+The network is fully convolutional and exported with a dynamic height and width: the station runs
+each frame, of any size and aspect ratio, in one call (padded at the bottom and right to a multiple
+of 16; with `input_norm` it tiles into `export`-pixel tiles instead) and takes the map's peak as the image score
 (`smooth` > 1 filters it first; docs/ACCURACY.md measured the raw peak better on the tiles).
 
 Options (the config's `options:` section) are this folder's Options; the defaults are what the
@@ -53,6 +54,11 @@ class Options:
     mine_every: int = field(10, check=rng(1, 100_000), doc="epochs between two searches for hard negatives")
     reject_share: float = field(0.25, check=rng(0, 1), doc="with rejects: share of crops taken from the real "
                                                            "rejects (around a defect when masked)")
+    visibility: float = field(0.0, check=rng(0, 100), doc="soft targets for synthetic anomalies: a pixel's target "
+                                                          "is its mask times min(1, change / (visibility x the crop's "
+                                                          "standard deviation)), the change blurred over ~3 px, so a "
+                                                          "change the texture hides is not taught as a defect; "
+                                                          "0 = binary masks")
     paste_share: float = field(0.15, check=rng(0, 1), doc="with masked rejects: share of crops with a real "
                                                           "defect Poisson-blended into a good crop")
 
@@ -63,6 +69,21 @@ class Options:
             raise InputError(where, f"{prefix}.opacity", f"expected 0 <= low <= high <= 1, got {list(self.opacity)}")
         if min(self.fills) < 0 or sum(self.fills) <= 0:
             raise InputError(where, f"{prefix}.fills", f"expected {len(FILLS)} odds >= 0, not all 0")
+
+
+def visible_targets(xs: np.ndarray, clean: np.ndarray, masks: np.ndarray, visibility: float) -> np.ndarray:
+    """Masks weighted by how visible the synthetic change is against the crop's own texture
+    (NSA, Schlüter et al. ECCV 2022, labels by a logistic of the intensity change; here linear and
+    per pixel): 1 where the blurred change reaches visibility x the crop's std, less where it is
+    fainter. Crops without an anomaly keep their all-zero target."""
+    import cv2
+
+    out = masks.copy()
+    for i in np.flatnonzero(masks.reshape(len(masks), -1).max(1) > 0):
+        change = cv2.GaussianBlur(np.abs(xs[i] - clean[i]), (0, 0), 1.5)
+        scale = visibility * max(float(clean[i].std()), 1 / 255)
+        out[i] = masks[i] * np.minimum(1.0, change / scale)
+    return out
 
 
 SMALL_DEFECTS = {"strength": (0.15, 0.8), "colour_weights": (1.0, 1.0, 3.0), "feather": 1.5}  # faint, mostly dark
@@ -81,6 +102,13 @@ class PerlinSegMethod(Method):
 
     def options(self, cfg, where: str = "config") -> Options:
         return load(Options, cfg.options, where, "options")
+
+    def whole_frame(self, cfg):
+        # per-tile input standardisation is a statistic of the tile the network was trained on:
+        # over a whole frame it would be another one, so such a model stays tiled
+        if cfg.input_norm or cfg.size:
+            return None
+        return 16 * self.options(cfg).stem  # UNet.input_multiple: four 2x2 poolings behind the stem
 
     def network(self, cfg):
         return UNet(width=cfg.width or self.default_width, input_norm=cfg.input_norm, stem=self.options(cfg).stem)
@@ -162,6 +190,8 @@ class PerlinSegMethod(Method):
                                                  opacity=o.opacity, fill_odds=o.fills)
             elif u < o.share:
                 xs[i], masks[i] = pseudo_defect(clean[i], int(r.integers(2 ** 31)), **SMALL_DEFECTS)
+        if o.visibility:
+            masks = visible_targets(xs, clean, masks, o.visibility)
         if real_x:
             xs = np.concatenate([xs, np.stack(real_x)])
             masks = np.concatenate([masks, np.stack(real_y)])
