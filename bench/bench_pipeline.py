@@ -10,7 +10,6 @@ Both run the same model with the same threads; rounds alternate and the medians 
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import statistics
 import subprocess
@@ -66,8 +65,7 @@ def pipeline_run(model: Path, frames: Path, n: int, preload: bool = True, overla
     station as edge-run builds it (edge.station), JSON lines to /dev/null; timed from the first
     frame to the last verdict (start-up and warm-up excluded, as in the bare loop).
     view: the live view on, with one browser's worth of traffic (see Browser)."""
-    with Station(bench_config(model, frames, preload, view), "bench", frames=n, overlap=overlap, stdout=False,
-                 log=io.StringIO()) as st:
+    with Station(bench_config(model, frames, preload, view), "bench", frames=n, overlap=overlap, stdout=False) as st:
         browser = Browser(st.view.port) if view else None  # connected before the clock starts
         c0, t0 = time.process_time() + view_process_cpu(st), time.perf_counter()
         t = st.run()
@@ -207,7 +205,7 @@ def interleaved_view_cost(model: Path, frames: Path, seconds: float, window_s: f
     switched. null=True switches nothing: what the method reports for no difference."""
     rng = np.random.default_rng(1)
     pairs, done = [], threading.Event()
-    with Station(bench_config(model, frames, view=True), "bench", stdout=False, log=io.StringIO()) as st:
+    with Station(bench_config(model, frames, view=True), "bench", stdout=False) as st:
         browser = Browser(st.view.port)
         shown0 = st.view.seq
 

@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--reference", help="the FP32 ONNX to gate against when MODEL is already FP16 or Q/DQ")
     ap.add_argument("--shape", type=_shape, help="input HxW (fully convolutional models: run whole frames)")
     ap.add_argument("--batch", type=_positive, help="input batch (default: the model's, or 1)")
+    ap.add_argument("--frame", type=_shape, help="the station's frame size HxW: one engine call per frame (a "
+                                                 "tiled model: --batch = the frame's tile count; a whole-frame "
+                                                 "model: --shape, rounded up to the multiple it takes)")
     ap.add_argument("--timing-cache", help="TensorRT timing cache file, read and updated (TensorRT 10/11)")
     ap.add_argument("--workspace", type=_positive, metavar="MiB", help="builder workspace limit")
     ap.add_argument("--target-cc", type=_cc, help="compute capability of the station's GPU when it is not this "
@@ -255,6 +258,31 @@ class _Refused(Exception):
     pass
 
 
+def _frame_to_input(args, recipe, dims: list, where: str):
+    """--frame HxW -> the input one call per frame needs: a whole-frame model's --shape, or a
+    tiled model's --batch (its tiles of a frame that size, as the station cuts them)."""
+    from edge.preprocess import Preprocessor
+
+    fixed_hw = all(isinstance(d, int) and d > 0 for d in dims[2:])
+    if not fixed_hw or recipe.preprocess.input_multiple > 1:
+        if args.shape:
+            raise InputError("<command line>", "--frame", "expected --frame or --shape, not both")
+        args.shape = args.frame
+        return
+    if args.batch:
+        raise InputError("<command line>", "--frame", "expected --frame or --batch, not both")
+    h, w = args.frame
+    if recipe.preprocess.size is not None:  # frames are resized to the model's input first
+        h, w = recipe.preprocess.size
+    n = Preprocessor(recipe.preprocess, (dims[2], dims[3])).tile_count(h, w)
+    if isinstance(dims[0], int) and dims[0] > 0 and dims[0] != n:
+        raise InputError(where, "input", f"the model's batch is fixed at {dims[0]}; a {args.frame[0]}x{args.frame[1]} "
+                                         f"frame is {n} tiles: export it with a dynamic batch")
+    args.batch = n
+    print(f"build-engine: --frame {args.frame[0]}x{args.frame[1]}: {n} tile(s) of {dims[2]}x{dims[3]} per frame, "
+          f"built as --batch {n} (one call per frame)", file=sys.stderr)
+
+
 def run(args) -> int:
     import onnx
 
@@ -267,6 +295,8 @@ def run(args) -> int:
 
     plan = _plan(args)
     multiple = plan.recipe.preprocess.input_multiple
+    if args.frame:
+        _frame_to_input(args, plan.recipe, input_dims(plan.model), str(plan.model_path))
     if args.shape and any(v % multiple for v in args.shape):
         # a whole-frame model takes sides that are multiples of this; the station pads frames up to it
         rounded = tuple(-(-v // multiple) * multiple for v in args.shape)

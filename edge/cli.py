@@ -12,12 +12,15 @@ Exit codes: 0 done, 1 runtime failure (camera lost, ...), 2 bad input (config, m
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import threading
 
 from . import sdnotify
 from .errors import InputError, SourceError, run_cli
+
+log = logging.getLogger("edge.cli")  # not __name__: run as `python -m edge.cli` it is __main__
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,7 +54,7 @@ def run(args) -> int:
     watchdog_done, dog = threading.Event(), None
 
     def stop(signum, _frame):
-        print(f"edge-run: {signal.Signals(signum).name}: stopping; queued frames still get verdicts", file=sys.stderr)
+        log.info("%s: stopping; queued frames still get verdicts", signal.Signals(signum).name)
         stop_event.set()
 
     def hup(_signum, _frame):
@@ -67,8 +70,8 @@ def run(args) -> int:
     try:
         with st:
             station = st
-            print(f"edge-run: ready: camera {args.camera} ({st.cam.source}), model {st.runner.name} "
-                  f"{st.recipe.model_family}, detect {st.recipe.detect.method}", file=sys.stderr, flush=True)
+            log.info("ready: camera %s (%s), model %s %s, detect %s", args.camera, st.cam.source, st.runner.name,
+                     st.recipe.model_family, st.recipe.detect.method)
             sdnotify.notify("READY=1", f"STATUS=inspecting camera {args.camera}")
             interval = sdnotify.watchdog_interval()
             if interval:
@@ -85,13 +88,12 @@ def run(args) -> int:
         sdnotify.notify("STOPPING=1")
     telemetry = st.telemetry
     if cfg.file.telemetry.summary:
-        print(telemetry.summary(), file=sys.stderr)
+        print(telemetry.summary(), file=sys.stderr, flush=True)  # a report, not a log record
     if error is not None:
         raise error
     if telemetry.grabbed and not telemetry.decided:  # a run that inspected nothing is no success
         reasons = ", ".join(f"{k} {v}" for k, v in telemetry.dropped.most_common())
-        print(f"edge-run: no frame was inspected: {telemetry.grabbed} grabbed, all dropped ({reasons})",
-              file=sys.stderr)
+        log.error("no frame was inspected: %d grabbed, all dropped (%s)", telemetry.grabbed, reasons)
         return 1
     return 0
 
@@ -100,7 +102,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
 
     def source_failed(e):
-        print(f"edge-run: source failed: {e}", file=sys.stderr)
+        log.error("source failed: %s", e)
         return 1
     return run_cli("edge-run", lambda: run(args),
                    [(SourceError, source_failed), (BrokenPipeError, lambda e: 0)])

@@ -26,13 +26,17 @@ def run_cli(prog: str, fn, handlers=()) -> int:
     """The commands' error contract: InputError -> one line `<prog>: error: ...`, exit 2; any other
     failure -> one line, exit 1, the traceback only with EDGE_DEBUG=1. `handlers` are
     (exception type, callback returning the exit code) pairs tried first (e.g. KeyboardInterrupt)."""
+    import logging
     import os
-    import sys
 
+    from .log import setup
+
+    setup(prog)  # the one handler: `<prog>: ...` lines on stderr, journald priorities under systemd
+    log = logging.getLogger("edge.cli")
     try:
         return fn()
     except InputError as e:
-        print(f"{prog}: error: {e.line()}", file=sys.stderr)
+        log.error("error: %s", e.line())
         return 2
     except BaseException as e:
         for kind, handle in handlers:
@@ -40,5 +44,5 @@ def run_cli(prog: str, fn, handlers=()) -> int:
                 return handle(e)
         if not isinstance(e, Exception) or os.environ.get("EDGE_DEBUG"):
             raise
-        print(f"{prog}: failed: {type(e).__name__}: {e} (set EDGE_DEBUG=1 for the traceback)", file=sys.stderr)
+        log.error("failed: %s: %s (set EDGE_DEBUG=1 for the traceback)", type(e).__name__, e)
         return 1

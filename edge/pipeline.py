@@ -10,9 +10,10 @@ stall the camera; replay waits instead.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import math
 import queue
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -27,7 +28,9 @@ from .inspector import Inspector
 from .recipe import Recipe
 from .sources import EndOfStream, Frame, Source
 from .telemetry import Stage, Telemetry
-from .verdict import Verdict
+from .verdict import Record, Verdict
+
+log = logging.getLogger(__name__)
 
 _END = object()
 
@@ -59,11 +62,11 @@ class Pipeline:
                  queue_size: int = 4, drop_when_full: bool | None = None, max_frames: int = 0,
                  progress_s: float = 0.0, first: Frame | None = None, overlap: bool = True,
                  stop_event: threading.Event | None = None, reconnect: tuple[int, float] = (0, 0.5),
-                 archive=None, view=None, log=None):
+                 archive=None, view=None):
         self.source, self.inspector, self.outputs, self.t = source, inspector, outputs, telemetry
         self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self.drop_when_full = source.live if drop_when_full is None else drop_when_full
-        self.max_frames, self.progress_s, self.log = max_frames, progress_s, log or sys.stderr
+        self.max_frames, self.progress_s = max_frames, progress_s
         self.first = first
         self.overlap = overlap  # detect frame n while frame n+1 is inferred (else one after the other)
         self.stop_event = stop_event or threading.Event()
@@ -82,19 +85,18 @@ class Pipeline:
         self._failure_logged: dict[str, float] = {}
 
     # -- records --------------------------------------------------------------------------
-    def _base(self, frame: Frame) -> dict:
-        return {"station": self.inspector.station, "camera": self.inspector.camera, "frame_id": frame.frame_id,
-                "timestamp": frame.timestamp, "source": frame.name,
-                "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds")}
+    def _record(self, frame: Frame, verdict: Verdict, **fields) -> Record:
+        return Record(self.inspector.station, self.inspector.camera, frame.frame_id, frame.timestamp, frame.name,
+                      datetime.now(timezone.utc).isoformat(timespec="milliseconds"), verdict, **fields)
 
-    def _emit(self, record: dict):
+    def _emit(self, record: Record):
         """Called on the emitting thread only (analysis; inference when not overlapping)."""
         self._flush_dropped()
-        self._to_outputs(record)
+        self._to_outputs(record.to_record())
 
     def _flush_dropped(self):
         while not self._dropped_records.empty():  # the usual case costs one check per record
-            self._to_outputs(self._dropped_records.get())  # only this thread takes from it: never blocks
+            self._to_outputs(self._dropped_records.get().to_record())  # only this thread takes: never blocks
 
     def _to_outputs(self, record: dict):
         """Every output gets the record; one that raises (a closed stdout, a camera line whose
@@ -112,19 +114,11 @@ class Pipeline:
         now = time.monotonic()
         if count == 1 or now - self._failure_logged.get(what, 0.0) >= 60:
             self._failure_logged[what] = now
-            try:
-                print(f"edge-run: {what} failed ({type(e).__name__}: {e}); {count} failure(s) so far, going on",
-                      file=self.log, flush=True)
-            except Exception:
-                pass
+            log.error("%s failed (%s: %s); %d failure(s) so far, going on", what, type(e).__name__, e, count)
 
-    def _drop_record(self, frame: Frame, reason: str, detail: str = "") -> dict:
+    def _drop_record(self, frame: Frame, reason: str, detail: str = "") -> Record:
         self.t.drop(reason)
-        rec = self._base(frame)
-        rec.update(verdict=Verdict.DROPPED, reason=reason)
-        if detail:
-            rec["detail"] = detail
-        return rec
+        return self._record(frame, Verdict.DROPPED, reason=reason, detail=detail or None)
 
     def _drop(self, frame: Frame, reason: str, detail: str = ""):
         self._emit(self._drop_record(frame, reason, detail))
@@ -163,8 +157,7 @@ class Pipeline:
         delay = self.reconnect_backoff
         for attempt in range(1, self.reconnect_attempts + 1):
             self.t.reconnects += 1
-            print(f"edge-run: {cause}; reopening in {delay:.1f} s (attempt {attempt}/{self.reconnect_attempts})",
-                  file=self.log, flush=True)
+            log.warning("%s; reopening in %.1f s (attempt %d/%d)", cause, delay, attempt, self.reconnect_attempts)
             # waiting out the backoff is honest work: the watchdog stays fed in steps (a backoff of
             # 8 s outlasts WatchdogSec); an attempt that hangs inside the driver is not fed
             end = time.monotonic() + delay
@@ -175,7 +168,7 @@ class Pipeline:
             self.source.__exit__(None, None, None)
             try:
                 self.source.__enter__()
-                print(f"edge-run: source reopened after {attempt} attempt(s)", file=self.log, flush=True)
+                log.info("source reopened after %d attempt(s)", attempt)
                 self.last_grab = time.monotonic()
                 return True
             except Exception as e:  # still gone: the producer's or our own error, try again
@@ -191,6 +184,7 @@ class Pipeline:
         t0 = time.perf_counter()
         x = None
         if frame.error is None:
+            assert frame.image is not None  # a frame without an error has its image
             try:
                 x = self.inspector.pre.to_model_space(frame.image, frame.bits)
             except Exception as e:  # a frame the preprocessing cannot take (odd channels or depth)
@@ -240,7 +234,7 @@ class Pipeline:
                     self._drop(got[0].frame, "analysis_failed", f"{type(e).__name__}: {e}"[:200])
                 self.last_verdict = time.monotonic()
                 if next_progress is not None and time.perf_counter() >= next_progress:
-                    print(self.t.progress_line(), file=self.log, flush=True)
+                    log.info("%s", self.t.progress_line())
                     next_progress += self.progress_s
         finally:  # on a failure, let the other threads finish instead of blocking on full queues
             self.stop_event.set()
@@ -312,6 +306,7 @@ class Pipeline:
         t_start = time.perf_counter()
         if item.frame.error is not None:
             return None, 0.0, t_start
+        assert item.x is not None  # preprocessed: the frame has no error
         self._infer_since = time.monotonic()
         try:
             lease = self.inspector.reconstruct_leased(item.x)
@@ -376,24 +371,24 @@ class Pipeline:
         if frame.error is not None:
             self._drop(frame, "bad_frame", frame.error)
             return
+        assert lease is not None and item.x is not None and frame.image is not None  # no error: all three exist
         try:
             rec = lease.array
             a = self.inspector.analyse(item.x, rec, frame.image.shape[:2], item.detection)
             if a.verdict is Verdict.DROPPED:
                 self._drop(frame, "non_finite", "the model output or the score is NaN or infinite")
                 return
-            record = self._base(frame)
             finite = math.isfinite(a.score)
-            record.update(verdict=a.verdict, score=round(a.score, 6) if finite else None, regions=a.regions)
-            if not finite:
-                record["reason"] = "non_finite"
+            record = self._record(frame, a.verdict, score=round(a.score, 6) if finite else None, regions=a.regions,
+                                  reason=None if finite else "non_finite")
+            shown = record.to_record()  # what the archive and the view keep: the verdict, not its latency
             src = item.x if item.x.ndim == 2 else item.x[0]
             if a.verdict is Verdict.NG and finite and self.archive is not None:  # the archive copies what it keeps
-                self.archive.submit(record, src, rec, (frame.image.shape[0] / src.shape[0],
+                self.archive.submit(shown, src, rec, (frame.image.shape[0] / src.shape[0],
                                                        frame.image.shape[1] / src.shape[1]),
                                     self.inspector.recipe.detect.method == "probability")
             if self.view is not None:  # copies a few frames a second, never waits
-                self.view.offer(record, src, rec, frame.image.shape[:2], self.inspector.recipe)
+                self.view.offer(shown, src, rec, frame.image.shape[:2], self.inspector.recipe)
         finally:
             lease.release()
         lat = a.latency
@@ -403,9 +398,9 @@ class Pipeline:
             lat[Stage.DETECT] += item.gpu.pop(Stage.GPU_DETECT, 0.0)  # it ran in the inference thread, on the device
             lat.update(item.gpu)
         t_emit = time.perf_counter()
-        record["latency_ms"] = {str(k): round(v * 1e3, 3) for k, v in lat.items()}
-        record["latency_ms"]["total"] = round((frame.acquire_s + t_emit - frame.t_grab) * 1e3, 3)  # up to the emit
-        self._emit(record)
+        latency_ms = {str(k): round(v * 1e3, 3) for k, v in lat.items()}
+        latency_ms["total"] = round((frame.acquire_s + t_emit - frame.t_grab) * 1e3, 3)  # up to the emit
+        self._emit(dataclasses.replace(record, latency_ms=latency_ms))
         t_end = time.perf_counter()
         lat[Stage.EMIT] = t_end - t_emit
         lat[Stage.TOTAL] = frame.acquire_s + (t_end - frame.t_grab)  # frame arrival to verdict sent, plus the grab

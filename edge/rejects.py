@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shutil
 import sys
 from pathlib import Path
@@ -26,6 +27,8 @@ import numpy as np
 
 from .errors import InputError, run_cli
 from .images import MASK_SUFFIX, read_image_or_fail
+
+log = logging.getLogger("edge.rejects")  # __main__ under python -m
 
 
 def archived_parts(archive: Path) -> list[Path]:
@@ -96,13 +99,12 @@ def _main(argv=None) -> int:
             r = _record(p)
             have = " confirmed" if args.to and (args.to / f"{p.stem}.png").is_file() else ""
             print(f"{p.stem}  score {r.get('score', float('nan')):.6g}  regions {len(r.get('regions') or [])}{have}")
-        print(f"edge-rejects: {len(parts)} NG parts in {args.archive}", file=sys.stderr)
+        log.info("%d NG parts in %s", len(parts), args.archive)
         return 0
     if args.all == bool(args.stems):
         raise InputError("<command line>", "confirm", "expected part stems or --all (not both)")
     written = confirm(args.archive, [p.stem for p in parts] if args.all else args.stems, args.to, args.mask)
-    print(f"edge-rejects: {len(written)} parts in {args.to}" + (" with region masks" if args.mask else
-                                                                  " as image-level labels"), file=sys.stderr)
+    log.info("%d parts in %s %s", len(written), args.to, "with region masks" if args.mask else "as image-level labels")
     return 0
 
 

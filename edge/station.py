@@ -15,7 +15,7 @@ other.
 from __future__ import annotations
 
 import dataclasses
-import sys
+import logging
 import threading
 import time
 from contextlib import ExitStack
@@ -28,6 +28,8 @@ from .pipeline import Pipeline, Reload
 from .recipe import Recipe, load_recipe
 from .sources import EndOfStream
 from .telemetry import Telemetry
+
+log = logging.getLogger(__name__)
 
 
 def read_config(path: str | None) -> StationConfig:
@@ -76,14 +78,14 @@ def _url_host(host: str) -> str:
 class Station:
     def __init__(self, cfg: StationConfig, camera: str = "cam0", *, model: str | Path | None = None,
                  frames: int = 0, stdout: bool = True, stop_event: threading.Event | None = None,
-                 overlap: bool = True, config_path: str | None = None, log=None, runner=None, source=None):
+                 overlap: bool = True, config_path: str | None = None, runner=None, source=None):
         """`config_path`: the file SIGHUP re-reads (None: the embedded default); `frames`: stop
         after that many grabbed frames (0 = until the source ends); `stop_event` may be set from
         a signal handler before or during the run. `runner` and `source` replace the config's
         model and camera (test doubles for what cannot run here: a GPU runner, a faulty camera);
         the station opens and closes them like its own."""
         self.cfg, self.camera, self.frames, self.stdout, self.overlap = cfg, camera, frames, stdout, overlap
-        self.config_path, self.log = config_path, log or sys.stderr
+        self.config_path = config_path
         self.stop_event = stop_event or threading.Event()
         self.cam = cfg.camera(camera)
         self.model_path, self.model_where = model_path(cfg, model) if runner is None else (Path(runner.name), "<runner>")
@@ -127,14 +129,14 @@ class Station:
         if tcfg.prometheus.enabled:  # before the first grab: a busy port must not cost that frame its verdict
             self.endpoint = PrometheusEndpoint(self.telemetry, tcfg.prometheus.host, tcfg.prometheus.port, cfg.path)
             self._stack.callback(self.endpoint.close)
-            print(f"edge-run: metrics on http://{tcfg.prometheus.host}:{self.endpoint.port}/metrics", file=self.log)
+            log.info("metrics on http://%s:%d/metrics", tcfg.prometheus.host, self.endpoint.port)
         if cfg.file.view.enabled:  # bound before the first grab too
             from .view import LiveView
             self.view = LiveView(cfg.file.view, self.telemetry, cfg.path, self.archive)
             self._stack.callback(self.view.close)
             port = self.view.start_server(cfg.path)
-            print(f"edge-run: live view on http://{_url_host(cfg.file.view.host)}:{port}/"
-                  + ("?token=<token>" if self.view.token else ""), file=self.log, flush=True)
+            log.info("live view on http://%s:%d/%s", _url_host(cfg.file.view.host), port,
+                     "?token=<token>" if self.view.token else "")
         first = self._first_frame()  # sizes buffers and compiles kernels on a real frame shape
         _, _, h, w = self.runner.input_shape
         self.inspector.warm_up(first.image.shape if first is not None and first.image is not None
@@ -142,7 +144,7 @@ class Station:
         self.pipeline = Pipeline(self.source, self.inspector, outputs, self.telemetry, queue_size=self.cam.queue,
                                  drop_when_full=self.cam.drop_when_full, max_frames=self.frames,
                                  progress_s=tcfg.progress_s, first=first, overlap=self.overlap,
-                                 stop_event=self.stop_event, archive=self.archive, view=self.view, log=self.log,
+                                 stop_event=self.stop_event, archive=self.archive, view=self.view,
                                  reconnect=(self.cam.reconnect_attempts, self.cam.reconnect_backoff_s))
 
     def _enter_source(self):
@@ -158,7 +160,7 @@ class Station:
             try:
                 self._stack.enter_context(self.source)
                 if attempt > 1:
-                    print(f"edge-run: camera {self.camera} opened after {attempt} attempts", file=self.log, flush=True)
+                    log.info("camera %s opened after %d attempts", self.camera, attempt)
                 return
             except (SourceError, CameraAbsent) as e:
                 left = deadline - time.monotonic()
@@ -166,8 +168,8 @@ class Station:
                     raise
                 wait = min(delay, left)
                 text = e.line() if isinstance(e, InputError) else str(e)
-                print(f"edge-run: waiting for camera {self.camera} ({text}); attempt {attempt + 1} in {wait:.1f} s, "
-                      f"giving up in {left:.0f} s", file=self.log, flush=True)
+                log.warning("waiting for camera %s (%s); attempt %d in %.1f s, giving up in %.0f s",
+                            self.camera, text, attempt + 1, wait, left)
                 sdnotify.notify(f"STATUS=waiting for camera {self.camera}",
                                 f"EXTEND_TIMEOUT_USEC={int((wait + 60) * 1e6)}")
                 if self.stop_event.wait(wait):
@@ -220,14 +222,13 @@ class Station:
             cfg.camera(self.camera)
             recipe = self._recipe(cfg)
         except InputError as e:
-            print(f"edge-run: reload refused, keeping the running config: {e.line()}", file=self.log, flush=True)
+            log.warning("reload refused, keeping the running config: %s", e.line())
             return None
         running = self.inspector.recipe
         if cfg.file.model.path != self.cfg.file.model.path:
-            print("edge-run: reload: model.path changed; restart edge-run to load another model "
-                  "(the running model stays)", file=self.log, flush=True)
+            log.warning("reload: model.path changed; restart edge-run to load another model (the running model stays)")
         if recipe.preprocess != running.preprocess:
-            print("edge-run: reload: preprocess changed; restart edge-run to apply it", file=self.log)
+            log.warning("reload: preprocess changed; restart edge-run to apply it")
             recipe = dataclasses.replace(recipe, preprocess=running.preprocess)
         outputs = None
         if cfg.outputs_for(self.camera) != self._outputs_cfg:  # unchanged outputs keep running
@@ -235,11 +236,9 @@ class Station:
                 outputs = self._build_outputs(cfg, (self._outputs_cfg, list(self.pipeline.outputs)))
                 self._outputs_cfg = cfg.outputs_for(self.camera)
             except InputError as e:
-                print(f"edge-run: reload: outputs refused, keeping the running ones: {e.line()}", file=self.log,
-                      flush=True)
+                log.warning("reload: outputs refused, keeping the running ones: %s", e.line())
         self.telemetry.reloads += 1
-        print(f"edge-run: reloaded {cfg.path}: detect {recipe.detect.method}, min_area {recipe.decision.min_area}",
-              file=self.log, flush=True)
+        log.info("reloaded %s: detect %s, min_area %s", cfg.path, recipe.detect.method, recipe.decision.min_area)
         return Reload(recipe=recipe, outputs=outputs)
 
     def healthy(self, within_s: float) -> bool:

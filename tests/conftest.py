@@ -15,6 +15,19 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
+@pytest.fixture(autouse=True)
+def _edge_logging():
+    """The "edge" loggers as a library user has them: INFO records reach the root logger (caplog
+    sees them). A command run in this process installs its stderr handler; it goes after the test."""
+    import logging
+    edge = logging.getLogger("edge")
+    edge.setLevel(logging.INFO)
+    yield
+    for h in list(edge.handlers):
+        edge.removeHandler(h)
+    edge.propagate = True
+
+
 @pytest.fixture(scope="session")
 def lowpass_model(tmp_path_factory):
     """The analytic low-pass autoencoder (256x256, the demo recipe) as a file: predictable verdicts

@@ -306,6 +306,38 @@ def test_a_dynamic_height_and_width_without_shape_is_refused(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "--shape 200x200 rounded up to 208x208" in r.stderr
     assert read_sidecar(tmp_path / "dyn.plan").io.inputs[0].shape == [1, 1, 208, 208]
+    r = build(path, "-o", tmp_path / "frame.plan", "--frame", "200x200")  # the same, named as the frame size
+    assert r.returncode == 0, r.stderr
+    assert read_sidecar(tmp_path / "frame.plan").io.inputs[0].shape == [1, 1, 208, 208]
+
+
+def test_frame_builds_one_call_per_frame_of_a_tiled_model(tmp_path):
+    """--frame HxW: the demo network as a tiled model (native scale, 192-px tiles overlapping by
+    32, a dynamic batch) gets the batch of a 400x400 frame's tiles: rows and columns at 0, 160 and
+    208, 9 tiles, so the station runs each frame in one call. A model of fixed batch 1 is refused."""
+    import json
+
+    import onnx
+
+    from edge.recipe import RECIPE_KEY
+    m = onnx.load(str(MODEL))
+    for prop in m.metadata_props:
+        if prop.key == RECIPE_KEY:
+            recipe = json.loads(prop.value)
+            recipe["preprocess"].update(size=None, tile_overlap=32)
+            prop.value = json.dumps(recipe)
+    fixed = tmp_path / "fixed.onnx"
+    onnx.save(m, str(fixed))
+    lines = one_line_error(build(fixed, "-o", tmp_path / "f.plan", "--frame", "400x400"))
+    assert len(lines) == 1 and "batch is fixed at 1" in lines[0] and "9 tiles" in lines[0]
+    m.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "tiles"
+    m.graph.output[0].type.tensor_type.shape.dim[0].dim_param = "tiles"
+    tiled = tmp_path / "tiled.onnx"
+    onnx.save(m, str(tiled))
+    r = build(tiled, "-o", tmp_path / "t.plan", "--frame", "400x400")
+    assert r.returncode == 0, r.stderr
+    assert "9 tile(s) of 192x192 per frame, built as --batch 9" in r.stderr
+    assert read_sidecar(tmp_path / "t.plan").io.inputs[0].shape == [9, 1, 192, 192]
 
 
 @pytest.mark.slow

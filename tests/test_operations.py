@@ -223,14 +223,12 @@ def _tlsimu():
 
 def _camera_station(tmp_path, model, uri, attempts, frames=40):
     """A station on a TLSimu camera, built as edge-run builds it; enter it to open."""
-    import io
-
     from conftest import station_config
 
     from edge.station import Station
     cfg = station_config(tmp_path, model, uri, cam={"reconnect_attempts": attempts, "reconnect_backoff_s": 0.05},
                          outputs={"jsonl": {"stdout": False, "path": str(tmp_path / "v.jsonl")}})
-    return Station(cfg, "cam", frames=frames, log=io.StringIO())
+    return Station(cfg, "cam", frames=frames)
 
 
 def _unplug(source):
@@ -241,7 +239,7 @@ def _unplug(source):
 
 
 @pytest.mark.camera
-def test_lost_camera_is_reopened_and_frames_continue(tmp_path, lowpass_model):
+def test_lost_camera_is_reopened_and_frames_continue(tmp_path, lowpass_model, caplog):
     _tlsimu()
     grabbed = []
     with _camera_station(tmp_path, lowpass_model, "genicam://SN_InterfaceA_0?trigger=software&timeout_ms=500",
@@ -260,7 +258,7 @@ def test_lost_camera_is_reopened_and_frames_continue(tmp_path, lowpass_model):
     lines = [json.loads(l) for l in (tmp_path / "v.jsonl").read_text().splitlines()]
     assert len(lines) == 40 and t.reconnects == 1
     assert [l["verdict"] for l in lines].count("DROPPED") == 0
-    assert "source reopened after 1 attempt" in st.log.getvalue()
+    assert "source reopened after 1 attempt" in caplog.text
 
 
 @pytest.mark.camera

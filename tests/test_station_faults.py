@@ -184,7 +184,7 @@ def test_the_watchdog_stays_fed_through_a_long_reconnect_backoff(lowpass_model, 
     assert all(seen), f"unhealthy during {seen.count(False)} of {len(seen)} checks"
 
 
-def test_a_camera_that_appears_late_is_waited_for_with_systemd_told(lowpass_model, tmp_path, monkeypatch):
+def test_a_camera_that_appears_late_is_waited_for_with_systemd_told(lowpass_model, tmp_path, monkeypatch, caplog):
     """A camera that fails to open twice (a PoE camera still booting; staged with a source double,
     TLSimu's devices are always there) is opened on the third attempt, and systemd is asked to
     extend its start timeout meanwhile."""
@@ -209,9 +209,8 @@ def test_a_camera_that_appears_late_is_waited_for_with_systemd_told(lowpass_mode
     sock.bind(str(tmp_path / "notify"))
     sock.settimeout(0.1)
     monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
-    log = tmp_path / "log"
     cfg = station_config(tmp_path, lowpass_model, outputs={"jsonl": {"stdout": False}})
-    with open(log, "w") as f, Station(cfg, "cam", frames=5, source=Booting(0.001), log=f) as st:
+    with Station(cfg, "cam", frames=5, source=Booting(0.001)) as st:
         t = st.run()
     messages = []
     try:
@@ -221,7 +220,7 @@ def test_a_camera_that_appears_late_is_waited_for_with_systemd_told(lowpass_mode
         pass
     assert Booting.opens == 3 and t.decided == 5
     assert sum("EXTEND_TIMEOUT_USEC=" in m for m in messages) == 2, messages
-    assert "camera cam opened after 3 attempts" in log.read_text()
+    assert "camera cam opened after 3 attempts" in caplog.text
 
 
 def test_the_verdict_file_is_reopened_after_logrotate_and_rotated_past_max_mb(tmp_path, monkeypatch):

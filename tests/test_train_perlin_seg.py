@@ -105,31 +105,47 @@ def _tree(root, sizes):
     return root
 
 
-def test_perlin_seg_trains_at_native_scale_and_the_station_runs_it(tmp_path):
-    """Frames of mixed sizes and aspect ratios (100x600 among them) are never resized: the model
-    takes whole frames of any size (dynamic height and width, multiples of 16), and edge-run
-    inspects a 100x600 frame with it."""
+def _train(tmp_path, sizes, **extra):
     import yaml
 
-    from edge.recipe import read_recipe
     from train.cli import edge_train_main
-    sizes = [(100, 600), (300, 140), (180, 180), (250, 500)] * 3
     data = _tree(tmp_path / "data", sizes)
     cfg = {"data": str(data), "out": str(tmp_path / "run"), "time_budget_min": 0.05, "epochs": 2,
-           "steps_per_epoch": 3, "batch": 4, "holdout": 0.25, "seed": 0}
+           "steps_per_epoch": 3, "batch": 4, "holdout": 0.25, "seed": 0, **extra}
     (tmp_path / "t.yaml").write_text(yaml.safe_dump(cfg))
     assert edge_train_main(["--config", str(tmp_path / "t.yaml")]) == 0
-    recipe = read_recipe(tmp_path / "run/model.onnx")
+    return tmp_path / "run/model.onnx", json.loads((tmp_path / "run/train.json").read_text())["summary"]
+
+
+def test_perlin_seg_trains_at_native_scale_and_the_station_runs_it(tmp_path):
+    """Frames of mixed sizes and aspect ratios (100x600 among them) are never resized: the station
+    cuts them into the 128-px tiles the network was trained on and runs all of a frame's tiles in
+    one call (a dynamic batch), with the map of that one call equal to one call per tile; edge-run
+    inspects a 100x600 frame with it."""
+    from edge.backends.onnxruntime import OnnxRuntimeRunner
+    from edge.inspector import Inspector
+    from edge.recipe import load_recipe, read_recipe
+    model, summary = _train(tmp_path, [(100, 600), (300, 140), (180, 180), (250, 500)] * 3)
+    recipe = read_recipe(model)
     assert recipe.model_family == "perlin_seg"
-    assert recipe.preprocess.size is None and recipe.preprocess.input_multiple == 16
+    assert recipe.preprocess.size is None and recipe.preprocess.input_multiple == 1
     assert recipe.detect.method == "probability" and recipe.detect.probability.smooth == 1
     assert recipe.decision.rule == "score" and 0 < recipe.decision.score_threshold <= 1
     assert json.loads(recipe.training["anomalies"])["share"] == 0.7
-    summary = json.loads((tmp_path / "run/train.json").read_text())["summary"]
-    assert summary["onnx_input"][:2] == [1, 1] and "multiple of 16" in summary["onnx_input"][2]
-    assert summary["onnx_parity_max_abs"] < 1e-3  # at 128x128 and two other, non-square sizes
-    from edge.backends.onnxruntime import OnnxRuntimeRunner
-    assert OnnxRuntimeRunner(tmp_path / "run/model.onnx").input_shape == (1, 1, 0, 0)
+    assert summary["onnx_input"][1:] == [1, 128, 128] and "tiles" in summary["onnx_input"][0]
+    assert summary["onnx_parity_max_abs"] < 1e-3  # one tile, and 7 and 25 tiles in one call
+    with OnnxRuntimeRunner(model) as runner:
+        assert runner.input_shape == (0, 1, 128, 128)
+        ins = Inspector(runner, load_recipe(runner.metadata, str(model)), "cam", "t")
+        frame = (textured(7, 300, 500) * 255).astype(np.uint8)
+        x = ins.pre.to_model_space(frame)
+        calls, infer = [], runner.infer
+        runner.infer = lambda batch: calls.append(batch.shape) or infer(batch)
+        one_call = ins.reconstruct(x)
+        assert calls == [(ins.pre.tile_count(300, 500), 1, 128, 128)] and calls[0][0] == 3 * 5
+        tiles = ins.pre.tiles(x)
+        per_tile = ins.pre.stitch(np.concatenate([infer(tiles[i:i + 1]) for i in range(len(tiles))]))
+        assert np.abs(one_call - per_tile).max() < 1e-5  # the stated tolerance: float rounding only
     frames = tmp_path / "frames"
     frames.mkdir()
     cv2.imwrite(str(frames / "wide.png"), (textured(99, 100, 600) * 255).astype(np.uint8))
@@ -142,6 +158,17 @@ def test_perlin_seg_trains_at_native_scale_and_the_station_runs_it(tmp_path):
     line = json.loads(res.stdout.splitlines()[0])
     assert line["source"] == "wide.png" and line["verdict"] in ("OK", "NG")
     assert all(r["x"] + r["w"] <= 600 and r["y"] + r["h"] <= 100 for r in line["regions"])  # frame pixels
+
+
+def test_the_whole_frame_option_exports_one_call_on_the_padded_frame(tmp_path):
+    from edge.backends.onnxruntime import OnnxRuntimeRunner
+    from edge.recipe import read_recipe
+    model, summary = _train(tmp_path, [(100, 600), (180, 180)] * 3, options={"whole_frame": True})
+    assert read_recipe(model).preprocess.input_multiple == 16
+    assert summary["onnx_input"][:2] == [1, 1] and "multiple of 16" in summary["onnx_input"][2]
+    assert summary["onnx_parity_max_abs"] < 1e-3  # at 128x128 and two other, non-square sizes
+    with OnnxRuntimeRunner(model) as runner:
+        assert runner.input_shape == (1, 1, 0, 0)
 
 
 def test_snapshots_export_the_model_as_it_was(tmp_path):

@@ -41,7 +41,7 @@ def recipe_for(cfg, r: dict, summary: dict) -> dict:
                 "holdout": str(summary["holdout_images"]), "epochs": str(summary["epochs"]),
                 "steps": str(summary.get("steps", "")), "minutes": f"{summary['minutes']:.1f}", "seed": str(cfg.seed),
                 "scale": f"resized to {r['size']}x{r['size']}" if r["size"] is not None
-                else "native, whole frames (never resized)" if method.whole_frame(cfg) else "native (tiled, never resized)",
+                else "native, whole frames (never resized)" if method.whole_frame(cfg) else "native (tiled, never resized; a frame's tiles in one call)",
                 **({"rejects": f"{summary['rejects']} ({summary['rejects_masked']} with masks)"}
                    if summary.get("rejects") else {}),
                 **method.recipe_training(cfg)}
@@ -59,7 +59,7 @@ def _export(t, cfg, summary: dict, model_path: Path) -> dict:
     export_onnx(t.model, side, model_path, recipe_for(cfg, r, summary), multiple)
     out = {"onnx_parity_max_abs": parity(t.model, model_path, side, multiple=multiple),
            "onnx_input": [1, 1, f"H (multiple of {multiple})", f"W (multiple of {multiple})"] if multiple
-           else [1, 1, side, side]}
+           else ["N (the frame's tiles)", 1, side, side]}
     if t.holdout_files:
         recipe = calibrate(model_path, t.holdout_files, cfg.target_far, cfg.target_pixel_far)
         set_recipe(model_path, recipe)

@@ -16,22 +16,26 @@ OPSET = 17
 
 
 MAX_SIDE = 16384  # largest frame side a whole-frame export accepts
+MAX_TILES = 1 << 16  # most tiles one call of a tiled export takes (a 16k x 16k frame in 128-px tiles fits)
 
 
 def export_onnx(model: torch.nn.Module, size: int, path: Path, recipe: dict, multiple: int | None = None) -> Path:
-    """Input `image`, output `output`; recipe validated first. Fixed input (1, 1, size, size), or
-    with `multiple` a whole-frame model: (1, 1, H, W) for any H and W that are multiples of it
-    (a fully convolutional network; the station makes one call per frame)."""
+    """Input `image`, output `output`; recipe validated first. A tiled model takes (N, 1, size,
+    size) for any N: the station sends all tiles of a frame in one call, with outputs identical to
+    one call per tile. With `multiple`, a whole-frame model: (1, 1, H, W) for any H and W that are
+    multiples of it (a fully convolutional network on the frame itself)."""
     import onnx
 
     rec = load(Recipe, recipe, "export recipe")
     model = model.eval().cpu()
-    dummy = torch.rand(1, 1, size, size)
-    dynamic = None
     if multiple:
+        dummy = torch.rand(1, 1, size, size)
         h = torch.export.Dim("h", min=1, max=MAX_SIDE // multiple)
         w = torch.export.Dim("w", min=1, max=MAX_SIDE // multiple)
-        dynamic = ({2: multiple * h, 3: multiple * w},)
+        dynamic: tuple = ({2: multiple * h, 3: multiple * w},)
+    else:
+        dummy = torch.rand(2, 1, size, size)  # not 1: the exporter would take a batch of 1 as a constant
+        dynamic = ({0: torch.export.Dim("tiles", min=1, max=MAX_TILES)},)
     with contextlib.redirect_stdout(io.StringIO()), torch.no_grad():  # the exporter narrates its passes
         torch.onnx.export(model, (dummy,), str(path), input_names=["image"], output_names=["output"],
                           opset_version=OPSET, dynamo=True, external_data=False, dynamic_shapes=dynamic)
@@ -54,19 +58,22 @@ def set_recipe(path: Path, recipe: dict):
 
 def parity(model: torch.nn.Module, path: Path, size: int, samples: int = 3, seed: int = 0,
            multiple: int | None = None) -> float:
-    """Largest |PyTorch - ONNX Runtime| over random inputs (a whole-frame model: also of other,
-    non-square sizes)."""
+    """Largest |PyTorch - ONNX Runtime| over random inputs: of other, non-square sizes for a
+    whole-frame model, of several tiles at once for a tiled one."""
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(seed)
     worst = 0.0
     model = model.eval().cpu()
-    shapes = [(size, size)]
+    shapes = [(1, size, size)]
     if multiple:
-        shapes += [(size + multiple, 2 * size), (max(multiple, size // 2), size + 3 * multiple)]
+        shapes += [(1, size + multiple, 2 * size), (1, max(multiple, size // 2), size + 3 * multiple)]
+    else:  # all tiles of a frame in one call
+        shapes += [(7, size, size), (25, size, size)]
     for i in range(samples):
-        x = rng.random((1, 1, *shapes[i % len(shapes)]), dtype=np.float32)
+        n, h, w = shapes[i % len(shapes)]
+        x = rng.random((n, 1, h, w), dtype=np.float32)
         with torch.no_grad():
             ref = model(torch.from_numpy(x)).numpy()
         worst = max(worst, float(np.abs(sess.run(None, {"image": x})[0] - ref).max()))

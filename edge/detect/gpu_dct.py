@@ -16,6 +16,7 @@ CUDA simulator on machines without a GPU (tests/test_gpu_path.py) and on a GPU w
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -263,8 +264,8 @@ def make_gpu_detector(d):
     except Exception:
         available = False
     if not available:
-        import sys
-        print("edge-run: GPU detection is off: numba cannot reach CUDA (pip install -e '.[gpu]' brings "
-              "numba-cuda with NVVM); DCT fusion runs on the CPU", file=sys.stderr)
+        logging.getLogger(__name__).warning(
+            "GPU detection is off: numba cannot reach CUDA (pip install -e '.[gpu]' brings numba-cuda with NVVM); "
+            "DCT fusion runs on the CPU")
         return None
     return GpuDctFusionDetector(d.dct_fusion)

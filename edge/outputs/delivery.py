@@ -16,8 +16,8 @@ on the same spool starts delivering once the old thread has stopped, so order ho
 
 from __future__ import annotations
 
+import logging
 import sqlite3
-import sys
 import threading
 import time
 from collections import deque
@@ -26,6 +26,8 @@ from typing import Protocol
 
 from ..telemetry import OutputStats
 from .spool import Spool
+
+log = logging.getLogger(__name__)
 
 MEMORY_LIMIT = 10_000  # records held in memory while the spool cannot be written
 ACK_EVERY = 64         # delete delivered records in batches of this many (or when idle)
@@ -57,9 +59,8 @@ class QueuedOutput:
         self.idle_s, self.backoff, self.drain_s = idle_s, backoff, drain_s
         self.spool = Spool(spool_path, max_items, fsync_s)
         if self.spool.moved_aside is not None:
-            print(f"edge-run: output {transport.name}: the spool {spool_path} was damaged; moved aside to "
-                  f"{self.spool.moved_aside.name} (its undelivered verdicts may be read from it), a new one started",
-                  file=sys.stderr, flush=True)
+            log.error("output %s: the spool %s was damaged; moved aside to %s (its undelivered verdicts may be "
+                      "read from it), a new one started", transport.name, spool_path, self.spool.moved_aside.name)
         self.stats.depth_spool = self.spool.depth
         self._unsaved: deque = deque()  # (t, record) the spool refused, oldest first
         self._cond = threading.Condition()
@@ -177,8 +178,8 @@ class QueuedOutput:
         now = time.monotonic()
         if now - self._logged_at >= 60:
             self._logged_at = now
-            print(f"edge-run: output {self.transport.name}: delivery failed ({self.stats.last_error}); "
-                  f"retrying, {self.stats.errors} failure(s) so far", file=sys.stderr, flush=True)
+            log.error("output %s: delivery failed (%s); retrying, %d failure(s) so far", self.transport.name,
+                      self.stats.last_error, self.stats.errors)
         with self._cond:
             self._cond.wait(self.backoff[0])
 

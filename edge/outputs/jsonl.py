@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import threading
 import time
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 class JsonLinesOutput:
@@ -43,8 +46,7 @@ class JsonLinesOutput:
                 except OSError as e:
                     self.failed += 1
                     if self.failed == 1 or self.failed % 1000 == 0:
-                        print(f"edge-run: cannot write {self.path}: {e.strerror} ({self.failed} lines lost so far)",
-                              file=sys.stderr, flush=True)
+                        log.error("cannot write %s: %s (%d lines lost so far)", self.path, e.strerror, self.failed)
 
     def _open(self):
         self._file = open(self.path, "a", buffering=1)
@@ -67,7 +69,7 @@ class JsonLinesOutput:
 
     def _stdout_gone(self):
         stream, self._stdout = self._stdout, None
-        print("edge-run: stdout was closed; verdicts go on to the other outputs", file=sys.stderr, flush=True)
+        log.warning("stdout was closed; verdicts go on to the other outputs")
         if stream is sys.stdout:  # so that the interpreter's flush at exit does not fail on it again
             try:
                 devnull = os.open(os.devnull, os.O_WRONLY)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
 from pathlib import Path
 from urllib.parse import SplitResult, unquote
@@ -28,6 +27,8 @@ import numpy as np
 from ..errors import CameraAbsent, InputError, SourceError
 from .base import Frame, query_options
 from .pixel_formats import converter, supported
+
+log = logging.getLogger(__name__)
 
 OPTIONS = {
     "cti": (str, ""), "pixel_format": (str, ""), "width": (int, 0), "height": (int, 0),
@@ -156,7 +157,7 @@ class GenICamSource:
         if o["exposure_us"]:
             node = next((n for n in ("ExposureTime", "ExposureTimeAbs") if nm.has_node(n)), None)
             if node is None:
-                print(f"{self.where}: {self.key}: warning: camera has no ExposureTime node; exposure_us ignored", file=sys.stderr)
+                log.warning("%s: %s: camera has no ExposureTime node; exposure_us ignored", self.where, self.key)
             else:
                 self._set(nm, node, o["exposure_us"])
         if nm.has_node("TriggerMode"):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import mmap
 import os
 import socket
@@ -31,6 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+
+log = logging.getLogger(__name__)
 
 LOCAL_HOSTS = {"127.0.0.1", "::1", "localhost"}
 STATS_EVERY_S = 0.5
@@ -259,8 +262,8 @@ class LiveView:
         except OSError as e:  # no room in shared memory: the view goes without, inspection does not notice
             if not self._no_room:
                 self._no_room = True
-                print(f"edge-run: live view: no room for a {src.shape[1]}x{src.shape[0]} frame in {SHARED_FOLDER} "
-                      f"({e.strerror}); frames that size are not shown", file=sys.stderr, flush=True)
+                log.warning("live view: no room for a %dx%d frame in %s (%s); frames that size are not shown",
+                            src.shape[1], src.shape[0], SHARED_FOLDER, e.strerror)
             return
         self._ctl.flags[flag] = 1  # the view process clears it when it has drawn the frame
         if self._send(("frame", kind, path, dtype, shape, meta, tuple(frame_hw), recipe.detect.method == "probability"),
@@ -288,8 +291,7 @@ class LiveView:
                 break
         self._alive = False  # offer() returns at once from now on
         if not self._stop.is_set():
-            print(f"edge-run: the live view stopped (its process exited with {self._proc.poll()}); "
-                  "inspection goes on", file=sys.stderr, flush=True)
+            log.error("the live view stopped (its process exited with %s); inspection goes on", self._proc.poll())
 
     def close(self):
         self._stop.set()

@@ -18,6 +18,7 @@ The process ends when the socket closes (edge-run stopped or died).
 from __future__ import annotations
 
 import json
+import logging
 import mmap
 import os
 import signal
@@ -32,6 +33,8 @@ import numpy as np
 from ..errors import InputError
 from ..overlay import anomaly_map, overlay
 from .live import Control, slot_arrays
+
+log = logging.getLogger("edge.view.worker")  # run as -m: __name__ is __main__
 
 VIEW_WIDTH = 640
 THUMB_WIDTH = 200
@@ -113,8 +116,7 @@ class Shown:
                                    interpolation=cv2.INTER_AREA)
                 thumb = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes()
         except Exception as e:  # one bad frame must not end the view
-            print(f"edge-run: live view: frame {meta.get('frame_id')} not shown: {type(e).__name__}: {e}",
-                  file=sys.stderr, flush=True)
+            log.error("live view: frame %s not shown: %s: %s", meta.get("frame_id"), type(e).__name__, e)
             self.ctl.flags[Control.SLOTS[kind]] = 0
             return
         with self._lock:
@@ -163,6 +165,8 @@ def main(argv=None) -> int:
         signal.signal(sig, signal.SIG_IGN)
     idle_priority()  # first: the server's threads inherit it
     cv2.setNumThreads(1)  # a helper thread per core would only contend with inspection for the idle time
+    from ..log import setup
+    setup("edge-run")  # it is edge-run's view process: its lines read as edge-run's
     argv = sys.argv[1:] if argv is None else argv
     conn = Connection(int(argv[0]))
     kind, settings = conn.recv()

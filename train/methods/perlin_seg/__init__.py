@@ -3,9 +3,9 @@ kinds of synthetic anomaly on good images at their native scale: seed 000's pseu
 (faint, mostly dark shapes and lines) and anomalies of the DRAEM family (Zavrtanik et al., ICCV
 2021: Perlin-noise masks filled with texture that does not belong there; anomalies.py), for
 large, irregular changes of texture and brightness. Seed 000's U-Net is the network; BCE + Dice.
-The network is fully convolutional and exported with a dynamic height and width: the station runs
-each frame, of any size and aspect ratio, in one call (padded at the bottom and right to a multiple
-of 16; with `input_norm` it tiles into `export`-pixel tiles instead) and takes the map's peak as the image score
+The station cuts each frame into `export`-pixel tiles overlapping by `tile_overlap` (the scale the
+network was trained at) and runs all of a frame's tiles in one call (a dynamic batch); the option
+`whole_frame` exports for one call on the whole frame instead. It takes the map's peak as the image score
 (`smooth` > 1 filters it first; docs/ACCURACY.md measured the raw peak better on the tiles).
 
 Options (the config's `options:` section) are this folder's Options; the defaults are what the
@@ -61,6 +61,10 @@ class Options:
                                                           "0 = binary masks")
     paste_share: float = field(0.15, check=rng(0, 1), doc="with masked rejects: share of crops with a real "
                                                           "defect Poisson-blended into a good crop")
+    whole_frame: bool = field(False, doc="export for whole frames (one call on the frame padded to a multiple of "
+                                         "16) instead of tiles (one call with all of a frame's tiles): faster on a "
+                                         "CPU, but a network trained on tiles scores whole frames differently (on "
+                                         "the tiles 0.06 lower image AUROC, docs/ACCURACY.md)")
 
     def validate(self, where, prefix):
         if self.reject_share + self.paste_share > 1:
@@ -106,9 +110,10 @@ class PerlinSegMethod(Method):
     def whole_frame(self, cfg):
         # per-tile input standardisation is a statistic of the tile the network was trained on:
         # over a whole frame it would be another one, so such a model stays tiled
-        if cfg.input_norm or cfg.size:
+        o = self.options(cfg)
+        if not o.whole_frame or cfg.input_norm or cfg.size:
             return None
-        return 16 * self.options(cfg).stem  # UNet.input_multiple: four 2x2 poolings behind the stem
+        return 16 * o.stem  # UNet.input_multiple: four 2x2 poolings behind the stem
 
     def network(self, cfg):
         return UNet(width=cfg.width or self.default_width, input_norm=cfg.input_norm, stem=self.options(cfg).stem)
