@@ -27,8 +27,11 @@ from edge.recipe import load_recipe
 def calls(ins: Inspector, h: int, w: int) -> str:
     lay = ins.pre.layout(h, w)
     n = len(lay.ys) * len(lay.xs)
-    return f"1 call on the whole frame padded to {lay.tile[0]}x{lay.tile[1]}" if ins.pre.whole_frame \
-        else f"{n} tile(s) of {lay.tile[0]}x{lay.tile[1]}"
+    if ins.pre.whole_frame:
+        return f"1 call on the whole frame padded to {lay.tile[0]}x{lay.tile[1]}"
+    fixed = ins.runner.input_shape[0]
+    per_call = n if not fixed else min(fixed, n)
+    return f"{n} tile(s) of {lay.tile[0]}x{lay.tile[1]} in {-(-n // per_call)} call(s)"
 
 
 def main(argv=None):

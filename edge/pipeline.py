@@ -163,7 +163,7 @@ class Pipeline:
             end = time.monotonic() + delay
             while (left := end - time.monotonic()) > 0:
                 self.last_grab = time.monotonic()
-                if self.stop_event.wait(min(left, 0.5)):
+                if self.stop_event.wait(min(left, 0.2)):  # well inside any watchdog window
                     return False
             self.source.__exit__(None, None, None)
             try:

@@ -33,7 +33,7 @@ class Recorder:
         pass
 
 
-def test_spool_io_errors_are_counted_and_delivery_goes_on(tmp_path, capfd):
+def test_spool_io_errors_are_counted_and_delivery_goes_on(tmp_path, caplog):
     peer, stats = Recorder(), OutputStats("recorder")
     out = QueuedOutput(peer, tmp_path / "spool.sqlite", 1000, stats, idle_s=0.05, backoff=(0.02, 0.1))
     real_after, failures = out.spool.after, [3]
@@ -53,7 +53,7 @@ def test_spool_io_errors_are_counted_and_delivery_goes_on(tmp_path, capfd):
     assert wait_until(lambda: len(peer.got) == 51)
     out.close()
     assert peer.got == list(range(51))
-    assert capfd.readouterr().err.count("delivery failed (OperationalError: disk I/O error)") == 1  # once a minute
+    assert caplog.text.count("delivery failed (OperationalError: disk I/O error)") == 1  # once a minute
 
 
 def test_spool_on_a_full_disk_keeps_records_in_memory_and_delivers_them_after(tmp_path, small_disk):
@@ -80,7 +80,7 @@ def test_spool_on_a_full_disk_keeps_records_in_memory_and_delivers_them_after(tm
     assert peer.got == list(range(401)) and stats.depth_memory == 0
 
 
-def test_a_corrupt_spool_is_moved_aside_and_a_new_one_started(tmp_path, capfd):
+def test_a_corrupt_spool_is_moved_aside_and_a_new_one_started(tmp_path, caplog):
     path = tmp_path / "spool.sqlite"
     path.write_bytes(b"this is not an SQLite database, it was cut short by a power cut" * 50)
     peer, stats = Recorder(), OutputStats("recorder")
@@ -90,4 +90,4 @@ def test_a_corrupt_spool_is_moved_aside_and_a_new_one_started(tmp_path, capfd):
     out.close()
     aside = list(tmp_path.glob("spool.sqlite.corrupt-*"))
     assert len(aside) == 1 and aside[0].read_bytes().startswith(b"this is not an SQLite")
-    assert "was damaged; moved aside to spool.sqlite.corrupt-" in capfd.readouterr().err
+    assert "was damaged; moved aside to spool.sqlite.corrupt-" in caplog.text

@@ -439,7 +439,7 @@ def _run_through_station(tmp_path, monkeypatch, images):
 
     from conftest import station_config
 
-    from edge import pipeline as pl
+    from edge import inspector as pl
     from edge.station import Station
 
     real_make = pl.make_detector

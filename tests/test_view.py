@@ -308,7 +308,7 @@ def test_a_reload_to_another_frame_size_gets_new_slots(monkeypatch):
         v.close()
 
 
-def test_full_shared_memory_costs_the_view_a_frame_not_the_station_a_crash(monkeypatch, capfd):
+def test_full_shared_memory_costs_the_view_a_frame_not_the_station_a_crash(monkeypatch, caplog):
     """/dev/shm full (a container's 64 MB default and big frames): the space is reserved when the
     slot is made, so the failure is an OSError there, not a SIGBUS on a later write. Simulated by
     refusing the reservation (no small tmpfs can be mounted here)."""
@@ -325,8 +325,7 @@ def test_full_shared_memory_costs_the_view_a_frame_not_the_station_a_crash(monke
             v.offer({"frame_id": i, "verdict": "NG", "score": 0.5, "regions": []}, src, src, (64, 64), Recipe())
             time.sleep(0.03)
         assert v.taken == 0 and v._slots["NG"].path is None  # nothing taken, no half-made file left
-        err = capfd.readouterr().err
-        assert err.count("no room for a 64x64 frame") == 1, err
+        assert caplog.text.count("no room for a 64x64 frame") == 1, caplog.text
     finally:
         v.close()
 

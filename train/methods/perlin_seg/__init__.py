@@ -54,7 +54,7 @@ class Options:
     mine_every: int = field(10, check=rng(1, 100_000), doc="epochs between two searches for hard negatives")
     reject_share: float = field(0.25, check=rng(0, 1), doc="with rejects: share of crops taken from the real "
                                                            "rejects (around a defect when masked)")
-    visibility: float = field(0.0, check=rng(0, 100), doc="soft targets for synthetic anomalies: a pixel's target "
+    visibility: float = field(1.0, check=rng(0, 100), doc="soft targets for synthetic anomalies: a pixel's target "
                                                           "is its mask times min(1, change / (visibility x the crop's "
                                                           "standard deviation)), the change blurred over ~3 px, so a "
                                                           "change the texture hides is not taught as a defect; "
@@ -97,6 +97,7 @@ class PerlinSegMethod(Method):
     name = "perlin_seg"
     summary = "segmentation on Perlin-mask anomalies filled with foreign texture (DRAEM family), native scale"
     size, patch, batch, lr = None, 128, 16, 1e-3
+    ema = 0.998         # the exported weights are the moving average (docs/ACCURACY.md: +0.05 image AUROC)
     export = 128        # the station's tile: frames of 128 px and more are never padded
     tile_overlap = 32
     detect = "probability"
