@@ -381,14 +381,14 @@ class Pipeline:
             finite = math.isfinite(a.score)
             record = self._record(frame, a.verdict, score=round(a.score, 6) if finite else None, regions=a.regions,
                                   reason=None if finite else "non_finite")
-            shown = record.to_record()  # what the archive and the view keep: the verdict, not its latency
             src = item.x if item.x.ndim == 2 else item.x[0]
+            # the archive and the view get their own dict of the record (the verdict, not its latency)
             if a.verdict is Verdict.NG and finite and self.archive is not None:  # the archive copies what it keeps
-                self.archive.submit(shown, src, rec, (frame.image.shape[0] / src.shape[0],
+                self.archive.submit(record.to_record(), src, rec, (frame.image.shape[0] / src.shape[0],
                                                        frame.image.shape[1] / src.shape[1]),
                                     self.inspector.recipe.detect.method == "probability")
             if self.view is not None:  # copies a few frames a second, never waits
-                self.view.offer(shown, src, rec, frame.image.shape[:2], self.inspector.recipe)
+                self.view.offer(record.to_record(), src, rec, frame.image.shape[:2], self.inspector.recipe)
         finally:
             lease.release()
         lat = a.latency

@@ -12,29 +12,18 @@ and two fusions; writes <run>/feature_gauss.json.
 
 from __future__ import annotations
 
-import argparse
 import json
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from trained import arguments, load
 
 from edge.evaluation import auroc
 from edge.images import evenly, good_images, load_mask, read_image_or_fail, split_holdout, test_items
 from edge.preprocess import Preprocessor
 from edge.recipe import read_recipe
 from train.methods.unet.model import UNet
-
-
-def load(run: Path, width: int) -> UNet:
-    ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
-    model = UNet(width=width)
-    if "ema" in ckpt:
-        model.load_state_dict({k.removeprefix("module."): v for k, v in ckpt["ema"].items() if k != "n_averaged"})
-    else:
-        model.load_state_dict(ckpt["model"])
-    return model.eval()
 
 
 @torch.no_grad()
@@ -63,10 +52,7 @@ def mahalanobis(f: torch.Tensor, mean: torch.Tensor, prec: torch.Tensor, shape: 
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser()
-    ap.add_argument("run", type=Path)
-    ap.add_argument("--data", type=Path, default=Path(__file__).parent / "../../../shared/data/magnetic_tile")
-    ap.add_argument("--width", type=int, default=8)
+    ap = arguments(__doc__)
     ap.add_argument("--fit", type=int, default=200, help="good training images the Gaussian is fitted on")
     args = ap.parse_args(argv)
     torch.set_grad_enabled(False)

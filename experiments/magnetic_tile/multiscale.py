@@ -10,14 +10,13 @@ Writes <run>/multiscale.json.
 
 from __future__ import annotations
 
-import argparse
 import json
-from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
-from feature_gauss import forward, load
+from feature_gauss import forward
+from trained import arguments, load
 
 from edge.evaluation import auroc
 from edge.images import good_images, load_mask, read_image_or_fail, split_holdout, test_items
@@ -28,11 +27,7 @@ SCALES = (1.0, 0.5, 0.25)
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser()
-    ap.add_argument("run", type=Path)
-    ap.add_argument("--data", type=Path, default=Path(__file__).parent / "../../../shared/data/magnetic_tile")
-    ap.add_argument("--width", type=int, default=8)
-    args = ap.parse_args(argv)
+    args = arguments(__doc__).parse_args(argv)
     torch.set_grad_enabled(False)
     model = load(args.run, args.width)
     pre = Preprocessor(read_recipe(args.run / "model.onnx").preprocess, (0, 0))

@@ -8,33 +8,21 @@ run's calibrated threshold and the ONNX Runtime time per frame.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
-import torch
+from trained import arguments, load
 
 from edge.recipe import read_recipe
 from edge.schema import to_dict
 from train.evaluate import metrics, run_eval
 from train.export import export_onnx
-from train.methods.unet.model import UNet
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser()
-    ap.add_argument("run", type=Path)
-    ap.add_argument("--data", type=Path, default=Path(__file__).parent / "../../../shared/data/magnetic_tile")
-    ap.add_argument("--width", type=int, default=8)
-    args = ap.parse_args(argv)
-    ckpt = torch.load(args.run / "checkpoint.pt", map_location="cpu", weights_only=True)
-    model = UNet(width=args.width)
-    if "ema" in ckpt:  # the exported model.onnx holds the moving average, not the last step's weights
-        model.load_state_dict({k.removeprefix("module."): v for k, v in ckpt["ema"].items() if k != "n_averaged"})
-    else:
-        model.load_state_dict(ckpt["model"])
+    args = arguments(__doc__).parse_args(argv)
+    model = load(args.run, args.width)
     recipe = to_dict(read_recipe(args.run / "model.onnx"))
     paths = {"tiled": args.run / "model-tiled.onnx", "whole": args.run / "model-whole.onnx"}
     export_onnx(model, 128, paths["tiled"], {**recipe, "preprocess": {**recipe["preprocess"], "input_multiple": 1}})

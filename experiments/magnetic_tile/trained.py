@@ -1,0 +1,31 @@
+"""Shared by the post-hoc scripts (whole_vs_tiled, feature_gauss, multiscale): their command line
+(a run folder, the data, the network width) and the run's weights as edge-train exported them."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from train.methods.unet.model import UNet
+
+
+def arguments(doc: str | None) -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=doc)
+    ap.add_argument("run", type=Path)
+    ap.add_argument("--data", type=Path, default=Path(__file__).parent / "../../../shared/data/magnetic_tile")
+    ap.add_argument("--width", type=int, default=8)
+    return ap
+
+
+def load(run: Path, width: int) -> UNet:
+    """The run's U-Net in eval mode: the moving average where the run kept one (that is what its
+    model.onnx holds), else the last step's weights."""
+    ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
+    model = UNet(width=width)
+    if "ema" in ckpt:
+        model.load_state_dict({k.removeprefix("module."): v for k, v in ckpt["ema"].items() if k != "n_averaged"})
+    else:
+        model.load_state_dict(ckpt["model"])
+    return model.eval()
