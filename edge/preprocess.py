@@ -69,7 +69,7 @@ class Preprocessor:
         multiples of the recipe's input_multiple)."""
         self.p = p
         self.model_h, self.model_w = model_hw
-        self.whole_frame = not (self.model_h and self.model_w)
+        self.whole_frame = not self.model_h  # the runners give H and W both fixed or both 0
         self.channels = channels
         self._layouts: dict[tuple[int, int], _Layout] = {}
         self._last: _Layout | None = None
@@ -99,9 +99,8 @@ class Preprocessor:
         if lay is None:
             if len(self._layouts) >= self.SHAPES:  # the oldest goes; a lease on its pool stays valid
                 self._layouts.pop(next(iter(self._layouts)))
-            model_h, model_w = (0, 0) if self.whole_frame else (self.model_h, self.model_w)
-            lay = self._layouts[(h, w)] = _Layout(h, w, model_h, model_w, self.p.tile_overlap, self.channels,
-                                                  self.LEASES, self.p.input_multiple)
+            lay = self._layouts[(h, w)] = _Layout(h, w, self.model_h, self.model_w, self.p.tile_overlap,
+                                                  self.channels, self.LEASES, self.p.input_multiple)
         self._last = lay
         return lay
 
