@@ -5,8 +5,8 @@ smaller changes are reverted so the mask stays exact).
 - pseudo_defect (seed 000): a shape (rectangle, line, triangle, convex polygon or a closed cubic
   Bezier blob) filled with a base colour (white, grey or black) attenuated from the shape's centre
   to its edge by a Gaussian, plus noise. How strong, dark, soft-edged and large the defects are
-  is set per application (the paper: "set according to the actual situation"; edge-train's
-  `pseudo:` section).
+  is set per application (the paper: "set according to the actual situation"; the unet's
+  `options.pseudo` in train.yaml).
 - adga (seed 003, eq. 1): I_AD = Paste(I_T, GB(Resize(crop(I_S)))): a polygon of 3-7 vertices cut
   from a source image, resized, its edge Gaussian-blurred, pasted at a random place.
 """

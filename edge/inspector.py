@@ -15,7 +15,7 @@ from .buffers import Lease
 from .detect import Detection, make_detector
 from .preprocess import Preprocessor
 from .recipe import Recipe
-from .telemetry import Stage
+from .telemetry import Stage, Timings
 from .verdict import Verdict
 
 
@@ -23,7 +23,7 @@ class Analysis(NamedTuple):
     verdict: Verdict
     score: float
     regions: list          # region dicts, in frame pixels
-    latency: dict          # {Stage: seconds}
+    latency: Timings       # the frame's stage timings, detect and decide added by analyse
     detection: Detection   # its mask belongs to the detector until the next frame: copy to keep
 
 
@@ -85,11 +85,10 @@ class Inspector:
 
     def inspect(self, x: np.ndarray, frame_hw: tuple[int, int]) -> Analysis:
         """Model-space frame -> Analysis, one frame at a time (no threads)."""
-        t0 = time.perf_counter()
-        rec = self.reconstruct(x)
-        a = self.analyse(x, rec, frame_hw)
-        a.latency[Stage.INFER] = time.perf_counter() - t0 - a.latency[Stage.DETECT] - a.latency[Stage.DECIDE]
-        return a
+        timings = Timings()
+        with timings.timed(Stage.INFER):
+            rec = self.reconstruct(x)
+        return self.analyse(x, rec, frame_hw, timings=timings)
 
     def reconstruct(self, x: np.ndarray) -> np.ndarray:
         """Tiles -> model -> stitched output (H, W), a new array the caller owns."""
@@ -107,29 +106,36 @@ class Inspector:
     def submit(self, x: np.ndarray):
         """Start inference of one frame without waiting (see Pipeline._infer_overlapped); the
         tiles are cut straight into the runner's pinned input buffer."""
+        t_submit = time.perf_counter()
         self.pre.tiles(x, out=self.runner.next_input())
-        return self.runner.submit(None), tuple(x.shape[-2:])  # the frame's shape: the next may differ
+        return self.runner.submit(None), tuple(x.shape[-2:]), t_submit  # the frame's shape: the next may differ
 
-    def collect(self, submitted) -> tuple[Lease, dict, object]:
-        """Wait for a submitted frame: (lease on the stitched output, GPU stage timings in seconds,
-        detection or None). With a GPU detector the residual analysis runs here, on the device
-        buffers, before the slot can be reused; only the patch grid and, for NG frames, the mask
-        come back."""
-        handle, frame_hw = submitted
+    def collect(self, submitted, timings: Timings) -> tuple[Lease, object]:
+        """Wait for a submitted frame: (lease on the stitched output, detection or None), its
+        stage times added to `timings` (infer from the submit on, the GPU's upload / compute /
+        download from its events). With a GPU detector the residual analysis runs here, on the
+        device buffers, before the slot can be reused; only the patch grid and, for NG frames, the
+        mask come back."""
+        handle, frame_hw, t_submit = submitted
         out = self.runner.collect(handle)
-        timings = dict(self.runner.last_timings)
+        timings.add(Stage.INFER, time.perf_counter() - t_submit)
+        for stage, seconds in self.runner.last_timings.items():
+            timings.add(stage, seconds)
         det = None
         gpu_detector = self.gpu_detector  # read once: a reload may replace it meanwhile
         if gpu_detector is not None:
-            t0 = time.perf_counter()
-            # the frame's own pixels, not the engine's padded input: the CPU path analyses the same
-            src_dev, rec_dev = self.runner.device_views(handle, *frame_hw)
-            det = gpu_detector(src_dev, rec_dev)
-            timings[Stage.GPU_DETECT] = time.perf_counter() - t0
-        return self.pre.stitch_leased(out, frame_hw), timings, det
+            with timings.timed(Stage.DETECT):
+                # the frame's own pixels, not the engine's padded input: the CPU path analyses the same
+                src_dev, rec_dev = self.runner.device_views(handle, *frame_hw)
+                det = gpu_detector(src_dev, rec_dev)
+        with timings.timed(Stage.INFER):
+            return self.pre.stitch_leased(out, frame_hw), det
 
-    def analyse(self, x: np.ndarray, rec: np.ndarray, frame_hw: tuple[int, int], det=None) -> Analysis:
-        """Detection (unless done on the GPU already: `det`) and decision on a reconstructed frame."""
+    def analyse(self, x: np.ndarray, rec: np.ndarray, frame_hw: tuple[int, int], det=None,
+                timings: Timings | None = None) -> Analysis:
+        """Detection (unless done on the GPU already: `det`) and decision on a reconstructed frame;
+        their times are added to `timings` (a new one when not given), which the Analysis carries."""
+        timings = Timings() if timings is None else timings
         t1 = time.perf_counter()
         src = x if x.ndim == 2 else x[0]
         if det is None:
@@ -138,11 +144,13 @@ class Inspector:
         d = self.decision
         # NaN compares false with any threshold: unchecked, a broken model would pass every part
         if not (math.isfinite(det.score) and math.isfinite(float(rec.sum()))):
-            return Analysis(Verdict.DROPPED if d.non_finite == "drop" else Verdict.NG, math.nan, [],
-                            {Stage.DETECT: t2 - t1, Stage.DECIDE: time.perf_counter() - t2}, det)
+            timings.add(Stage.DETECT, t2 - t1)
+            timings.add(Stage.DECIDE, time.perf_counter() - t2)
+            return Analysis(Verdict.DROPPED if d.non_finite == "drop" else Verdict.NG, math.nan, [], timings, det)
         fy, fx = frame_hw[0] / src.shape[0], frame_hw[1] / src.shape[1]
         defects = [r for r in (r.scaled(fx, fy) for r in det.regions) if r.area >= d.min_area]
         ng = det.score >= d.score_threshold if d.rule == "score" else bool(defects)
         regions = [r.as_dict() for r in defects[:d.max_regions]]
-        t3 = time.perf_counter()
-        return Analysis(Verdict.NG if ng else Verdict.OK, det.score, regions, {Stage.DETECT: t2 - t1, Stage.DECIDE: t3 - t2}, det)
+        timings.add(Stage.DETECT, t2 - t1)
+        timings.add(Stage.DECIDE, time.perf_counter() - t2)
+        return Analysis(Verdict.NG if ng else Verdict.OK, det.score, regions, timings, det)

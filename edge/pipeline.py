@@ -27,7 +27,7 @@ from .errors import SourceError
 from .inspector import Inspector
 from .recipe import Recipe
 from .sources import EndOfStream, Frame, Source
-from .telemetry import Stage, Telemetry
+from .telemetry import Stage, Telemetry, Timings
 from .verdict import Record, Verdict
 
 log = logging.getLogger(__name__)
@@ -41,9 +41,8 @@ class Item:
     inferred, the lease on its stitched model output, which the analysis stage releases."""
     frame: Frame
     x: np.ndarray | None  # model-space frame
-    preprocess_s: float
+    timings: Timings      # each stage adds its own time, on whichever thread it runs
     t_queued: float
-    gpu: dict | None = None  # upload/compute/download seconds from the GPU runner's CUDA events
     detection: object = None  # edge.detect.Detection when it ran on the GPU
 
 
@@ -189,7 +188,8 @@ class Pipeline:
                 x = self.inspector.pre.to_model_space(frame.image, frame.bits)
             except Exception as e:  # a frame the preprocessing cannot take (odd channels or depth)
                 frame.error = f"preprocess failed: {type(e).__name__}: {e}"
-        item = Item(frame, x, time.perf_counter() - t0, time.perf_counter())
+        t1 = time.perf_counter()
+        item = Item(frame, x, Timings({Stage.ACQUIRE: frame.acquire_s, Stage.PREPROCESS: t1 - t0}), t1)
         if not self.drop_when_full:
             self.queue.put(item)
             return
@@ -288,7 +288,7 @@ class Pipeline:
                 item = self.queue.get()
                 if item is _END:
                     break
-                self._deliver(analysis, item, *self._reconstruct(item))
+                self._deliver(analysis, item, self._reconstruct(item))
         except BaseException as e:  # the model failed: end the run; what was analysed is emitted
             self.error = self.error or e
         finally:
@@ -302,24 +302,24 @@ class Pipeline:
         except Exception as e:
             self._failed("runner release", e)
 
-    def _reconstruct(self, item: Item) -> tuple[Lease | None, float, float]:
-        t_start = time.perf_counter()
+    def _reconstruct(self, item: Item) -> Lease | None:
+        item.timings.add(Stage.QUEUE, time.perf_counter() - item.t_queued)
         if item.frame.error is not None:
-            return None, 0.0, t_start
+            return None
         assert item.x is not None  # preprocessed: the frame has no error
         self._infer_since = time.monotonic()
         try:
-            lease = self.inspector.reconstruct_leased(item.x)
+            with item.timings.timed(Stage.INFER):
+                return self.inspector.reconstruct_leased(item.x)
         finally:
             self._infer_since = None
-        return lease, time.perf_counter() - t_start, t_start
 
-    def _deliver(self, analysis: queue.Queue, item: Item, lease: Lease | None, infer_s: float, t_start: float):
+    def _deliver(self, analysis: queue.Queue, item: Item, lease: Lease | None):
         if self.overlap:
-            analysis.put((item, lease, infer_s, t_start))
+            analysis.put((item, lease))
         else:  # this thread emits too
             self._apply_reload()
-            self._analyse(item, lease, infer_s, t_start)
+            self._analyse(item, lease)
 
     def _infer_overlapped(self, analysis: queue.Queue):
         """GPU runner: frame n+1 is submitted (cut into pinned memory, uploaded, launched) before
@@ -329,14 +329,13 @@ class Pipeline:
         ins, pending = self.inspector, None
 
         def finish(p):
-            item, handle, t_start = p
+            item, handle = p
             self._infer_since = self._infer_since or time.monotonic()
             try:
-                lease, item.gpu, item.detection = ins.collect(handle)
+                lease, item.detection = ins.collect(handle, item.timings)
             finally:
                 self._infer_since = None
-            gpu_detect = item.gpu.get(Stage.GPU_DETECT, 0.0)
-            self._deliver(analysis, item, lease, time.perf_counter() - t_start - gpu_detect, t_start)
+            self._deliver(analysis, item, lease)
 
         try:
             while True:
@@ -352,9 +351,10 @@ class Pipeline:
                     if pending is not None:
                         finish(pending)  # keep the order
                         pending = None
-                    self._deliver(analysis, item, *self._reconstruct(item))
+                    self._deliver(analysis, item, self._reconstruct(item))
                     continue
-                started = (item, ins.submit(item.x), time.perf_counter())
+                item.timings.add(Stage.QUEUE, time.perf_counter() - item.t_queued)
+                started = (item, ins.submit(item.x))
                 if pending is not None:
                     finish(pending)
                 pending = started
@@ -366,7 +366,7 @@ class Pipeline:
             self._release_runner()
             analysis.put(_END)
 
-    def _analyse(self, item: Item, lease: Lease | None, infer_s: float, t_start: float):
+    def _analyse(self, item: Item, lease: Lease | None):
         frame = item.frame
         if frame.error is not None:
             self._drop(frame, "bad_frame", frame.error)
@@ -374,7 +374,7 @@ class Pipeline:
         assert lease is not None and item.x is not None and frame.image is not None  # no error: all three exist
         try:
             rec = lease.array
-            a = self.inspector.analyse(item.x, rec, frame.image.shape[:2], item.detection)
+            a = self.inspector.analyse(item.x, rec, frame.image.shape[:2], item.detection, item.timings)
             if a.verdict is Verdict.DROPPED:
                 self._drop(frame, "non_finite", "the model output or the score is NaN or infinite")
                 return
@@ -391,12 +391,7 @@ class Pipeline:
                 self.view.offer(record.to_record(), src, rec, frame.image.shape[:2], self.inspector.recipe)
         finally:
             lease.release()
-        lat = a.latency
-        lat.update({Stage.ACQUIRE: frame.acquire_s, Stage.PREPROCESS: item.preprocess_s,
-                    Stage.QUEUE: t_start - item.t_queued, Stage.INFER: infer_s})
-        if item.gpu:
-            lat[Stage.DETECT] += item.gpu.pop(Stage.GPU_DETECT, 0.0)  # it ran in the inference thread, on the device
-            lat.update(item.gpu)
+        lat = a.latency  # item.timings, with detect and decide added
         t_emit = time.perf_counter()
         latency_ms = {str(k): round(v * 1e3, 3) for k, v in lat.items()}
         latency_ms["total"] = round((frame.acquire_s + t_emit - frame.t_grab) * 1e3, 3)  # up to the emit

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import Enum
 
 import numpy as np
@@ -25,16 +27,32 @@ class Stage(str, Enum):
     UPLOAD = "upload"
     COMPUTE = "compute"
     DOWNLOAD = "download"
-    GPU_DETECT = "gpu_detect"  # residual analysis on the device, inside the inference thread; folded into detect
 
     def __str__(self) -> str:
         return self.value
 
 
 GPU_STAGES = (Stage.UPLOAD, Stage.COMPUTE, Stage.DOWNLOAD)
-STAGES = tuple(s for s in Stage if s not in GPU_STAGES and s is not Stage.GPU_DETECT)
+STAGES = tuple(s for s in Stage if s not in GPU_STAGES)
 ALL_STAGES = STAGES + GPU_STAGES
 _INDEX = {s: i for i, s in enumerate(ALL_STAGES)}
+
+
+class Timings(dict):
+    """One frame's stage timings in seconds. Each stage adds its own time, on whichever thread it
+    runs (detection on the GPU runs in the inference thread, on the CPU in the emitting one), so no
+    stage is ever derived by subtracting the others."""
+
+    def add(self, stage: Stage, seconds: float):
+        self[stage] = self.get(stage, 0.0) + seconds
+
+    @contextmanager
+    def timed(self, stage: Stage) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(stage, time.perf_counter() - t0)
 
 
 class OutputStats:

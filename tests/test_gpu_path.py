@@ -285,3 +285,44 @@ def test_gpu_detection_of_an_ng_frame_narrower_than_the_engine_input_in_the_simu
     r = subprocess.run([sys.executable, "-c", STRIDED_CHECK], capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.split()[-3:] == ["True"] * 3
+
+
+def test_each_stage_adds_its_own_time_where_it_runs(tmp_path):
+    """No stage is derived by subtracting others: a device that takes 80 ms to finish a frame and a
+    GPU detector that takes 200 ms put their time in infer and detect, each where it ran."""
+    import time
+
+    from gpu_doubles import SubmitCollectOnnxRuntime
+
+    from edge.backends.onnxruntime import OnnxRuntimeRunner
+    from edge.inspector import Inspector
+    from edge.recipe import load_recipe
+    from edge.telemetry import Stage, Timings
+
+    folder = _station(tmp_path, count=1, defects=())
+
+    class SlowDevice(SubmitCollectOnnxRuntime):
+        def collect(self, i):
+            time.sleep(0.08)
+            return super().collect(i)
+
+        def device_views(self, i, h, w):  # host arrays: the timing, not the device, is under test
+            return self.inputs[i][0, 0, :h, :w], self.outputs[i][0, 0, :h, :w]
+
+    with OnnxRuntimeRunner(folder / "ae.onnx") as inner:
+        runner = SlowDevice(inner)
+        ins = Inspector(runner, load_recipe(inner.metadata, "ae.onnx"), "cam", "t")
+        def slow_detector(src, rec):
+            time.sleep(0.2)
+            return ins.detector(src, rec)
+        ins.gpu_detector = slow_detector
+        x = ins.pre.to_model_space(np.full((192, 192), 128, np.uint8))
+        timings = Timings({Stage.ACQUIRE: 0.001})
+        lease, det = ins.collect(ins.submit(x), timings)
+        a = ins.analyse(x, lease.array, (192, 192), det, timings)
+        lease.release()
+    lat = a.latency
+    assert lat is timings and lat[Stage.ACQUIRE] == 0.001
+    assert 0.08 <= lat[Stage.INFER] < 0.2  # the device's time, not the detector's
+    assert lat[Stage.DETECT] >= 0.2  # the detector's, though it ran in the inference thread
+    assert lat[Stage.COMPUTE] == 2e-4 and Stage.DECIDE in lat

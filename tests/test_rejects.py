@@ -152,19 +152,15 @@ def test_training_with_masked_and_image_level_rejects(tmp_path):
 
 
 def test_a_batch_mixes_real_pasted_bagged_and_hard_crops():
-    from train.methods.perlin_seg import METHOD, Options
+    from train.config import TrainConfig
+    from train.data import BatchSource
+    from train.methods import create
 
-    class Source:  # the trainer's batch source: rng, crops, images, rejects, state
-        rng = np.random.default_rng(0)
-        images = [textured(i, 160, 200).astype(np.float32) for i in range(3)]
-        rejects = [_reject(1), Reject(_reject(2).image, None, "label_only.png")]
-        state = {"options": Options(reject_share=0.5, paste_share=0.25), "hard": [(0, 5, 190)]}
-
-        def crops(self, n):
-            from train.data import random_patches
-            return random_patches(self.images, 128, n, self.rng)
-
-    x, y = METHOD.make_batch(Source(), 16)
+    method = create(TrainConfig(data=".", options={"reject_share": 0.5, "paste_share": 0.25}))
+    method.hard = [(0, 5, 190)]  # as the epoch's mining left them
+    source = BatchSource([textured(i, 160, 200).astype(np.float32) for i in range(3)], np.random.default_rng(0), 128,
+                         [_reject(1), Reject(_reject(2).image, None, "label_only.png")])
+    x, y = method.make_batch(source, 16, stage=1)
     assert x.shape == y.shape == (16, 128, 128)
     kinds = y.reshape(16, -1)
     bags = kinds.min(1) < 0

@@ -148,18 +148,25 @@ def test_metrics_on_a_constructed_case():
 
 @pytest.mark.parametrize("extra,key,expected", [
     ({"method": "cae001", "size": 256}, "size", "expected 512"),
-    ({"method": "skip_ae", "stage2": {"epochs": 3}}, "stage2.lpips_weights", "cannot be downloaded here"),
+    ({"method": "skip_ae", "options": {"stage2": {"epochs": 3}}}, "options.stage2.lpips_weights", "cannot be downloaded here"),
+    ({"method": "skip_ae", "options": {"stage2": {"epochs": 3, "lpips_weights": "none.pt"}}},
+     "options.stage2.lpips_weights", "file not found"),
     ({"method": "renet_d", "patch": 512, "size": 256}, "patch", "expected at most size (256)"),
     ({"method": "gan"}, "method", "'cae001'"),
     ({"method": "perlin_seg", "options": {"share": 2}}, "options.share", "expected a number <= 1"),
     ({"method": "perlin_seg", "options": {"sharez": 0.5}}, "options.sharez", "unknown"),
     ({"method": "perlin_seg", "options": {"smooth": 4}}, "options.smooth", "odd"),
-    ({"method": "renet_d", "options": {"share": 0.5}}, "options", "takes none"),
+    ({"method": "perlin_seg", "patch": 100, "size": None}, "patch", "expected a multiple of 16"),
+    ({"method": "perlin_seg", "patch": 80, "size": None, "options": {"stem": 2}}, "patch", "a multiple of 32"),
+    ({"method": "renet_d", "options": {"share": 0.5}}, "options.share", "unknown"),
     ({"method": "renet_d", "input_norm": True}, "input_norm", "reconstructs"),
-    ({"pseudo": {"strength": [0.9, 0.2]}}, "pseudo.strength", "expected 0 < low <= high <= 1"),
-    ({"pseudo": {"colours": [0, 0, 0]}}, "pseudo.colours", "not all 0"),
-    ({"pseudo": {"margin": 0.7}}, "pseudo.margin", "expected"),
-    ({"pseudo": {"shapes": [1, 1, 1]}}, "pseudo.shapes", "expected a list of 6"),
+    ({"method": "renet_d", "input_norm": False, "options": {"alpha": 2}}, "options.alpha", "expected a number <= 1"),
+    ({"method": "unet", "options": {"pseudo": {"strength": [0.9, 0.2]}}}, "options.pseudo.strength",
+     "expected 0 < low <= high <= 1"),
+    ({"method": "unet", "options": {"pseudo": {"colours": [0, 0, 0]}}}, "options.pseudo.colours", "not all 0"),
+    ({"method": "unet", "pseudo": {"margin": 0.7}}, "options.pseudo.margin", "expected"),  # the older form
+    ({"method": "unet", "options": {"pseudo": {"shapes": [1, 1, 1]}}}, "options.pseudo.shapes", "expected a list of 6"),
+    ({"method": "unet", "input_norm": True, "options": {"input_norm": False}}, "options.input_norm", "expected once"),
 ])
 def test_bad_training_configs(tmp_path, extra, key, expected):
     path = _config(tmp_path, **extra)
@@ -218,9 +225,10 @@ def test_unet_recipe_records_its_pseudo_defects(tmp_path):
     schema still accepts the recipe."""
     from edge.recipe import RECIPE_KEY, load_recipe
     from train.cli import recipe_for
+    from train.methods import create
     cfg, _ = load_config(_config(tmp_path, method="unet", patch=64,
-                                 pseudo={"strength": [0.15, 0.8], "colours": [1, 1, 3], "feather": 1.5}))
-    recipe = recipe_for(cfg, cfg.resolved(), {"train_images": 20, "holdout_images": 4, "epochs": 1, "minutes": 0.1})
+                                 options={"pseudo": {"strength": [0.15, 0.8], "colours": [1, 1, 3], "feather": 1.5}}))
+    recipe = recipe_for(create(cfg), {"train_images": 20, "holdout_images": 4, "epochs": 1, "minutes": 0.1})
     pseudo = json.loads(recipe["training"]["pseudo_defects"])
     assert pseudo["strength"] == [0.15, 0.8] and pseudo["colours"] == [1, 1, 3] and pseudo["feather"] == 1.5
     assert load_recipe({RECIPE_KEY: json.dumps(recipe)}, "model.onnx", {}, "station.yaml").training["pseudo_defects"]

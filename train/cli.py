@@ -30,23 +30,23 @@ def _guard(fn):
     return wrapped
 
 
-def recipe_for(cfg, r: dict, summary: dict) -> dict:
+def recipe_for(method, summary: dict) -> dict:
+    """The inspection recipe a run's model is exported with (train.methods.Method, the run's summary)."""
     from edge.schema import merge, to_dict
 
     from .data import training_preprocess
-    from .methods import get
-    method = get(cfg.method)
-    detect = merge(merge({"method": r["detect"]}, method.recipe_detect(cfg)), cfg.detect)
+    cfg, r = method.cfg, method.r
+    detect = merge(merge({"method": r.detect}, method.recipe_detect()), cfg.detect)
     training = {"data": str(cfg.data), "images": str(summary["train_images"]),
                 "holdout": str(summary["holdout_images"]), "epochs": str(summary["epochs"]),
                 "steps": str(summary.get("steps", "")), "minutes": f"{summary['minutes']:.1f}", "seed": str(cfg.seed),
-                "scale": f"resized to {r['size']}x{r['size']}" if r["size"] is not None
-                else "native, whole frames (never resized)" if method.whole_frame(cfg) else "native (tiled, never resized; a frame's tiles in one call)",
+                "scale": f"resized to {r.size}x{r.size}" if r.size is not None
+                else "native, whole frames (never resized)" if method.whole_frame() else "native (tiled, never resized; a frame's tiles in one call)",
                 **({"rejects": f"{summary['rejects']} ({summary['rejects_masked']} with masks)"}
                    if summary.get("rejects") else {}),
-                **method.recipe_training(cfg)}
+                **method.recipe_training()}
     return {"model_family": cfg.method,
-            "preprocess": to_dict(training_preprocess(r["size"], r["tile_overlap"], method.whole_frame(cfg) or 1)),
+            "preprocess": to_dict(training_preprocess(r.size, r.tile_overlap, method.whole_frame() or 1)),
             "detect": detect, "decision": {"rule": "regions", "min_area": 16}, "training": training}
 
 
@@ -54,9 +54,8 @@ def _export(t, cfg, summary: dict, model_path: Path) -> dict:
     """ONNX with the recipe, parity against PyTorch, thresholds calibrated on the held-out images."""
     from .evaluate import calibrate
     from .export import export_onnx, parity, set_recipe
-    r = cfg.resolved()
-    side, multiple = t.method.export_side(r), t.method.whole_frame(cfg)
-    export_onnx(t.model, side, model_path, recipe_for(cfg, r, summary), multiple)
+    side, multiple = t.method.export_side(), t.method.whole_frame()
+    export_onnx(t.model, side, model_path, recipe_for(t.method, summary), multiple)
     out = {"onnx_parity_max_abs": parity(t.model, model_path, side, multiple=multiple),
            "onnx_input": [1, 1, f"H (multiple of {multiple})", f"W (multiple of {multiple})"] if multiple
            else ["N (the frame's tiles)", 1, side, side]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -11,61 +12,11 @@ import yaml
 from edge.errors import InputError
 from edge.schema import field, load, rng
 
-from .methods import DEFAULT, METHODS, get
+from .methods import DEFAULT, METHODS, create
 
 
 def _method(v):
     return None if v in METHODS else "one of " + ", ".join(repr(m) for m in METHODS)
-
-@dataclass(frozen=True)
-class Stage2:
-    epochs: int = field(0, check=rng(0, 10_000), doc="seed 003 stage 2 epochs on ADGA defects (skip_ae); 0 = none")
-    alpha: float = field(0.8, check=rng(0, 1), doc="eq. 10: alpha * AW-SSIM + (1 - alpha) * LPIPS")
-    lpips_weights: str | None = field(None, doc="AlexNet+LPIPS state_dict file; needed when alpha < 1")
-    time_share: float = field(0.3, check=rng(0, 0.9), doc="share of time_budget_min kept for stage 2")
-
-
-@dataclass(frozen=True)
-class Pseudo:
-    """Seed 000's pseudo-defects for the unet. The paper sets the attenuation "according to the
-    actual situation"; the defaults are what measured best on real defects (faint, mostly dark,
-    soft-edged; docs/ACCURACY.md). The generator at full strength, as first built: strength
-    [0.7, 1], colours [1, 1, 1], feather 0."""
-    share: float = field(0.7, check=rng(0, 1), doc="share of training patches that get a pseudo-defect")
-    strength: tuple[float, float] = field((0.15, 0.8), doc="range of the base colour's weight at the defect's "
-                                                           "centre (0.3 = a faint stain, 1 = the pure colour)")
-    size: tuple[float, float] = field((0.04, 0.18), doc="defect size range, a share of the patch side")
-    colours: tuple[float, float, float] = field((1.0, 1.0, 3.0), doc="odds of white, grey and black defects")
-    noise: float = field(0.04, check=rng(0, 1), doc="std of the noise added to the base colour")
-    feather: float = field(1.5, check=rng(0, 20), doc="Gaussian sigma (pixels) that softens the defect's edge")
-    shapes: tuple[float, float, float, float, float, float] = field(
-        (1.0, 1.0, 1.0, 1.0, 1.0, 0.0), doc="odds of rectangle, line, triangle, polygon, bezier blob (seed 000) "
-                                            "and band (a strip across the patch: a brightness step)")
-    margin: float = field(0.15, check=rng(0, 0.5), doc="defect centres stay this share of the side from the "
-                                                       "border; 0 lets defects run off the edge")
-
-    def validate(self, where, prefix):
-        for key, pair in (("strength", self.strength), ("size", self.size)):
-            if not (0 < pair[0] <= pair[1] <= 1):
-                raise InputError(where, f"{prefix}.{key}", f"expected 0 < low <= high <= 1, got {list(pair)}")
-        for key, odds in (("colours", self.colours), ("shapes", self.shapes)):
-            if min(odds) < 0 or sum(odds) <= 0:
-                raise InputError(where, f"{prefix}.{key}", f"expected {len(odds)} odds >= 0, not all 0, got {list(odds)}")
-
-    def kwargs(self) -> dict:
-        """pseudo_defect's keyword arguments."""
-        return {"strength": self.strength, "size_range": self.size, "noise": self.noise, "feather": self.feather,
-                "margin": self.margin, "shape_weights": self.shapes, "colour_weights": self.colours}
-
-
-@dataclass(frozen=True)
-class LossCfg:
-    alpha: float = field(0.15, check=rng(0, 1), doc="renet: alpha * L1 + (1 - alpha)(1 - SSIM)")
-    aw_weights: tuple[float, float, float] = field((1 / 3, 1 / 3, 1 / 3), doc="aw_ssim: luminance, contrast, structure")
-    sigma0: float = field(0.5, check=rng(0.1, 10), doc="aw_ssim: initial Gaussian sigma")
-    sigma_k: float = field(0.005, check=rng(0, 1), doc="aw_ssim: sigma increment per step (reset per epoch)")
-    variance_patch: int = field(11, check=rng(3, 63), doc="weighted_ssim: side of the variance patch (eq. 7)")
-
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -73,8 +24,8 @@ class TrainConfig:
     method: str = field(DEFAULT, check=_method, doc="training method, a folder of train/methods/ (perlin_seg "
                                                     "default, measured best: docs/ACCURACY.md; unet, cae001, "
                                                     "renet_d, skip_ae: the four seed papers)")
-    options: dict = field(factory=dict, doc="the method's own options (train/methods/<method>/, e.g. "
-                                            "perlin_seg's anomaly odds)")
+    options: dict = field(factory=dict, doc="the method's own options: the Options of train/methods/<method>/ (e.g. "
+                                            "perlin_seg's anomaly odds, unet's pseudo-defects, skip_ae's stage2)")
     rejects: str | None = field(None, doc="folder of confirmed defective images (the station's rejects), each with "
                                           "an optional <name>_mask.png; without a mask an image is an image-level "
                                           "label. Must not share an image with the test set (perlin_seg)")
@@ -102,9 +53,6 @@ class TrainConfig:
     target_pixel_far: float = field(0.01, check=rng(0, 1, lo_open=True),
                                     doc="probability maps: share of a good part's pixels the pixel threshold marks "
                                         "(capped at the image threshold, so an NG part always shows where)")
-    loss: LossCfg = field(factory=LossCfg)
-    stage2: Stage2 = field(factory=Stage2)
-    pseudo: Pseudo = field(factory=Pseudo, doc="unet: seed 000's pseudo-defect generator")
     detect: dict = field(factory=dict, doc="overrides of the recipe's detect section")
     device: Literal["auto", "cpu", "cuda"] = field("auto")
     threads: int = field(0, check=rng(0, 256), doc="torch CPU threads; 0 = all cores")
@@ -113,33 +61,54 @@ class TrainConfig:
                     "native bf16 (AVX-512 BF16 / AMX) or on a CUDA GPU with bf16, else fp32")
     channels_last: bool = field(True, doc="NHWC memory layout for convolutions (faster on CPUs and tensor cores)")
     loader_thread: bool = field(True, doc="prepare batches (crops, synthetic defects) on a background thread")
-    input_norm: bool = field(False, doc="unet: standardise each input tile inside the network (zero mean, unit "
-                                        "std), so exposure differences do not shift the input")
 
     def validate(self, where, prefix):
-        m = get(self.method)
-        r = self.resolved()
-        m.validate(self, where)
-        if self.input_norm and m.reconstructs:
-            raise InputError(where, "input_norm", "expected false: a reconstruction model must reproduce the "
-                                                  f"raw input ({self.method} reconstructs)")
+        m = create(self, where)  # the method's options and its own checks
         if self.rejects is not None and not m.takes_rejects:
             raise InputError(where, "rejects", f"expected null: {self.method} does not learn from rejects "
                                                f"(perlin_seg does)")
         if self.width is not None and not m.width_option:
             raise InputError(where, "width", f"expected null: {self.method}'s network has fixed widths")
-        side = r["size"] or r["export"]
-        if r["patch"] is not None and side is not None and r["patch"] > side:
-            raise InputError(where, "patch", f"expected at most {'size' if r['size'] else 'the export tile'} "
-                                             f"({side}), got {r['patch']}")
-        m.options(self, where)
+        r = m.r
+        side = r.size or r.export
+        if r.patch is not None and side is not None and r.patch > side:
+            raise InputError(where, "patch", f"expected at most {'size' if r.size else 'the export tile'} "
+                                             f"({side}), got {r.patch}")
 
-    def resolved(self) -> dict:
-        """The method's defaults under this config's explicit settings."""
-        m = get(self.method)
-        return {"size": self.size or m.size, "patch": self.patch or m.patch, "batch": self.batch or m.batch,
-                "lr": self.lr or m.lr, "ema": m.ema if self.ema is None else self.ema, "detect": m.detect, "export": None if self.size else m.export,
-                "tile_overlap": 0 if self.size else m.tile_overlap}
+
+LEGACY = ("pseudo", "stage2", "loss", "input_norm")  # top-level sections before each method owned its options
+
+
+def migrate(raw: dict, where: str) -> list[str]:
+    """Move settings that configs wrote at the top level before each method owned its options
+    (`pseudo`, `stage2`, `loss`, `input_norm`) under `options:`, as the method's `legacy` map says,
+    so recorded configs train as they did. Settings the method never read are dropped, as they
+    were then. Returns one note per setting moved or dropped."""
+    cls = METHODS.get(raw.get("method", DEFAULT))
+    if cls is None or not isinstance(raw.get("options", {}), dict):
+        return []  # the schema names the unknown method or the malformed options
+    options, notes = dict(raw.get("options") or {}), []
+    for section in LEGACY:
+        if section not in raw:
+            continue
+        value = raw.pop(section)
+        items = [(f"{section}.{k}", v) for k, v in value.items()] if section == "loss" and isinstance(value, dict) \
+            else [(section, value)]
+        for old, v in items:
+            new = cls.legacy.get(old)
+            if new is None:
+                if old == "input_norm" and v:
+                    why = "reconstructs the raw input" if cls.reconstructs else "has no such option"
+                    raise InputError(where, "input_norm", f"expected false: {cls.name} {why}")
+                notes.append(f"{where}: {old} ignored ({cls.name} does not use it)")
+                continue
+            if new in options:
+                raise InputError(where, f"options.{new}", f"expected once: also given as {old}, its older form")
+            options[new] = v
+            notes.append(f"{where}: {old} read as options.{new}")
+    if options:
+        raw["options"] = options
+    return notes
 
 
 def load_config(path: str | Path, overrides: dict | None = None) -> tuple[TrainConfig, Path]:
@@ -153,6 +122,8 @@ def load_config(path: str | Path, overrides: dict | None = None) -> tuple[TrainC
     if not isinstance(raw, dict):
         raise InputError(str(p), None, "expected a mapping at the top level")
     raw.update(overrides or {})
+    for note in migrate(raw, str(p)):
+        print(f"edge-train: {note}", file=sys.stderr)
     cfg = load(TrainConfig, raw, str(p))
     base = p.resolve().parent
     data = Path(cfg.data) if Path(cfg.data).is_absolute() else base / cfg.data
@@ -164,6 +135,5 @@ def load_config(path: str | Path, overrides: dict | None = None) -> tuple[TrainC
         if not rejects.is_dir():
             raise InputError(str(p), "rejects", f"no such folder: {rejects}")
         check_no_overlap(rejects, data, str(p))
-    if cfg.stage2.lpips_weights and not (base / cfg.stage2.lpips_weights).is_file():
-        raise InputError(str(p), "stage2.lpips_weights", f"file not found: {base / cfg.stage2.lpips_weights}")
+    create(cfg, str(p), base)  # files named in the options, relative to the config
     return cfg, base

@@ -4,7 +4,9 @@ with calib/ and build_engines/)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -46,3 +48,29 @@ def random_patches(images, patch: int, count: int, rng: np.random.Generator) -> 
         y, x = rng.integers(0, h - patch + 1), rng.integers(0, w - patch + 1)
         out[k] = images[i][y:y + patch, x:x + patch]
     return out
+
+
+@dataclass
+class BatchSource:
+    """What a method makes its batches from, and all it sees of a run: the good training images
+    (a stack resized to one size, or a list at native scale), the confirmed rejects (train.rejects.
+    Reject), the run's random generator and the training crop side (None: whole images)."""
+
+    images: Any
+    rng: np.random.Generator
+    patch: int | None
+    rejects: list = field(default_factory=list)
+
+    def crops(self, n: int) -> np.ndarray:
+        """n random training crops (patch x patch, or whole images), randomly flipped: (n, H, W)."""
+        if self.patch is None:
+            crops = np.stack([self.images[i] for i in self.rng.integers(0, len(self.images), n)])
+        else:
+            crops = random_patches(self.images, self.patch, n, self.rng)
+        flip = self.rng.random((n, 2)) < 0.5
+        for i in range(n):
+            if flip[i, 0]:
+                crops[i] = crops[i, :, ::-1]
+            if flip[i, 1]:
+                crops[i] = crops[i, ::-1, :]
+        return np.ascontiguousarray(crops, dtype=np.float32)

@@ -26,8 +26,8 @@ import torch.distributed as dist
 from edge.images import good_images, split_holdout
 
 from .config import TrainConfig
-from .data import load_gray, pad_to, random_patches
-from .methods import get, weight_bytes
+from .data import BatchSource, load_gray, pad_to
+from .methods import create, weight_bytes
 
 
 class Progress:
@@ -111,8 +111,8 @@ class BatchFeeder:
 class Trainer:
     def __init__(self, cfg: TrainConfig, base: Path, log=None):
         self.cfg, self.log = cfg, log or sys.stderr
-        self.method = get(cfg.method)
-        self.r = cfg.resolved()
+        self.method = create(cfg, base=base)  # this run's method: its options, settings and state
+        self.r = self.method.r
         self.world = int(os.environ.get("WORLD_SIZE", 1))
         self.rank = int(os.environ.get("RANK", 0))
         self.device = _device(cfg)
@@ -121,21 +121,21 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed + self.rank)
-        self.rng = np.random.default_rng(cfg.seed + self.rank)
-        self.state: dict = {}  # the method's own per-run state (e.g. seed 003's AW-SSIM schedule)
         data = Path(cfg.data) if Path(cfg.data).is_absolute() else base / cfg.data
         self.data_root = data
         self.out = Path(cfg.out) if Path(cfg.out).is_absolute() else base / cfg.out
         files = good_images(data)
         self.train_files, self.holdout_files = split_holdout(files, cfg.holdout)
-        self.images = self._load(self.train_files)
-        self.rejects = []
+        rejects = []
         if cfg.rejects is not None:
             from .rejects import load_rejects
-            rejects = Path(cfg.rejects) if Path(cfg.rejects).is_absolute() else base / cfg.rejects
-            self.rejects = load_rejects(rejects, max(self.r["export"] or 0, self.r["patch"] or 0))
+            folder = Path(cfg.rejects) if Path(cfg.rejects).is_absolute() else base / cfg.rejects
+            rejects = load_rejects(folder, self.r.image_side)
+        # all a method sees of the run when it makes a batch
+        self.source = BatchSource(self._load(self.train_files), np.random.default_rng(cfg.seed + self.rank),
+                                  self.r.patch, rejects)
         self.out.mkdir(parents=True, exist_ok=True)
-        self.model = self.method.network(cfg).to(self.device)
+        self.model = self.method.network().to(self.device)
         self.bf16 = use_bf16(cfg, self.device)
         self.layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.model = self.model.to(memory_format=self.layout)
@@ -143,13 +143,13 @@ class Trainer:
         if self.world > 1:
             self.net = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=self.r["lr"])
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=self.r.lr)
         # a moving average of the weights: with a constant learning rate and ~2,000 steps the last
         # step's weights are one noisy point; the average is what gets exported
         self.ema = None
-        if self.r["ema"]:
+        if self.r.ema:
             from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-            self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(self.r["ema"]), use_buffers=True)
+            self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(self.r.ema), use_buffers=True)
         self.history: list[dict] = []
         self.snapshots: dict[str, str] = {}
         self.stage, self.epoch, self.elapsed, self.steps = 1, 0, 0.0, 0
@@ -159,29 +159,13 @@ class Trainer:
     def _load(self, files: list[Path]):
         """Resized to size x size and stacked, or at native scale (a list), each padded as the
         station pads a frame smaller than the model's tile, so crops see what the station feeds."""
-        size = self.r["size"]
+        size = self.r.size
         if size is not None:
             return np.stack([load_gray(f, size) for f in files])
-        side = max(self.r["export"] or 0, self.r["patch"] or 0)
-        return [pad_to(load_gray(f, None), side) for f in files]
-
-    def crops(self, n: int) -> np.ndarray:
-        """n random training crops (patch x patch, or whole frames), randomly flipped: (n, H, W)."""
-        p = self.r["patch"]
-        if p is None:
-            crops = np.stack([self.images[i] for i in self.rng.integers(0, len(self.images), n)])
-        else:
-            crops = random_patches(self.images, p, n, self.rng)
-        flip = self.rng.random((n, 2)) < 0.5
-        for i in range(n):
-            if flip[i, 0]:
-                crops[i] = crops[i, :, ::-1]
-            if flip[i, 1]:
-                crops[i] = crops[i, ::-1, :]
-        return np.ascontiguousarray(crops, dtype=np.float32)
+        return [pad_to(load_gray(f, None), self.r.image_side) for f in files]
 
     def _batch(self):
-        x, target = self.method.make_batch(self, self.r["batch"])
+        x, target = self.method.make_batch(self.source, self.r.batch, self.stage)
         return (torch.from_numpy(np.ascontiguousarray(x, np.float32))[:, None],
                 torch.from_numpy(np.ascontiguousarray(target, np.float32))[:, None])
 
@@ -200,7 +184,7 @@ class Trainer:
             self.ema.load_state_dict(state["ema"])
         self.history, self.stage, self.epoch, self.elapsed = state["history"], state["stage"], state["epoch"], state["elapsed"]
         self.steps, self.snapshots = state.get("steps", 0), state.get("snapshots", {})
-        self.rng = np.random.default_rng(state["rng_seed"])
+        self.source.rng = np.random.default_rng(state["rng_seed"])
         print(f"edge-train: resumed from {self.checkpoint} (stage {self.stage}, epoch {self.epoch}, "
               f"{self.elapsed / 60:.1f} min used)", file=self.log)
 
@@ -210,7 +194,7 @@ class Trainer:
         tmp = self.checkpoint.with_suffix(".tmp")
         torch.save({"model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "history": self.history,
                     "stage": self.stage, "epoch": self.epoch, "elapsed": self.elapsed, "steps": self.steps,
-                    "snapshots": self.snapshots, "rng_seed": int(self.rng.integers(0, 2 ** 31)),
+                    "snapshots": self.snapshots, "rng_seed": int(self.source.rng.integers(0, 2 ** 31)),
                     "method": self.cfg.method, **({"ema": self.ema.state_dict()} if self.ema is not None else {})}, tmp)
         tmp.replace(self.checkpoint)
 
@@ -227,6 +211,14 @@ class Trainer:
         """The weights export uses: the moving average where there is one."""
         return (self.ema.module if self.ema is not None else self.model).state_dict()
 
+    @staticmethod
+    def exported_from_checkpoint(state: dict) -> dict:
+        """The weights export used, from a saved checkpoint.pt: the moving average where the run
+        kept one (stored as torch's AveragedModel: `module.`-prefixed, with a step count)."""
+        if "ema" not in state:
+            return state["model"]
+        return {k.removeprefix("module."): v for k, v in state["ema"].items() if k != "n_averaged"}
+
     # -- loop -------------------------------------------------------------------------------------
     def _clock(self) -> float:
         """Training seconds so far, the same on every rank (the slowest rank's), so all ranks stop
@@ -242,7 +234,7 @@ class Trainer:
             progress = min(1.0, max(clock / (self.cfg.time_budget_min * 60), epoch_share))
             scale = self.cfg.lr_floor + (1 - self.cfg.lr_floor) * 0.5 * (1 + np.cos(np.pi * progress))
             for group in self.opt.param_groups:
-                group["lr"] = self.r["lr"] * scale
+                group["lr"] = self.r.lr * scale
 
     def _step(self, x: torch.Tensor, target: torch.Tensor, loss_fn) -> float:
         x = x.to(self.device, non_blocking=True).contiguous(memory_format=self.layout)
@@ -267,13 +259,13 @@ class Trainer:
         feeder = BatchFeeder(self._batch, self.cfg.loader_thread)
         try:
             while self.epoch < stage.epochs and clock < stage.until_s:
-                self.method.on_epoch(self)
+                self.method.on_epoch(self.epoch, self.source, self.model, self.device)
                 losses = []
                 for step in range(spe):
                     self._set_lr(clock, (self.epoch + step / spe) / stage.epochs)
                     t0 = time.perf_counter()
                     losses.append(self._step(*feeder.get(), stage.loss))
-                    self.method.on_step(self)
+                    self.method.on_step()
                     self.steps += 1
                     self.elapsed += time.perf_counter() - t0
                     if self.rank == 0:
@@ -299,7 +291,7 @@ class Trainer:
     def fit(self) -> dict:
         cfg = self.cfg
         bar = Progress(self.log)
-        stages = self.method.stages(self, cfg.time_budget_min * 60)
+        stages = self.method.stages(cfg.time_budget_min * 60, self.device)
         for i, stage in enumerate(stages):
             self._run_stage(stage, bar, last=i + 1 == len(stages))
         if self.ema is not None and self.steps:
@@ -311,8 +303,8 @@ class Trainer:
                 "final_loss": self.history[-1]["loss"] if self.history else None,
                 "weights_bytes": weight_bytes(self.model), "train_images": len(self.train_files),
                 "holdout_images": len(self.holdout_files),
-                "rejects": len(self.rejects), "rejects_masked": sum(r.mask is not None for r in self.rejects),
-                "ema": self.r["ema"], "world_size": self.world, "device": str(self.device),
+                "rejects": len(self.source.rejects),
+                "rejects_masked": sum(r.mask is not None for r in self.source.rejects), "ema": self.r.ema, "world_size": self.world, "device": str(self.device),
                 "bf16": self.bf16, "channels_last": cfg.channels_last, "loader_thread": cfg.loader_thread}
 
     def plot_loss(self, path: Path):

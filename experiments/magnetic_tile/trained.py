@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from train.methods.unet.model import UNet
+from train.trainer import Trainer
 
 
 def arguments(doc: str | None) -> argparse.ArgumentParser:
@@ -22,10 +23,7 @@ def arguments(doc: str | None) -> argparse.ArgumentParser:
 def load(run: Path, width: int) -> UNet:
     """The run's U-Net in eval mode: the moving average where the run kept one (that is what its
     model.onnx holds), else the last step's weights."""
-    ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
     model = UNet(width=width)
-    if "ema" in ckpt:
-        model.load_state_dict({k.removeprefix("module."): v for k, v in ckpt["ema"].items() if k != "n_averaged"})
-    else:
-        model.load_state_dict(ckpt["model"])
+    model.load_state_dict(Trainer.exported_from_checkpoint(torch.load(run / "checkpoint.pt", map_location="cpu",
+                                                                      weights_only=True)))
     return model.eval()

@@ -13,22 +13,32 @@ papers' methods are kept as they were measured.
 
 from __future__ import annotations
 
-from .base import Method, Stage
-from .cae001 import METHOD as CAE001
-from .perlin_seg import METHOD as PERLIN_SEG
-from .renet_d import METHOD as RENET_D
-from .skip_ae import METHOD as SKIP_AE
-from .unet import METHOD as UNET
+from typing import TYPE_CHECKING
 
-METHODS: dict[str, Method] = {m.name: m for m in (PERLIN_SEG, UNET, CAE001, RENET_D, SKIP_AE)}
-DEFAULT = PERLIN_SEG.name
+# one line per method: importing its folder registers it (@register)
+from . import perlin_seg, unet, cae001, renet_d, skip_ae  # noqa: F401  isort: skip
+from .base import METHODS, Method, Resolved, Stage, register
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import torch
+
+    from ..config import TrainConfig
+
+DEFAULT = "perlin_seg"
 
 
-def get(name: str) -> Method:
+def get(name: str) -> type[Method]:
     return METHODS[name]
 
 
-def build(name: str, **kwargs) -> "torch.nn.Module":  # noqa: F821
+def create(cfg: TrainConfig, where: str = "config", base: Path | None = None) -> Method:
+    """The config's method for one run (its options loaded and checked)."""
+    return METHODS[cfg.method].create(cfg, where, base)
+
+
+def build(name: str, **kwargs) -> torch.nn.Module:
     """The method's network class with explicit arguments (tests, benchmarks)."""
     return METHODS[name].network_class(**kwargs)
 
@@ -37,4 +47,4 @@ def weight_bytes(model) -> int:
     return sum(p.numel() * p.element_size() for p in model.parameters())
 
 
-__all__ = ["METHODS", "DEFAULT", "Method", "Stage", "get", "build", "weight_bytes"]
+__all__ = ["METHODS", "DEFAULT", "Method", "Resolved", "Stage", "register", "get", "create", "build", "weight_bytes"]

@@ -8,7 +8,7 @@ network was trained at) and runs all of a frame's tiles in one call (a dynamic b
 `whole_frame` exports for one call on the whole frame instead. It takes the map's peak as the image score
 (`smooth` > 1 filters it first; docs/ACCURACY.md measured the raw peak better on the tiles).
 
-Options (the config's `options:` section) are this folder's Options; the defaults are what the
+Options (the config's `options:` section) are this folder's PerlinSegOptions; the defaults are what the
 method is judged by (docs/ACCURACY.md)."""
 
 from __future__ import annotations
@@ -20,17 +20,18 @@ import numpy as np
 
 from edge.defects import pseudo_defect
 from edge.errors import InputError
-from edge.schema import field, load, rng, to_dict
+from edge.schema import field, rng, to_dict
 
 from ...rejects import BAG, BAG_TILES, bag_crops, crop_around_defect, paste_defect
-from ..base import Method
+from ..base import Method, register
+from ..unet import INPUT_NORM_DOC
 from ..unet.model import UNet
 from .anomalies import FILL_ODDS, FILLS, perlin_anomaly
 from .loss import mine_hard_negatives, segmentation_loss
 
 
 @dataclass(frozen=True)
-class Options:
+class PerlinSegOptions:
     share: float = field(0.7, check=rng(0, 1), doc="share of training crops that get an anomaly")
     small_share: float = field(0.7, check=rng(0, 1), doc="of those, the share drawn as seed 000 pseudo-defects "
                                                          "(small spots and lines) instead of Perlin anomalies")
@@ -65,6 +66,7 @@ class Options:
                                          "16) instead of tiles (one call with all of a frame's tiles): faster on a "
                                          "CPU, but a network trained on tiles scores whole frames differently (on "
                                          "the tiles 0.06 lower image AUROC, docs/ACCURACY.md)")
+    input_norm: bool = field(False, doc=INPUT_NORM_DOC + " (keeps the model tiled)")
 
     def validate(self, where, prefix):
         if self.reject_share + self.paste_share > 1:
@@ -93,6 +95,7 @@ def visible_targets(xs: np.ndarray, clean: np.ndarray, masks: np.ndarray, visibi
 SMALL_DEFECTS = {"strength": (0.15, 0.8), "colour_weights": (1.0, 1.0, 3.0), "feather": 1.5}  # faint, mostly dark
 
 
+@register
 class PerlinSegMethod(Method):
     name = "perlin_seg"
     summary = "segmentation on Perlin-mask anomalies filled with foreign texture (DRAEM family), native scale"
@@ -102,64 +105,72 @@ class PerlinSegMethod(Method):
     tile_overlap = 32
     detect = "probability"
     reconstructs = False
+    takes_rejects = True
     network_class = UNet
     default_width = 8
+    Options = PerlinSegOptions
+    legacy = {"input_norm": "input_norm"}
+    options: PerlinSegOptions
 
-    def options(self, cfg, where: str = "config") -> Options:
-        return load(Options, cfg.options, where, "options")
+    def __init__(self, cfg, options, base=None):
+        super().__init__(cfg, options, base)
+        # (image, y, x) of the network's own false alarms on good training images; replaced whole,
+        # never changed in place, because the batch thread reads it without a lock
+        self.hard: list[tuple[int, int, int]] = []
+        self.mining = np.random.default_rng(cfg.seed + 7919)
 
-    def whole_frame(self, cfg):
+    def validate(self, where):
+        multiple = 16 * self.options.stem  # UNet.input_multiple: four 2x2 poolings behind the stem
+        if self.r.patch is not None and self.r.patch % multiple:
+            raise InputError(where, "patch", f"expected a multiple of {multiple} (the crop is the station's tile, "
+                                             f"the network's input), got {self.r.patch}")
+
+    def whole_frame(self):
         # per-tile input standardisation is a statistic of the tile the network was trained on:
         # over a whole frame it would be another one, so such a model stays tiled
-        o = self.options(cfg)
-        if not o.whole_frame or cfg.input_norm or cfg.size:
+        o = self.options
+        if not o.whole_frame or o.input_norm or self.cfg.size:
             return None
-        return 16 * o.stem  # UNet.input_multiple: four 2x2 poolings behind the stem
+        return 16 * o.stem
 
-    def network(self, cfg):
-        return UNet(width=cfg.width or self.default_width, input_norm=cfg.input_norm, stem=self.options(cfg).stem)
+    def network(self):
+        o = self.options
+        return UNet(width=self.cfg.width or self.default_width, input_norm=o.input_norm, stem=o.stem)
 
-    takes_rejects = True
+    def loss(self):
+        return segmentation_loss(self.options.image_loss, self.options.topk)
 
-    def loss(self, cfg):
-        o = self.options(cfg)
-        return segmentation_loss(o.image_loss, o.topk)
+    def on_epoch(self, epoch, source, model, device):
+        o = self.options
+        if o.hard_negatives and epoch % o.mine_every == 0 and epoch > 0:
+            self.hard = mine_hard_negatives(model, source.images, self.mining, device)
 
-    def _opts(self, t) -> Options:
-        if "options" not in t.state:
-            t.state["options"] = self.options(t.cfg)
-        return t.state["options"]
-
-    def on_epoch(self, t):
-        o = self._opts(t)
-        if o.hard_negatives and t.epoch % o.mine_every == 0 and t.epoch > 0:
-            mining = t.state.setdefault("mining_rng", np.random.default_rng(t.cfg.seed + 7919))
-            # a new list, handed over whole: the batch thread reads t.state["hard"] without a lock
-            t.state["hard"] = mine_hard_negatives(t.model, t.images, mining, t.device)
-
-    def _good_crops(self, t, n: int, o: Options) -> np.ndarray:
+    def _good_crops(self, src, n: int) -> np.ndarray:
         """n good training crops; a share of them around the network's own false alarms."""
-        clean = t.crops(n)
-        hard = t.state.get("hard")
+        clean = src.crops(n)
+        hard, r = self.hard, src.rng
         if hard:
             p = clean.shape[-1]
-            for i in np.flatnonzero(t.rng.random(n) < o.hard_negatives):
-                k, y, x = hard[t.rng.integers(len(hard))]
-                img = t.images[k]
-                y = int(np.clip(y - t.rng.integers(p // 4, 3 * p // 4), 0, img.shape[0] - p))
-                x = int(np.clip(x - t.rng.integers(p // 4, 3 * p // 4), 0, img.shape[1] - p))
+            for i in np.flatnonzero(r.random(n) < self.options.hard_negatives):
+                k, y, x = hard[r.integers(len(hard))]
+                img = src.images[k]
+                y = int(np.clip(y - r.integers(p // 4, 3 * p // 4), 0, img.shape[0] - p))
+                x = int(np.clip(x - r.integers(p // 4, 3 * p // 4), 0, img.shape[1] - p))
                 crop = img[y:y + p, x:x + p]
-                clean[i] = crop[::-1] if t.rng.random() < 0.5 else crop
+                clean[i] = crop[::-1] if r.random() < 0.5 else crop
         return clean
 
-    def _reject_crops(self, t, n_real: int, n_paste: int, good: np.ndarray, o: Options):
+    @staticmethod
+    def _reject_crops(src, n_real: int, n_paste: int, good: np.ndarray):
         """Crops of the real rejects (bags of crops for mask-less ones) and real defects pasted
         into the first n_paste good crops: (images, targets)."""
-        r, p = t.rng, good.shape[-1]
-        masked = [j for j in t.rejects if j.mask is not None]
-        xs, ys, bag = [], [], 0
+        r, p = src.rng, good.shape[-1]
+        masked = [j for j in src.rejects if j.mask is not None]
+        xs: list[np.ndarray] = []
+        ys: list[np.ndarray] = []
+        bag = 0
         while len(xs) < n_real:
-            j = t.rejects[r.integers(len(t.rejects))]
+            j = src.rejects[r.integers(len(src.rejects))]
             if j.mask is not None:
                 x, m = crop_around_defect(j, p, r)
                 xs.append(x)
@@ -175,24 +186,23 @@ class PerlinSegMethod(Method):
             ys.append(m)
         return xs, ys
 
-    def make_batch(self, t, n):
-        o = self._opts(t)
-        r = t.rng
+    def make_batch(self, source, n, stage):
+        o, r, src = self.options, source.rng, source
         n_real = n_paste = 0
-        if t.rejects:
+        if src.rejects:
             n_real = int(round(n * o.reject_share))
-            n_paste = int(round(n * o.paste_share)) if any(j.mask is not None for j in t.rejects) else 0
+            n_paste = int(round(n * o.paste_share)) if any(j.mask is not None for j in src.rejects) else 0
         n_good = n - n_real - n_paste
-        good = self._good_crops(t, n_good + n_paste, o)
+        good = self._good_crops(src, n_good + n_paste)
         if o.exposure:
             good = np.clip(good * np.exp(r.uniform(-o.exposure, o.exposure, (len(good), 1, 1))), 0, 1).astype(np.float32)
-        real_x, real_y = self._reject_crops(t, n_real, n_paste, good[n_good:], o) if t.rejects else ([], [])
+        real_x, real_y = self._reject_crops(src, n_real, n_paste, good[n_good:]) if src.rejects else ([], [])
         clean = good[:n_good]
         xs, masks = clean.copy(), np.zeros(clean.shape, np.float32)
         for i in range(n_good):
             u = r.random()
             if u < o.share * (1 - o.small_share):
-                xs[i], masks[i] = perlin_anomaly(clean[i], t.images[r.integers(len(t.images))], r,
+                xs[i], masks[i] = perlin_anomaly(clean[i], src.images[r.integers(len(src.images))], r,
                                                  opacity=o.opacity, fill_odds=o.fills)
             elif u < o.share:
                 xs[i], masks[i] = pseudo_defect(clean[i], int(r.integers(2 ** 31)), **SMALL_DEFECTS)
@@ -203,11 +213,8 @@ class PerlinSegMethod(Method):
             masks = np.concatenate([masks, np.stack(real_y)])
         return xs, masks
 
-    def recipe_detect(self, cfg):
-        return {"probability": {"smooth": self.options(cfg).smooth}}
+    def recipe_detect(self):
+        return {"probability": {"smooth": self.options.smooth}}
 
-    def recipe_training(self, cfg):
-        return {"anomalies": json.dumps(to_dict(self.options(cfg)), separators=(",", ":"))}
-
-
-METHOD = PerlinSegMethod()
+    def recipe_training(self):
+        return {"anomalies": json.dumps(to_dict(self.options), separators=(",", ":"))}
