@@ -119,7 +119,7 @@ def _train(tmp_path, sizes, **extra):
 
 def test_perlin_seg_trains_at_native_scale_and_the_station_runs_it(tmp_path):
     """Frames of mixed sizes and aspect ratios (100x600 among them) are never resized: the station
-    cuts them into the 128-px tiles the network was trained on and runs all of a frame's tiles in
+    cuts them into the 256-px tiles the network was trained on (overlapping by 64) and runs all of a frame's tiles in
     one call (a dynamic batch), with the map of that one call equal to one call per tile; edge-run
     inspects a 100x600 frame with it."""
     from edge.backends.onnxruntime import OnnxRuntimeRunner
@@ -132,17 +132,18 @@ def test_perlin_seg_trains_at_native_scale_and_the_station_runs_it(tmp_path):
     assert recipe.detect.method == "probability" and recipe.detect.probability.smooth == 1
     assert recipe.decision.rule == "score" and 0 < recipe.decision.score_threshold <= 1
     assert json.loads(recipe.training["anomalies"])["share"] == 0.7
-    assert summary["onnx_input"][1:] == [1, 128, 128] and "tiles" in summary["onnx_input"][0]
+    assert summary["onnx_input"][1:] == [1, 256, 256] and "tiles" in summary["onnx_input"][0]
+    assert recipe.preprocess.tile_overlap == 64
     assert summary["onnx_parity_max_abs"] < 1e-3  # one tile, and 7 and 25 tiles in one call
     with OnnxRuntimeRunner(model) as runner:
-        assert runner.input_shape == (0, 1, 128, 128)
+        assert runner.input_shape == (0, 1, 256, 256)
         ins = Inspector(runner, load_recipe(runner.metadata, str(model)), "cam", "t")
         frame = (textured(7, 300, 500) * 255).astype(np.uint8)
         x = ins.pre.to_model_space(frame)
         calls, infer = [], runner.infer
         runner.infer = lambda batch: calls.append(batch.shape) or infer(batch)
         one_call = ins.reconstruct(x)
-        assert calls == [(ins.pre.tile_count(300, 500), 1, 128, 128)] and calls[0][0] == 3 * 5
+        assert calls == [(ins.pre.tile_count(300, 500), 1, 256, 256)] and calls[0][0] == 2 * 3
         tiles = ins.pre.tiles(x)
         per_tile = ins.pre.stitch(np.concatenate([infer(tiles[i:i + 1]) for i in range(len(tiles))]))
         assert np.abs(one_call - per_tile).max() < 1e-5  # the stated tolerance: float rounding only

@@ -156,7 +156,7 @@ def test_metrics_on_a_constructed_case():
     ({"method": "perlin_seg", "options": {"share": 2}}, "options.share", "expected a number <= 1"),
     ({"method": "perlin_seg", "options": {"sharez": 0.5}}, "options.sharez", "unknown"),
     ({"method": "perlin_seg", "options": {"smooth": 4}}, "options.smooth", "odd"),
-    ({"method": "perlin_seg", "patch": 100, "size": None}, "patch", "expected a multiple of 16"),
+    ({"method": "perlin_seg", "patch": 100, "size": None, "options": {"stem": 1}}, "patch", "expected a multiple of 16"),
     ({"method": "perlin_seg", "patch": 80, "size": None, "options": {"stem": 2}}, "patch", "a multiple of 32"),
     ({"method": "renet_d", "options": {"share": 0.5}}, "options.share", "unknown"),
     ({"method": "renet_d", "input_norm": True}, "input_norm", "reconstructs"),

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import torch
 
+from edge.recipe import read_recipe
 from train.methods.unet.model import UNet
 from train.trainer import Trainer
 
@@ -22,8 +24,10 @@ def arguments(doc: str | None) -> argparse.ArgumentParser:
 
 def load(run: Path, width: int) -> UNet:
     """The run's U-Net in eval mode: the moving average where the run kept one (that is what its
-    model.onnx holds), else the last step's weights."""
-    model = UNet(width=width)
+    model.onnx holds), else the last step's weights; its stem and input standardisation as the
+    run's recipe records perlin_seg's options."""
+    options = json.loads(read_recipe(run / "model.onnx").training.get("anomalies", "{}"))
+    model = UNet(width=width, stem=options.get("stem", 1), input_norm=options.get("input_norm", False))
     model.load_state_dict(Trainer.exported_from_checkpoint(torch.load(run / "checkpoint.pt", map_location="cpu",
                                                                       weights_only=True)))
     return model.eval()

@@ -1,5 +1,5 @@
 """The same trained weights run two ways on the test set: 128-px tiles overlapping by 32 (a fixed
-input) and the whole frame in one call (dynamic height and width, padded to a multiple of 16).
+input) and the whole frame in one call (dynamic height and width, padded to the network's input multiple).
 Prints image / pixel AUROC of both, the per-image score differences, verdict agreement at the
 run's calibrated threshold and the ONNX Runtime time per frame.
 
@@ -25,9 +25,10 @@ def main(argv=None):
     model = load(args.run, args.width)
     recipe = to_dict(read_recipe(args.run / "model.onnx"))
     paths = {"tiled": args.run / "model-tiled.onnx", "whole": args.run / "model-whole.onnx"}
-    export_onnx(model, 128, paths["tiled"], {**recipe, "preprocess": {**recipe["preprocess"], "input_multiple": 1}})
-    export_onnx(model, 128, paths["whole"], {**recipe, "preprocess": {**recipe["preprocess"], "input_multiple": 16}},
-                multiple=16)
+    side, multiple = 128, model.input_multiple  # the tile it was trained on; what whole frames are padded to
+    export_onnx(model, side, paths["tiled"], {**recipe, "preprocess": {**recipe["preprocess"], "input_multiple": 1}})
+    export_onnx(model, side, paths["whole"],
+                {**recipe, "preprocess": {**recipe["preprocess"], "input_multiple": multiple}}, multiple=multiple)
     results, out = {}, {}
     for name, path in paths.items():
         t0 = time.perf_counter()
