@@ -10,6 +10,8 @@ from pathlib import Path
 import torch
 
 from edge.recipe import read_recipe
+from train.config import TrainConfig
+from train.methods import create
 from train.methods.unet.model import UNet
 from train.trainer import Trainer
 
@@ -25,9 +27,9 @@ def arguments(doc: str | None) -> argparse.ArgumentParser:
 def load(run: Path, width: int) -> UNet:
     """The run's U-Net in eval mode: the moving average where the run kept one (that is what its
     model.onnx holds), else the last step's weights; its stem and input standardisation as the
-    run's recipe records perlin_seg's options."""
-    options = json.loads(read_recipe(run / "model.onnx").training.get("anomalies", "{}"))
-    model = UNet(width=width, stem=options.get("stem", 1), input_norm=options.get("input_norm", False))
+    run's recipe records perlin_seg's options (the method builds it)."""
+    options = json.loads(read_recipe(run / "model.onnx").training["anomalies"])
+    model = create(TrainConfig(data=".", width=width, options=options)).network()
     model.load_state_dict(Trainer.exported_from_checkpoint(torch.load(run / "checkpoint.pt", map_location="cpu",
                                                                       weights_only=True)))
     return model.eval()

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 # one line per method: importing its folder registers it (@register)
 from . import perlin_seg, unet, cae001, renet_d, skip_ae  # noqa: F401  isort: skip
-from .base import METHODS, Method, Resolved, Stage, register
+from .base import METHODS, Method, Resolved, Stage
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -27,10 +27,6 @@ if TYPE_CHECKING:
     from ..config import TrainConfig
 
 DEFAULT = "perlin_seg"
-
-
-def get(name: str) -> type[Method]:
-    return METHODS[name]
 
 
 def create(cfg: TrainConfig, where: str = "config", base: Path | None = None) -> Method:
@@ -47,4 +43,4 @@ def weight_bytes(model) -> int:
     return sum(p.numel() * p.element_size() for p in model.parameters())
 
 
-__all__ = ["METHODS", "DEFAULT", "Method", "Resolved", "Stage", "register", "get", "create", "build", "weight_bytes"]
+__all__ = ["METHODS", "DEFAULT", "Method", "Resolved", "Stage", "create", "build", "weight_bytes"]
