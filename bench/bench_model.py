@@ -4,7 +4,10 @@ stitching, detection, decision), at 512x512 and at the model's data's typical si
 models are measured side by side: rounds alternate between them, medians over all rounds.
 
     python3 -m bench.bench_model runs/default/model.onnx [other.onnx ...] [--sizes 512x512 330x270]
-        [--repeat 50] [--rounds 3]
+        [--repeat 50] [--rounds 3] [--park-workers]
+
+--park-workers adds each model a second time with ONNX Runtime's workers never spinning (each
+operator then wakes them), side by side with the runner's own setting.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import numpy as np
 
 from bench.common import machine, save
 from edge.backends import open_runner
+from edge.backends.onnxruntime import OnnxRuntimeRunner
 from edge.demo import texture
 from edge.inspector import Inspector
 from edge.recipe import load_recipe
@@ -40,18 +44,23 @@ def main(argv=None):
     ap.add_argument("--sizes", nargs="+", default=["512x512"])
     ap.add_argument("--repeat", type=int, default=50)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--park-workers", action="store_true")
     args = ap.parse_args(argv)
     print(machine())
     rows = []
     with ExitStack() as stack:
-        inspectors = {}
+        inspectors, files = {}, {}
         for m in args.models:
             runner = stack.enter_context(open_runner(Path(m)))
             inspectors[m] = Inspector(runner, load_recipe(runner.metadata, m), "bench", "bench")
+            files[m] = files[f"{m} (workers parked)"] = Path(m)
+            if args.park_workers:
+                parked = stack.enter_context(OnnxRuntimeRunner(Path(m), park_workers=True))
+                inspectors[f"{m} (workers parked)"] = Inspector(parked, load_recipe(parked.metadata, m), "bench", "bench")
         for size in args.sizes:
             h, w = (int(v) for v in size.split("x"))
             frame = (texture(7, max(h, w))[:h, :w] * 255).astype(np.uint8)
-            times: dict[str, list[float]] = {m: [] for m in args.models}
+            times: dict[str, list[float]] = {m: [] for m in inspectors}
             for ins in inspectors.values():
                 ins.warm_up(frame.shape)
             for _ in range(args.rounds):
@@ -65,7 +74,7 @@ def main(argv=None):
                 row = {"model": m, "frame": size, "calls": calls(ins, h, w),
                        "median_ms": round(statistics.median(times[m]) * 1e3, 2),
                        "p90_ms": round(float(np.percentile(times[m], 90)) * 1e3, 2),
-                       "onnx_mb": round(Path(m).stat().st_size / 1e6, 2)}
+                       "onnx_mb": round(files[m].stat().st_size / 1e6, 2)}
                 rows.append(row)
                 print(f"{m} {size}: {row['calls']}, median {row['median_ms']} ms, p90 {row['p90_ms']} ms per frame "
                       f"(inference + detection + decision)", flush=True)

@@ -72,3 +72,14 @@ def test_edge_run_inspects_frames_of_mixed_sizes_with_a_whole_frame_model(tmp_pa
     assert res.returncode == 0, res.stderr
     lines = [json.loads(x) for x in res.stdout.splitlines()]
     assert [x["verdict"] in ("OK", "NG") for x in lines] == [True] * 3
+
+
+def test_onnx_runtime_workers_spin_only_while_a_run_lasts(tmp_path):
+    """Parked workers cost a wake-up per operator (docs/BENCHMARKS.md); spinning after a run would
+    take the cores detection and acquisition need. The runner asks for both halves."""
+    path = _strict_model(tmp_path / "m.onnx")
+    for park, spin in ((False, "1"), (True, "0")):
+        with OnnxRuntimeRunner(path, park_workers=park) as runner:
+            opts = runner._session.get_session_options()
+            assert opts.get_session_config_entry("session.intra_op.allow_spinning") == spin
+            assert opts.get_session_config_entry("session.force_spinning_stop") == "1"

@@ -12,8 +12,8 @@ from .base import RunnerBase
 
 
 class OnnxRuntimeRunner(RunnerBase):
-    def __init__(self, path: Path, threads: int = 0):
-        self.path, self.threads = Path(path), threads
+    def __init__(self, path: Path, threads: int = 0, park_workers: bool = False):
+        self.path, self.threads, self.park_workers = Path(path), threads, park_workers
         self.name = "onnxruntime"
         self.last_timings: dict = {}
         self._session: Any = None
@@ -27,9 +27,12 @@ class OnnxRuntimeRunner(RunnerBase):
         if self.threads:
             opts.intra_op_num_threads = self.threads
         opts.log_severity_level = 3
-        # Idle ORT workers otherwise spin after each run and steal the cores the detection
-        # kernels and the acquisition thread need between inferences.
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # Workers spin between the graph's many small operators while a run lasts (parking them
+        # there costs a wake-up per operator: docs/BENCHMARKS.md), and stop when it returns, so they
+        # do not steal the cores the detection kernels and the acquisition thread need between runs.
+        # park_workers: never spin (the setting before; kept for the side-by-side benchmark).
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0" if self.park_workers else "1")
+        opts.add_session_config_entry("session.force_spinning_stop", "1")
         try:
             self._session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own types for damaged or unsupported models

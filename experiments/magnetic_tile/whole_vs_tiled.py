@@ -1,5 +1,5 @@
-"""The same trained weights run two ways on the test set: 128-px tiles overlapping by 32 (a fixed
-input) and the whole frame in one call (dynamic height and width, padded to the network's input multiple).
+"""The same trained weights run two ways on the test set: the run's own tiles (its training crop,
+overlapping as its recipe says) and the whole frame in one call (dynamic height and width, padded to the network's input multiple).
 Prints image / pixel AUROC of both, the per-image score differences, verdict agreement at the
 run's calibrated threshold and the ONNX Runtime time per frame.
 
@@ -12,6 +12,7 @@ import json
 import time
 
 import numpy as np
+import onnx
 from trained import arguments, load
 
 from edge.recipe import read_recipe
@@ -25,7 +26,8 @@ def main(argv=None):
     model = load(args.run, args.width)
     recipe = to_dict(read_recipe(args.run / "model.onnx"))
     paths = {"tiled": args.run / "model-tiled.onnx", "whole": args.run / "model-whole.onnx"}
-    side, multiple = 128, model.input_multiple  # the tile it was trained on; what whole frames are padded to
+    side = onnx.load(args.run / "model.onnx").graph.input[0].type.tensor_type.shape.dim[-1].dim_value  # its tile
+    multiple = model.input_multiple  # what whole frames are padded to
     export_onnx(model, side, paths["tiled"], {**recipe, "preprocess": {**recipe["preprocess"], "input_multiple": 1}})
     export_onnx(model, side, paths["whole"],
                 {**recipe, "preprocess": {**recipe["preprocess"], "input_multiple": multiple}}, multiple=multiple)
