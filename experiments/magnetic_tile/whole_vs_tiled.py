@@ -3,7 +3,7 @@ overlapping as its recipe says) and the whole frame in one call (dynamic height 
 Prints image / pixel AUROC of both, the per-image score differences, verdict agreement at the
 run's calibrated threshold and the ONNX Runtime time per frame.
 
-    python3 whole_vs_tiled.py runs/default [--data ../../../shared/data/magnetic_tile]
+    python3 whole_vs_tiled.py runs/default [--data ../../../shared/data/magnetic_tile] [--tile 256]
 """
 
 from __future__ import annotations
@@ -22,11 +22,13 @@ from train.export import export_onnx
 
 
 def main(argv=None):
-    args = arguments(__doc__).parse_args(argv)
+    ap = arguments(__doc__)
+    ap.add_argument("--tile", type=int, default=256, help="the training crop, where the run exported whole frames")
+    args = ap.parse_args(argv)
     model = load(args.run, args.width)
     recipe = to_dict(read_recipe(args.run / "model.onnx"))
     paths = {"tiled": args.run / "model-tiled.onnx", "whole": args.run / "model-whole.onnx"}
-    side = onnx.load(args.run / "model.onnx").graph.input[0].type.tensor_type.shape.dim[-1].dim_value  # its tile
+    side = onnx.load(args.run / "model.onnx").graph.input[0].type.tensor_type.shape.dim[-1].dim_value or args.tile
     multiple = model.input_multiple  # what whole frames are padded to
     export_onnx(model, side, paths["tiled"], {**recipe, "preprocess": {**recipe["preprocess"], "input_multiple": 1}})
     export_onnx(model, side, paths["whole"],
