@@ -30,7 +30,7 @@ class OnnxRuntimeRunner(RunnerBase):
         # Workers spin between the graph's many small operators while a run lasts (parking them
         # there costs a wake-up per operator: docs/BENCHMARKS.md), and stop when it returns, so they
         # do not steal the cores the detection kernels and the acquisition thread need between runs.
-        # park_workers: never spin (the setting before; kept for the side-by-side benchmark).
+        # park_workers: never spin (bench.bench_model --park-workers measures the difference).
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0" if self.park_workers else "1")
         opts.add_session_config_entry("session.force_spinning_stop", "1")
         try:
