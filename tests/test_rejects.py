@@ -124,9 +124,11 @@ def test_rejects_are_refused_when_they_overlap_the_test_set_or_the_method_ignore
         load_config(cfg)
 
 
-def test_training_with_masked_and_image_level_rejects(tmp_path):
+def test_training_with_masked_and_image_level_rejects(tmp_path, capsys):
     """A short run with one masked and one mask-less reject: batches hold real crops, pasted
-    defects and a bag; hard negatives are mined; the recipe says how many rejects it learned from."""
+    defects and a bag; hard negatives are mined; the recipe says how many rejects it learned from;
+    the summary says how many of them the calibrated model judges NG, and edge-train warns when
+    that is under half (a six-step model), since such a model learned nothing usable from them."""
     import yaml
 
     from edge.recipe import read_recipe
@@ -149,6 +151,17 @@ def test_training_with_masked_and_image_level_rejects(tmp_path):
     summary = json.loads((tmp_path / "run/train.json").read_text())["summary"]
     assert summary["rejects"] == 2 and summary["rejects_masked"] == 1 and summary["steps"] == 6
     assert read_recipe(tmp_path / "run/model.onnx").training["rejects"] == "2 (1 with masks)"
+    from edge.schema import to_dict
+    from train.evaluate import rejects_caught
+    from train.export import set_recipe
+    model, files = tmp_path / "run/model.onnx", [rejects / "masked.png", rejects / "label_only.png"]
+    assert rejects_caught(model, files) == summary["rejects_caught"]
+    warned = "judges only" in capsys.readouterr().err
+    assert warned == (summary["rejects_caught"] < 0.5)
+    recipe = to_dict(read_recipe(model))
+    for threshold, caught in ((0.0, 1.0), (1.5, 0.0)):  # every part NG, none NG
+        set_recipe(model, {**recipe, "decision": {**recipe["decision"], "score_threshold": threshold}})
+        assert rejects_caught(model, files) == caught
 
 
 def test_a_batch_mixes_real_pasted_bagged_and_hard_crops():

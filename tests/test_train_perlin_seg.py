@@ -185,6 +185,9 @@ def test_snapshots_export_the_model_as_it_was(tmp_path):
     snap = summary["snapshots"]["0.001"]
     assert snap["steps"] < summary["steps"] and (tmp_path / "run/model-0.001min.onnx").is_file()
     assert snap["calibration"]["score_threshold"] > 0
+    from train.trainer import NORM_BATCHES  # the average's BatchNorm statistics measured, as at the end
+    weights = torch.load(tmp_path / "run/snapshot-0.001min.pt", weights_only=True)["model"]
+    assert {int(v) for k, v in weights.items() if k.endswith("num_batches_tracked")} == {NORM_BATCHES}
 
 
 def test_pixel_threshold_is_calibrated_on_good_pixels_and_never_above_the_image_threshold(tmp_path):

@@ -193,8 +193,8 @@ def test_cosine_schedule_decays_the_learning_rate_over_the_budget(tmp_path):
 
 
 def test_ema_exports_the_moving_average_of_the_weights_and_resumes_it(tmp_path):
-    """ema: d keeps avg <- d * avg + (1 - d) * w after every step (BatchNorm statistics too); the
-    trained model handed to export is that average, not the last step's weights."""
+    """ema: d keeps avg <- d * avg + (1 - d) * w after every step; the trained model handed to
+    export is that average, not the last step's weights (its BatchNorm statistics: next test)."""
     from train.trainer import Trainer
     cfg, base = load_config(_config(tmp_path, ema=0.9, epochs=2, steps_per_epoch=3))
     t = Trainer(cfg, base)
@@ -213,11 +213,31 @@ def test_ema_exports_the_moving_average_of_the_weights_and_resumes_it(tmp_path):
             if w[k].is_floating_point():
                 expected[k] = 0.9 * expected[k] + 0.1 * w[k]
     got = t.model.state_dict()
-    moved = [k for k in expected if expected[k].is_floating_point() and not torch.equal(seen[-1][k], expected[k])]
+    weights = {k for k, _ in t.model.named_parameters()}
+    moved = [k for k in weights if not torch.equal(seen[-1][k], expected[k])]
     assert moved  # the average differs from the last step's weights
     for k in moved:
         torch.testing.assert_close(got[k], expected[k], rtol=1e-4, atol=1e-6)
     assert "ema" in torch.load(tmp_path / "run/checkpoint.pt", weights_only=True)  # resumes with its average
+
+
+def test_averaged_weights_get_batchnorm_statistics_measured_with_them(tmp_path):
+    """The running statistics averaged along with the weights belong to no weights that ever ran
+    (with five rejects per type they flattened the map: docs/ACCURACY.md). After training, the
+    averaged model's BatchNorm statistics are measured anew on training batches: the exported
+    first BatchNorm's running mean is the mean of what that layer saw in those batches."""
+    from train.trainer import NORM_BATCHES, Trainer
+    cfg, base = load_config(_config(tmp_path, ema=0.9, epochs=2, steps_per_epoch=3))
+    t = Trainer(cfg, base)
+    name, first = next((n, m) for n, m in t.ema.module.named_modules() if isinstance(m, torch.nn.BatchNorm2d))
+    seen = []  # the averaged model runs only to measure its statistics, never in a training step
+    first.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().clone()))
+    t.fit()
+    assert len(seen) == NORM_BATCHES
+    measured = torch.cat(seen).float().mean(dim=(0, 2, 3))
+    exported = t.model.get_submodule(name)
+    torch.testing.assert_close(exported.running_mean, measured, rtol=1e-4, atol=1e-5)
+    assert first.momentum == 0.1  # the layer's own momentum is back
 
 
 def test_unet_recipe_records_its_pseudo_defects(tmp_path):

@@ -50,9 +50,12 @@ def recipe_for(method, summary: dict) -> dict:
             "detect": detect, "decision": {"rule": "regions", "min_area": 16}, "training": training}
 
 
+REJECTS_CAUGHT_WARN = 0.5  # below this share of its own rejects judged NG, edge-train warns
+
+
 def _export(t, cfg, summary: dict, model_path: Path) -> dict:
     """ONNX with the recipe, parity against PyTorch, thresholds calibrated on the held-out images."""
-    from .evaluate import calibrate
+    from .evaluate import calibrate, rejects_caught
     from .export import export_onnx, parity, set_recipe
     side, multiple = t.method.export_side(), t.method.whole_frame()
     export_onnx(t.model, side, model_path, recipe_for(t.method, summary), multiple)
@@ -64,6 +67,12 @@ def _export(t, cfg, summary: dict, model_path: Path) -> dict:
         set_recipe(model_path, recipe)
         out["calibration"] = {"score_threshold": recipe["decision"]["score_threshold"],
                               "detect": recipe["detect"][recipe["detect"]["method"]]}
+        if t.reject_files:
+            out["rejects_caught"] = caught = rejects_caught(model_path, t.reject_files)
+            if caught < REJECTS_CAUGHT_WARN:
+                print(f"edge-train: warning: {model_path} judges only {caught:.0%} of its own {len(t.reject_files)} "
+                      f"rejects NG at the calibrated threshold; compare it on held-out rejects with a model "
+                      f"trained without rejects before deploying it (docs/ACCURACY.md)", file=sys.stderr)
     out["onnx_bytes"] = model_path.stat().st_size
     return out
 

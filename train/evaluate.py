@@ -77,6 +77,17 @@ def score_threshold(scores: np.ndarray, target_far: float, bounded: bool) -> flo
     return max(empirical, parametric)
 
 
+def rejects_caught(model: Path, reject_files: list[Path]) -> float:
+    """Share of a run's own rejects the calibrated model judges NG. They were training data, so
+    this is no accuracy figure, only a floor: a model that misses the defects it was shown
+    learned nothing usable from them (edge-train warns)."""
+    ins, runner = open_inspector(model)
+    try:
+        return float(np.mean([str(inspect_file(ins, f)[2]) == "NG" for f in reject_files]))
+    finally:
+        runner.close()
+
+
 def calibrate(model: Path, good_files: list[Path], target_far: float, pixel_far: float = 0.01) -> dict:
     """Thresholds from held-out good images: the image score threshold for `target_far`
     (score_threshold above), and the method's pixel threshold (dct_fusion epsilon at the 99.9th

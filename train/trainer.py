@@ -11,6 +11,7 @@ optimiser steps.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import queue
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from edge.images import good_images, split_holdout
+from edge.images import good_images, reject_items, split_holdout
 
 from .config import TrainConfig
 from .data import BatchSource, load_gray, pad_to
@@ -108,6 +109,9 @@ class BatchFeeder:
             self.thread.join()
 
 
+NORM_BATCHES = 32  # training batches the averaged weights' BatchNorm statistics are measured on
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, base: Path, log=None):
         self.cfg, self.log = cfg, log or sys.stderr
@@ -127,10 +131,12 @@ class Trainer:
         files = good_images(data)
         self.train_files, self.holdout_files = split_holdout(files, cfg.holdout)
         rejects = []
+        self.reject_files: list[Path] = []
         if cfg.rejects is not None:
             from .rejects import load_rejects
             folder = Path(cfg.rejects) if Path(cfg.rejects).is_absolute() else base / cfg.rejects
             rejects = load_rejects(folder, self.r.image_side)
+            self.reject_files = [path for path, _ in reject_items(folder)]
         # all a method sees of the run when it makes a batch
         self.source = BatchSource(self._load(self.train_files), np.random.default_rng(cfg.seed + self.rank),
                                   self.r.patch, rejects)
@@ -198,13 +204,20 @@ class Trainer:
                     "method": self.cfg.method, **({"ema": self.ema.state_dict()} if self.ema is not None else {})}, tmp)
         tmp.replace(self.checkpoint)
 
-    def _snapshot(self, clock: float):
-        """Weights at each of cfg.snapshots_min as the clock passes it (the accuracy curve)."""
+    def _snapshot(self, clock: float, draw):
+        """Weights at each of cfg.snapshots_min as the clock passes it (the accuracy curve), as
+        they would be exported then (an average gets its own BatchNorm statistics, from batches
+        of `draw`)."""
         for minutes in self.cfg.snapshots_min:
             key = f"{minutes:g}"
             if clock >= minutes * 60 and key not in self.snapshots and self.rank == 0:
                 path = self.out / f"snapshot-{key}min.pt"
-                torch.save({"model": self.exported_weights(), "minutes": clock / 60, "steps": self.steps}, path)
+                weights = self.exported_weights()
+                if self.ema is not None:
+                    averaged = copy.deepcopy(self.ema.module)
+                    self._recompute_norm_statistics(averaged, draw)
+                    weights = averaged.state_dict()
+                torch.save({"model": weights, "minutes": clock / 60, "steps": self.steps}, path)
                 self.snapshots[key] = path.name
 
     def exported_weights(self) -> dict:
@@ -273,7 +286,7 @@ class Trainer:
                                    f"step {step + 1}/{spe} loss {np.mean(losses):.4f} "
                                    f"{self.elapsed / 60:5.1f}/{stage.until_s / 60:.1f} min")
                     clock = self._clock()
-                    self._snapshot(clock)
+                    self._snapshot(clock, feeder.get)
                     if clock >= stage.until_s:
                         break
                 self.epoch += 1
@@ -295,6 +308,7 @@ class Trainer:
         for i, stage in enumerate(stages):
             self._run_stage(stage, bar, last=i + 1 == len(stages))
         if self.ema is not None and self.steps:
+            self._recompute_norm_statistics(self.ema.module, self._batch)
             self.model.load_state_dict(self.exported_weights())
         self.model.eval()
         return {"method": cfg.method, "epochs": self.history[-1]["epoch"] if self.history else 0,
@@ -306,6 +320,34 @@ class Trainer:
                 "rejects": len(self.source.rejects),
                 "rejects_masked": sum(r.mask is not None for r in self.source.rejects), "ema": self.r.ema, "world_size": self.world, "device": str(self.device),
                 "bf16": self.bf16, "channels_last": cfg.channels_last, "loader_thread": cfg.loader_thread}
+
+    @torch.no_grad()
+    def _recompute_norm_statistics(self, model: torch.nn.Module, draw, batches: int = NORM_BATCHES):
+        """BatchNorm statistics of the averaged weights, measured on fresh training batches (as
+        SWA does, torch.optim.swa_utils.update_bn). The moving average of the running statistics
+        belongs to no weights that ever ran: while the weights still move (a short run, rejects in
+        the batches) the averaged model's activations no longer match it, and its map flattens
+        (docs/ACCURACY.md: five rejects per type, 0.60 -> 0.86 image AUROC). `draw` gives
+        (input, target) batches: the feeder's while it runs, as batches are made on one thread."""
+        norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        if not norms:
+            return
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # a plain average over the batches below
+        was_training = model.training
+        model.train()
+        try:
+            for _ in range(batches):
+                x, _target = draw()
+                model(x.to(self.device).contiguous(memory_format=self.layout))
+        finally:
+            for m, momentum in zip(norms, momenta):
+                m.momentum = momentum
+            model.train(was_training)
+        print(f"edge-train: BatchNorm statistics of the averaged weights measured on {batches} batches",
+              file=self.log)
 
     def plot_loss(self, path: Path):
         import matplotlib
