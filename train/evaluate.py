@@ -26,6 +26,7 @@ from edge.inspector import Inspector
 from edge.recipe import load_recipe
 from edge.recipe import read_recipe as read_model_recipe
 from edge.schema import to_dict
+from edge.verdict import Verdict
 
 
 @dataclass
@@ -83,7 +84,7 @@ def rejects_caught(model: Path, reject_files: list[Path]) -> float:
     learned nothing usable from them (edge-train warns)."""
     ins, runner = open_inspector(model)
     try:
-        return float(np.mean([str(inspect_file(ins, f)[2]) == "NG" for f in reject_files]))
+        return float(np.mean([inspect_file(ins, f)[2] is Verdict.NG for f in reject_files]))
     finally:
         runner.close()
 

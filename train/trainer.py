@@ -321,32 +321,16 @@ class Trainer:
                 "rejects_masked": sum(r.mask is not None for r in self.source.rejects), "ema": self.r.ema, "world_size": self.world, "device": str(self.device),
                 "bf16": self.bf16, "channels_last": cfg.channels_last, "loader_thread": cfg.loader_thread}
 
-    @torch.no_grad()
-    def _recompute_norm_statistics(self, model: torch.nn.Module, draw, batches: int = NORM_BATCHES):
-        """BatchNorm statistics of the averaged weights, measured on fresh training batches (as
-        SWA does, torch.optim.swa_utils.update_bn). The moving average of the running statistics
+    def _recompute_norm_statistics(self, model: torch.nn.Module, draw):
+        """BatchNorm statistics of the averaged weights, measured on NORM_BATCHES fresh training
+        batches (torch's update_bn, as SWA does). The moving average of the running statistics
         belongs to no weights that ever ran: while the weights still move (a short run, rejects in
         the batches) the averaged model's activations no longer match it, and its map flattens
-        (docs/ACCURACY.md: five rejects per type, 0.60 -> 0.87 image AUROC, same checkpoints). `draw` gives
-        (input, target) batches: the feeder's while it runs, as batches are made on one thread."""
-        norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-        if not norms:
-            return
-        momenta = [m.momentum for m in norms]
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None  # a plain average over the batches below
-        was_training = model.training
-        model.train()
-        try:
-            for _ in range(batches):
-                x, _target = draw()
-                model(x.to(self.device).contiguous(memory_format=self.layout))
-        finally:
-            for m, momentum in zip(norms, momenta):
-                m.momentum = momentum
-            model.train(was_training)
-        print(f"edge-train: BatchNorm statistics of the averaged weights measured on {batches} batches",
+        (docs/ACCURACY.md: five rejects per type, 0.60 -> 0.87 image AUROC, same checkpoints).
+        `draw` gives (input, target) batches: the feeder's while it runs (one thread makes them)."""
+        from torch.optim.swa_utils import update_bn
+        update_bn((draw() for _ in range(NORM_BATCHES)), model, self.device)
+        print(f"edge-train: BatchNorm statistics of the averaged weights measured on {NORM_BATCHES} batches",
               file=self.log)
 
     def plot_loss(self, path: Path):
