@@ -49,14 +49,14 @@ def main(argv=None):
     print(machine())
     rows = []
     with ExitStack() as stack:
-        inspectors, files = {}, {}
+        inspectors, files = {}, {}  # by row label: the model's Inspector and its file
         for m in args.models:
-            runner = stack.enter_context(open_runner(Path(m)))
-            inspectors[m] = Inspector(runner, load_recipe(runner.metadata, m), "bench", "bench")
-            files[m] = files[f"{m} (workers parked)"] = Path(m)
+            runners = {m: open_runner(Path(m))}
             if args.park_workers:
-                parked = stack.enter_context(OnnxRuntimeRunner(Path(m), park_workers=True))
-                inspectors[f"{m} (workers parked)"] = Inspector(parked, load_recipe(parked.metadata, m), "bench", "bench")
+                runners[f"{m} (workers parked)"] = OnnxRuntimeRunner(Path(m), park_workers=True)
+            for label, runner in runners.items():
+                runner = stack.enter_context(runner)
+                inspectors[label], files[label] = Inspector(runner, load_recipe(runner.metadata, m), "bench", "bench"), Path(m)
         for size in args.sizes:
             h, w = (int(v) for v in size.split("x"))
             frame = (texture(7, max(h, w))[:h, :w] * 255).astype(np.uint8)

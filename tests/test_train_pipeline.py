@@ -224,20 +224,25 @@ def test_ema_exports_the_moving_average_of_the_weights_and_resumes_it(tmp_path):
 def test_averaged_weights_get_batchnorm_statistics_measured_with_them(tmp_path):
     """The running statistics averaged along with the weights belong to no weights that ever ran
     (with five rejects per type they flattened the map: docs/ACCURACY.md). After training, the
-    averaged model's BatchNorm statistics are measured anew on training batches: the exported
-    first BatchNorm's running mean is the mean of what that layer saw in those batches."""
+    averaged model's BatchNorm statistics are measured anew on training batches, on a copy: the
+    exported first BatchNorm's running mean is the mean of what that layer saw in those batches,
+    the average's own statistics are left as they were, and the checkpoint keeps the exported
+    weights for the scripts that load a finished run."""
     from train.trainer import NORM_BATCHES, Trainer
     cfg, base = load_config(_config(tmp_path, ema=0.9, epochs=2, steps_per_epoch=3))
     t = Trainer(cfg, base)
     name, first = next((n, m) for n, m in t.ema.module.named_modules() if isinstance(m, torch.nn.BatchNorm2d))
-    seen = []  # the averaged model runs only to measure its statistics, never in a training step
+    seen = []  # the hook goes with the copy (deepcopy shares the function): the measured model's inputs
     first.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().clone()))
     t.fit()
     assert len(seen) == NORM_BATCHES
     measured = torch.cat(seen).float().mean(dim=(0, 2, 3))
     exported = t.model.get_submodule(name)
     torch.testing.assert_close(exported.running_mean, measured, rtol=1e-4, atol=1e-5)
-    assert first.momentum == 0.1  # the layer's own momentum is back
+    assert not torch.allclose(first.running_mean, exported.running_mean)  # measured on a copy
+    state = torch.load(tmp_path / "run/checkpoint.pt", weights_only=True)
+    for k, v in Trainer.exported_from_checkpoint(state).items():
+        torch.testing.assert_close(v, t.model.state_dict()[k])
 
 
 def test_unet_recipe_records_its_pseudo_defects(tmp_path):

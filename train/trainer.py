@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from edge.images import good_images, reject_items, split_holdout
+from edge.images import good_images, split_holdout
 
 from .config import TrainConfig
 from .data import BatchSource, load_gray, pad_to
@@ -131,12 +131,12 @@ class Trainer:
         files = good_images(data)
         self.train_files, self.holdout_files = split_holdout(files, cfg.holdout)
         rejects = []
-        self.reject_files: list[Path] = []
+        self.reject_files: list[Path] = []  # read again after export (train.evaluate.rejects_caught)
         if cfg.rejects is not None:
             from .rejects import load_rejects
             folder = Path(cfg.rejects) if Path(cfg.rejects).is_absolute() else base / cfg.rejects
             rejects = load_rejects(folder, self.r.image_side)
-            self.reject_files = [path for path, _ in reject_items(folder)]
+            self.reject_files = [folder / r.name for r in rejects]
         # all a method sees of the run when it makes a batch
         self.source = BatchSource(self._load(self.train_files), np.random.default_rng(cfg.seed + self.rank),
                                   self.r.patch, rejects)
@@ -194,40 +194,53 @@ class Trainer:
         print(f"edge-train: resumed from {self.checkpoint} (stage {self.stage}, epoch {self.epoch}, "
               f"{self.elapsed / 60:.1f} min used)", file=self.log)
 
-    def _save(self):
+    def _save(self, exported: dict | None = None):
+        """The run's state for resuming; at the end also the weights export used (`exported`)."""
         if self.rank != 0:
             return
         tmp = self.checkpoint.with_suffix(".tmp")
         torch.save({"model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "history": self.history,
                     "stage": self.stage, "epoch": self.epoch, "elapsed": self.elapsed, "steps": self.steps,
                     "snapshots": self.snapshots, "rng_seed": int(self.source.rng.integers(0, 2 ** 31)),
-                    "method": self.cfg.method, **({"ema": self.ema.state_dict()} if self.ema is not None else {})}, tmp)
+                    "method": self.cfg.method, **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
+                    **({"exported": exported} if exported is not None else {})}, tmp)
         tmp.replace(self.checkpoint)
 
     def _snapshot(self, clock: float, draw):
         """Weights at each of cfg.snapshots_min as the clock passes it (the accuracy curve), as
-        they would be exported then (an average gets its own BatchNorm statistics, from batches
-        of `draw`)."""
+        they would be exported then."""
         for minutes in self.cfg.snapshots_min:
             key = f"{minutes:g}"
             if clock >= minutes * 60 and key not in self.snapshots and self.rank == 0:
                 path = self.out / f"snapshot-{key}min.pt"
-                weights = self.exported_weights()
-                if self.ema is not None:
-                    averaged = copy.deepcopy(self.ema.module)
-                    self._recompute_norm_statistics(averaged, draw)
-                    weights = averaged.state_dict()
-                torch.save({"model": weights, "minutes": clock / 60, "steps": self.steps}, path)
+                torch.save({"model": self.weights_for_export(draw), "minutes": clock / 60, "steps": self.steps}, path)
                 self.snapshots[key] = path.name
 
-    def exported_weights(self) -> dict:
-        """The weights export uses: the moving average where there is one."""
-        return (self.ema.module if self.ema is not None else self.model).state_dict()
+    def weights_for_export(self, draw) -> dict:
+        """The weights export uses: the last step's, or the moving average with BatchNorm
+        statistics measured for it on NORM_BATCHES batches of `draw` (torch's update_bn, as SWA
+        does). The running statistics averaged along with the weights belong to no weights that
+        ever ran: while the weights still move (a short run, rejects in the batches) the averaged
+        model's activations no longer match them and its map flattens (docs/ACCURACY.md: five
+        rejects per type, 0.60 -> 0.87 image AUROC, same checkpoints). Measured on a copy, so the
+        average's own buffers go on averaging; `draw` gives (input, target) batches, the feeder's
+        while it runs (one thread makes them)."""
+        if self.ema is None:
+            return self.model.state_dict()
+        from torch.optim.swa_utils import update_bn
+        averaged = copy.deepcopy(self.ema.module)
+        update_bn((draw() for _ in range(NORM_BATCHES)), averaged, self.device)
+        print(f"edge-train: BatchNorm statistics of the averaged weights measured on {NORM_BATCHES} batches",
+              file=self.log)
+        return averaged.state_dict()
 
     @staticmethod
     def exported_from_checkpoint(state: dict) -> dict:
-        """The weights export used, from a saved checkpoint.pt: the moving average where the run
-        kept one (stored as torch's AveragedModel: `module.`-prefixed, with a step count)."""
+        """The weights export used, from a saved checkpoint.pt: those of a finished run, else the
+        moving average where the run kept one (stored as torch's AveragedModel: `module.`-prefixed,
+        with a step count; its BatchNorm statistics averaged, not measured), else the last step's."""
+        if "exported" in state:
+            return state["exported"]
         if "ema" not in state:
             return state["model"]
         return {k.removeprefix("module."): v for k, v in state["ema"].items() if k != "n_averaged"}
@@ -308,8 +321,9 @@ class Trainer:
         for i, stage in enumerate(stages):
             self._run_stage(stage, bar, last=i + 1 == len(stages))
         if self.ema is not None and self.steps:
-            self._recompute_norm_statistics(self.ema.module, self._batch)
-            self.model.load_state_dict(self.exported_weights())
+            exported = self.weights_for_export(self._batch)
+            self._save(exported)  # post-hoc scripts load what the ONNX holds (exported_from_checkpoint)
+            self.model.load_state_dict(exported)
         self.model.eval()
         return {"method": cfg.method, "epochs": self.history[-1]["epoch"] if self.history else 0,
                 "steps": self.steps, "minutes": self.elapsed / 60,
@@ -320,18 +334,6 @@ class Trainer:
                 "rejects": len(self.source.rejects),
                 "rejects_masked": sum(r.mask is not None for r in self.source.rejects), "ema": self.r.ema, "world_size": self.world, "device": str(self.device),
                 "bf16": self.bf16, "channels_last": cfg.channels_last, "loader_thread": cfg.loader_thread}
-
-    def _recompute_norm_statistics(self, model: torch.nn.Module, draw):
-        """BatchNorm statistics of the averaged weights, measured on NORM_BATCHES fresh training
-        batches (torch's update_bn, as SWA does). The moving average of the running statistics
-        belongs to no weights that ever ran: while the weights still move (a short run, rejects in
-        the batches) the averaged model's activations no longer match it, and its map flattens
-        (docs/ACCURACY.md: five rejects per type, 0.60 -> 0.87 image AUROC, same checkpoints).
-        `draw` gives (input, target) batches: the feeder's while it runs (one thread makes them)."""
-        from torch.optim.swa_utils import update_bn
-        update_bn((draw() for _ in range(NORM_BATCHES)), model, self.device)
-        print(f"edge-train: BatchNorm statistics of the averaged weights measured on {NORM_BATCHES} batches",
-              file=self.log)
 
     def plot_loss(self, path: Path):
         import matplotlib

@@ -25,8 +25,8 @@ def arguments(doc: str | None) -> argparse.ArgumentParser:
 
 
 def load(run: Path, width: int) -> UNet:
-    """The run's U-Net in eval mode: the moving average where the run kept one (that is what its
-    model.onnx holds), else the last step's weights; its stem and input standardisation as the
+    """The run's U-Net in eval mode with the weights its model.onnx holds (a finished run's
+    checkpoint keeps them; Trainer.exported_from_checkpoint); its stem and input standardisation as the
     run's recipe records perlin_seg's options (the method builds it)."""
     options = json.loads(read_recipe(run / "model.onnx").training["anomalies"])
     model = create(TrainConfig(data=".", width=width, options=options)).network()
