@@ -28,7 +28,10 @@ ROWS = [("baseline (fp32, contiguous, inline batches)", {}),
         ("channels_last", {"channels_last": True}),
         ("batches on a thread", {"loader_thread": True}),
         ("bf16 + channels_last, inline batches", {"precision": "bf16", "channels_last": True}),
-        ("all three (edge-train's default)", {"precision": "bf16", "channels_last": True, "loader_thread": True})]
+        ("bf16 + channels_last + batches on a thread", {"precision": "bf16", "channels_last": True, "loader_thread": True}),
+        ("bf16 + batches on a thread (contiguous)", {"precision": "bf16", "loader_thread": True}),
+        ("edge-train's default (precision, layout: auto; thread)", {"precision": "auto", "channels_last": "auto",
+                                                                   "loader_thread": True})]
 
 
 def steps_per_minute(data: Path, out: Path, method: str, width: int | None, seconds: float, **setting) -> float:

@@ -192,6 +192,46 @@ def test_cosine_schedule_decays_the_learning_rate_over_the_budget(tmp_path):
     assert lr() == pytest.approx(0.01)
 
 
+def test_auto_memory_layout_is_the_faster_one_timed_on_the_network(monkeypatch):
+    """channels_last: auto times a batch's forward and backward passes in both layouts on a CPU
+    and trains in the faster (NHWC won on an AMD EPYC, NCHW on an Intel Xeon with AMX); true and
+    false are obeyed untimed; on a GPU and under DDP (every rank must agree) NHWC, untimed."""
+    import io
+
+    import train.trainer as tr
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU())
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    cpu, log = torch.device("cpu"), io.StringIO()
+    real = tr.choose_layout("auto", net, (2, 1, 32, 32), cpu, False, False, log)  # really timed
+    assert real in (torch.channels_last, torch.contiguous_format)
+    assert "NHWC" in log.getvalue() and " ms" in log.getvalue()
+    for k, v in net.state_dict().items():  # timed on copies: the network's statistics untouched
+        assert torch.equal(v, before[k]), k
+
+    timed = []
+    for nhwc, nchw, expected in ((0.2, 0.1, torch.contiguous_format), (0.1, 0.2, torch.channels_last)):
+        costs = {torch.channels_last: nhwc, torch.contiguous_format: nchw}
+        monkeypatch.setattr(tr, "_pass_seconds", lambda m, layout, x, bf16, rounds, c=costs: timed.append(layout) or c[layout])
+        assert tr.choose_layout("auto", net, (2, 1, 32, 32), cpu, False, False, io.StringIO()) == expected
+    assert len(timed) == 4
+    timed.clear()
+    assert tr.choose_layout(True, net, (2, 1, 32, 32), cpu, False, False, log) == torch.channels_last
+    assert tr.choose_layout(False, net, (2, 1, 32, 32), cpu, False, False, log) == torch.contiguous_format
+    assert tr.choose_layout("auto", net, (2, 1, 32, 32), torch.device("cuda"), False, False, log) == torch.channels_last
+    assert tr.choose_layout("auto", net, (2, 1, 32, 32), cpu, False, True, log) == torch.channels_last
+    assert not timed
+
+
+def test_the_summary_reports_the_layout_trained_in(tmp_path, monkeypatch):
+    import train.trainer as tr
+    monkeypatch.setattr(tr, "_pass_seconds", lambda m, layout, x, bf16, rounds: 0.1 if layout == torch.channels_last else 0.2)
+    cfg, base = load_config(_config(tmp_path, epochs=1, steps_per_epoch=2))
+    t = tr.Trainer(cfg, base)
+    assert t.layout == torch.channels_last and t.fit()["channels_last"] is True
+    cfg, base = load_config(_config(tmp_path / "b", epochs=1, steps_per_epoch=2, channels_last=False))
+    assert tr.Trainer(cfg, base).fit()["channels_last"] is False
+
+
 def test_ema_exports_the_moving_average_of_the_weights_and_resumes_it(tmp_path):
     """ema: d keeps avg <- d * avg + (1 - d) * w after every step; the trained model handed to
     export is that average, not the last step's weights (its BatchNorm statistics: next test)."""

@@ -59,7 +59,10 @@ class TrainConfig:
     precision: Literal["auto", "fp32", "bf16"] = field(
         "auto", doc="bf16: autocast matrix work to bfloat16 (weights stay fp32); auto = bf16 where the CPU has "
                     "native bf16 (AVX-512 BF16 / AMX) or on a CUDA GPU with bf16, else fp32")
-    channels_last: bool = field(True, doc="NHWC memory layout for convolutions (faster on CPUs and tensor cores)")
+    channels_last: bool | Literal["auto"] = field(
+        "auto", doc="NHWC memory layout for convolutions; auto = on a CPU the faster of NHWC and NCHW, timed on a "
+                    "few forward and backward passes before training (which wins depends on the CPU: docs/"
+                    "BENCHMARKS.md), NHWC on a GPU")
     loader_thread: bool = field(True, doc="prepare batches (crops, synthetic defects) on a background thread")
 
     def validate(self, where, prefix):
