@@ -5,8 +5,8 @@ automatically), optional weight snapshots at set minutes, a loss curve. Under to
 draws its own batches and DDP averages the gradients; rank 0 writes.
 
 Speed on a CPU (docs/BENCHMARKS.md, "Training steps per minute"): bf16 autocast where the CPU has
-native bf16, the faster memory layout of the convolutions (timed before training), and batches prepared on a background thread while the
-optimiser steps.
+native bf16, the faster memory layout of the convolutions (timed before training), and batches
+prepared on a background thread while the optimiser steps.
 """
 
 from __future__ import annotations
@@ -85,9 +85,9 @@ def _pass_seconds(model: torch.nn.Module, layout, x: torch.Tensor, bf16: bool, r
 def choose_layout(setting, model: torch.nn.Module, shape: tuple[int, ...], device: torch.device, bf16: bool,
                   distributed: bool, log) -> torch.memory_format:
     """The convolutions' memory layout. `auto` on a single CPU process times both layouts on the
-    network itself (with bf16 autocast, NHWC was 2.1x faster than fp32 NCHW on an AMD EPYC and 1.6x
-    slower than bf16 NCHW on an Intel Xeon with AMX: docs/BENCHMARKS.md); on a GPU, and under DDP
-    where every rank must agree, NHWC."""
+    network itself (with bf16 autocast NHWC doubled the steps on an AMD EPYC and cost 15 % of them
+    on an Intel Xeon with AMX: docs/BENCHMARKS.md); on a GPU, and under DDP where every rank must
+    agree, NHWC untimed."""
     if setting != "auto":
         return torch.channels_last if setting else torch.contiguous_format
     if device.type != "cpu" or distributed:
