@@ -177,7 +177,7 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         self.model = self.method.network().to(self.device)
         self.bf16 = use_bf16(cfg, self.device)
-        side = self.r.patch or self.r.size or 256
+        side = self.r.patch or self.r.size or 256  # the crop trained on; 256 stands in for whole native frames
         self.layout = choose_layout(cfg.channels_last, self.model, (self.r.batch, 1, side, side), self.device,
                                     self.bf16, self.world > 1, self.log)
         self.model = self.model.to(memory_format=self.layout)
