@@ -30,16 +30,18 @@ ROWS = [("baseline (fp32, contiguous, inline batches)", {}),
         ("bf16 + channels_last, inline batches", {"precision": "bf16", "channels_last": True}),
         ("bf16 + channels_last + batches on a thread", {"precision": "bf16", "channels_last": True, "loader_thread": True}),
         ("bf16 + batches on a thread (contiguous)", {"precision": "bf16", "loader_thread": True}),
-        ("edge-train's default (precision, layout: auto; thread)", {"precision": "auto", "channels_last": "auto",
-                                                                   "loader_thread": True})]
+        ("edge-train's default (TrainConfig's own settings)", None)]
 
 
-def steps_per_minute(data: Path, out: Path, method: str, width: int | None, seconds: float, **setting) -> float:
+def steps_per_minute(data: Path, out: Path, method: str, width: int | None, seconds: float,
+                     setting: dict | None) -> float:
+    """Steps a minute with `setting` over BASELINE; None = edge-train's defaults as TrainConfig has them."""
     from train.config import TrainConfig
     from train.trainer import Trainer
 
     cfg = TrainConfig(data=str(data), method=method, out=str(out), width=width, holdout=0.0, epochs=10_000,
-                      steps_per_epoch=10, time_budget_min=seconds / 60, **{**BASELINE, **setting})
+                      steps_per_epoch=10, time_budget_min=seconds / 60,
+                      **({} if setting is None else {**BASELINE, **setting}))
     t = Trainer(cfg, data.parent, log=open("/dev/null", "w"))
     t.cfg = dataclasses.replace(cfg, time_budget_min=0.1)
     t.fit()  # warm-up: allocator, oneDNN kernels, the loader thread
@@ -66,7 +68,7 @@ def main(argv=None):
         for k, (name, setting) in enumerate(ROWS):
             if args.rows and k not in args.rows:
                 continue
-            spm = steps_per_minute(data, Path(tmp) / f"run{k}", args.method, args.width, args.seconds, **setting)
+            spm = steps_per_minute(data, Path(tmp) / f"run{k}", args.method, args.width, args.seconds, setting)
             rows.append({"setting": name, "steps_per_minute": round(spm, 1)})
             print(f"{name:45s} {spm:7.1f} steps/min  x{spm / rows[0]['steps_per_minute']:.2f}", flush=True)
     save("train", {"machine": machine(), "method": args.method, "width": args.width, "seconds": args.seconds,
