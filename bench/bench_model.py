@@ -4,10 +4,15 @@ stitching, detection, decision), at 512x512 and at the model's data's typical si
 models are measured side by side: rounds alternate between them, medians over all rounds.
 
     python3 -m bench.bench_model runs/default/model.onnx [other.onnx ...] [--sizes 512x512 330x270]
-        [--repeat 50] [--rounds 3] [--park-workers]
+        [--repeat 50] [--rounds 3] [--runners onnxruntime openvino-fp32 openvino-bf16] [--park-workers]
+        [--pipeline 200]
 
---park-workers adds each model a second time with ONNX Runtime's workers never spinning (each
-operator then wakes them), side by side with the runner's own setting.
+--runners: each model on each of these CPU runners (default: ONNX Runtime, and OpenVINO in fp32 and
+in bf16 where it is installed and the CPU computes bf16). --park-workers adds ONNX Runtime a second
+time with its workers never spinning (each operator then wakes them). --pipeline N also runs N frames
+of each size through the whole station per runner and round (edge.station as edge-run builds it:
+replay with frames preloaded, acquisition, inference and detection threads, JSON lines to /dev/null)
+and reports frames/s and the station's CPU ms per frame.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import machine, save
-from edge.backends import open_runner
+from edge.backends import open_runner, openvino_installed
 from edge.backends.onnxruntime import OnnxRuntimeRunner
 from edge.demo import texture
 from edge.inspector import Inspector
@@ -44,16 +49,28 @@ def main(argv=None):
     ap.add_argument("--sizes", nargs="+", default=["512x512"])
     ap.add_argument("--repeat", type=int, default=50)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--runners", nargs="+", choices=("onnxruntime", "openvino-fp32", "openvino-bf16"),
+                    default=None)
     ap.add_argument("--park-workers", action="store_true")
+    ap.add_argument("--pipeline", type=int, default=0, metavar="N")
     args = ap.parse_args(argv)
     print(machine())
+    names = args.runners or ["onnxruntime"] + (["openvino-fp32", "openvino-bf16"] if openvino_installed() else [])
+    if args.runners is None and openvino_installed():
+        import openvino
+
+        from edge.backends.openvino import cpu_has_bf16
+        if not cpu_has_bf16(openvino.Core()):
+            names.remove("openvino-bf16")
     rows = []
     with ExitStack() as stack:
         inspectors, files = {}, {}  # by row label: the model's Inspector and its file
         for m in args.models:
-            runners = {m: open_runner(Path(m))}
+            runners = {f"{m} on {name}": open_runner(Path(m), name.split("-")[0],
+                                                     precision=name.split("-")[1] if "-" in name else "auto")
+                       for name in names}
             if args.park_workers:
-                runners[f"{m} (workers parked)"] = OnnxRuntimeRunner(Path(m), park_workers=True)
+                runners[f"{m} on onnxruntime, workers parked"] = OnnxRuntimeRunner(Path(m), park_workers=True)
             for label, runner in runners.items():
                 runner = stack.enter_context(runner)
                 inspectors[label], files[label] = Inspector(runner, load_recipe(runner.metadata, m), "bench", "bench"), Path(m)
@@ -78,7 +95,38 @@ def main(argv=None):
                 rows.append(row)
                 print(f"{m} {size}: {row['calls']}, median {row['median_ms']} ms, p90 {row['p90_ms']} ms per frame "
                       f"(inference + detection + decision)", flush=True)
+    if args.pipeline:
+        rows += pipeline_rows(args.models, names, args.sizes, args.pipeline, args.rounds)
     save("model", {"machine": machine(), "rows": rows})
+
+
+def pipeline_rows(models: list[str], names: list[str], sizes: list[str], n: int, rounds: int) -> list[dict]:
+    import tempfile
+
+    import cv2
+
+    from bench.bench_pipeline import pipeline_run
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in sizes:
+            h, w = (int(v) for v in size.split("x"))
+            frames = Path(tmp) / size
+            frames.mkdir()
+            for i in range(8):
+                cv2.imwrite(str(frames / f"f{i}.png"), (texture(300 + i, max(h, w))[:h, :w] * 255).astype(np.uint8))
+            runs: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
+            for _ in range(rounds):
+                for m in models:
+                    for name in names:
+                        runs.setdefault((m, name), []).append(pipeline_run(Path(m), frames, n, runner=name))
+            for (m, name), rs in runs.items():
+                row = {"model": m, "runner": name, "frame": size, "pipeline_fps": round(statistics.median(r[0] for r in rs), 1),
+                       "pipeline_cpu_ms_per_frame": round(statistics.median(r[1] for r in rs), 2)}
+                rows.append(row)
+                print(f"{m} on {name} {size}: station {row['pipeline_fps']} frames/s, "
+                      f"{row['pipeline_cpu_ms_per_frame']} CPU ms per frame (medians of {rounds} runs of {n})",
+                      flush=True)
+    return rows
 
 
 if __name__ == "__main__":

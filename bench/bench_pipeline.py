@@ -44,11 +44,13 @@ def make_frames(folder: Path, count: int, size: int):
         cv2.imwrite(str(folder / f"f{i:03d}.png"), (img * 255 + 0.5).astype(np.uint8))
 
 
-def bench_config(model: Path, frames: Path, preload: bool = True, view: bool = False):
-    """The benchmark station: looping replay of `frames`, JSON lines to /dev/null, no summary."""
+def bench_config(model: Path, frames: Path, preload: bool = True, view: bool = False, runner: str = "auto"):
+    """The benchmark station: looping replay of `frames`, JSON lines to /dev/null, no summary;
+    runner: the model's backend, or openvino-fp32 / openvino-bf16."""
+    backend, _, precision = runner.partition("-")
     raw = {"station": "bench", "cameras": {"bench": {"source": f"file://{frames}?loop=1&preload={int(preload)}",
                                                      "queue": 4}},
-           "model": {"path": str(model)}, "outputs": {"jsonl": {"stdout": False, "path": "/dev/null"}},
+           "model": {"path": str(model), "backend": backend, "precision": precision or "auto"}, "outputs": {"jsonl": {"stdout": False, "path": "/dev/null"}},
            "telemetry": {"window": 4096, "summary": False, "progress_s": 0},
            "view": {"enabled": view, "port": 0}}
     return parse(raw, "bench", frames)
@@ -60,12 +62,13 @@ def pipeline_fps(model: Path, frames: Path, n: int, preload: bool = True, overla
 
 
 def pipeline_run(model: Path, frames: Path, n: int, preload: bool = True, overlap: bool = True,
-                 view: bool = False) -> tuple[float, float, float]:
+                 view: bool = False, runner: str = "auto") -> tuple[float, float, float]:
     """(frames/s, CPU ms per frame of the station's processes, frames/s the page was sent) of the
     station as edge-run builds it (edge.station), JSON lines to /dev/null; timed from the first
     frame to the last verdict (start-up and warm-up excluded, as in the bare loop).
     view: the live view on, with one browser's worth of traffic (see Browser)."""
-    with Station(bench_config(model, frames, preload, view), "bench", frames=n, overlap=overlap, stdout=False) as st:
+    with Station(bench_config(model, frames, preload, view, runner), "bench", frames=n, overlap=overlap,
+                 stdout=False) as st:
         browser = Browser(st.view.port) if view else None  # connected before the clock starts
         c0, t0 = time.process_time() + view_process_cpu(st), time.perf_counter()
         t = st.run()

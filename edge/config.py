@@ -45,9 +45,14 @@ class Camera:
 class Model:
     path: str | None = field(None, doc="ONNX model, or a TensorRT engine (.plan/.engine) with its <engine>.json "
                                        "sidecar from build-engine (relative to this file); null = the packaged demo model")
-    backend: Literal["auto", "onnxruntime", "tensorrt"] = field(
-        "auto", doc="runner; auto picks by file type (.onnx: ONNX Runtime on the CPU, else TensorRT on the GPU)")
-    threads: int = field(0, check=rng(0, 256), doc="ONNX Runtime intra-op threads; 0 = one per core")
+    backend: Literal["auto", "onnxruntime", "openvino", "tensorrt"] = field(
+        "auto", doc="runner; auto picks by file type: an .onnx model runs on the CPU with OpenVINO where the "
+                    "openvino extra is installed (bf16 where the CPU computes it), else with ONNX Runtime; "
+                    "an engine runs with TensorRT on the GPU")
+    precision: Literal["auto", "fp32", "bf16"] = field(
+        "auto", doc="OpenVINO's compute precision; auto = bf16 on a CPU with AMX or AVX-512 BF16, else fp32. "
+                    "Other backends run the precision their model or engine was built in (auto only)")
+    threads: int = field(0, check=rng(0, 256), doc="CPU inference threads (ONNX Runtime, OpenVINO); 0 = one per core")
     cuda: Literal["auto", "cuda-python", "pycuda"] = field(
         "auto", doc="device-memory layer of the TensorRT runner; auto takes cuda-python, then pycuda")
 

@@ -146,6 +146,10 @@ def edge_eval_main(argv=None):
     ap.add_argument("--limit", type=int, default=0, help="at most N images per test folder (quick checks)")
     ap.add_argument("--detect", choices=("dct_fusion", "squared_residual", "probability"),
                     help="evaluate with this detection method instead of the model's recipe (uncalibrated)")
+    ap.add_argument("--backend", choices=("auto", "onnxruntime", "openvino"), default="auto",
+                    help="runner, as the station's model.backend (default auto: ONNX Runtime for an ONNX model)")
+    ap.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                    help="OpenVINO's compute precision, as the station's model.precision")
     args = ap.parse_args(argv)
     model = Path(args.model)
     if not model.is_file():
@@ -155,7 +159,7 @@ def edge_eval_main(argv=None):
     from .evaluate import evaluate
     out = Path(args.out) if args.out else model.parent / "eval"
     overrides = {"detect": {"method": args.detect}, "decision": {"rule": "regions"}} if args.detect else None
-    m = evaluate(model, Path(args.data), out, args.limit, overrides)
+    m = evaluate(model, Path(args.data), out, args.limit, overrides, args.backend, args.precision)
     print((out / "metrics.json").read_text())
     o = m["overall"]
     f = lambda key, fmt=".4f": "absent" if o[key] is None or o[key] != o[key] else format(o[key], fmt)  # noqa: E731

@@ -42,8 +42,9 @@ class Result:
     name: str = ""        # the image file's name
 
 
-def open_inspector(model: Path, recipe_overrides: dict | None = None) -> tuple[Inspector, object]:
-    runner = open_runner(model).open()
+def open_inspector(model: Path, recipe_overrides: dict | None = None, backend: str = "auto",
+                   precision: str = "auto") -> tuple[Inspector, object]:
+    runner = open_runner(model, backend, precision=precision).open()
     try:
         recipe = load_recipe(runner.metadata, str(model), recipe_overrides, "recipe overrides")
     except BaseException:
@@ -102,6 +103,7 @@ def calibrate(model: Path, good_files: list[Path], target_far: float, pixel_far:
     recipe = to_dict(read_model_recipe(model))
     method = recipe["detect"]["method"]
     ins, runner = open_inspector(model)
+    ran_on = runner.name
     scores, diffs, pixels = [], [], []
     rng = np.random.default_rng(0)
     try:
@@ -126,14 +128,18 @@ def calibrate(model: Path, good_files: list[Path], target_far: float, pixel_far:
                                                                                         1 - pixel_far)))
     recipe["decision"].update(rule="score", score_threshold=threshold)
     recipe.setdefault("training", {})["calibration"] = (
-        f"{len(good_files)} held-out good images, target false-alarm rate {target_far}"
+        f"{len(good_files)} held-out good images on {ran_on}, target false-alarm rate {target_far}"
         + (f", pixel threshold for {pixel_far} of a good part's pixels" if method == "probability" else "") + ", "
         f"measured {float((scores >= threshold).mean()):.3f}")
     return recipe
 
 
-def run_eval(model: Path, data: Path, limit: int = 0, overrides: dict | None = None) -> list[Result]:
-    ins, runner = open_inspector(model, overrides)
+def run_eval(model: Path, data: Path, limit: int = 0, overrides: dict | None = None, backend: str = "auto",
+             precision: str = "auto", ran_on: dict | None = None) -> list[Result]:
+    """ran_on, when given, receives the runner's name (with its precision where it has a choice)."""
+    ins, runner = open_inspector(model, overrides, backend, precision)
+    if ran_on is not None:
+        ran_on["runner"] = runner.name
     results = []
     try:
         items = test_items(data)
@@ -247,10 +253,13 @@ def _no_nan(obj):
     return obj
 
 
-def evaluate(model: Path, data: Path, out: Path, limit: int = 0, overrides: dict | None = None) -> dict:
+def evaluate(model: Path, data: Path, out: Path, limit: int = 0, overrides: dict | None = None,
+             backend: str = "auto", precision: str = "auto") -> dict:
     out.mkdir(parents=True, exist_ok=True)
-    results = run_eval(model, data, limit, overrides)
+    ran_on: dict = {}
+    results = run_eval(model, data, limit, overrides, backend, precision, ran_on)
     m = metrics(results)
+    m["overall"]["runner"] = ran_on["runner"]
     (out / "metrics.json").write_text(json.dumps(_no_nan(m), indent=2, allow_nan=False))
     roc_figure(results, out / "roc.png", model.stem)
     overlay_grid(results, out / "overlays.png")
