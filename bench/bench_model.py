@@ -66,8 +66,8 @@ def main(argv=None):
     with ExitStack() as stack:
         inspectors, files = {}, {}  # by row label: the model's Inspector and its file
         for m in args.models:
-            runners = {f"{m} on {name}": open_runner(Path(m), name.split("-")[0],
-                                                     precision=name.split("-")[1] if "-" in name else "auto")
+            runners = {f"{m} on {name}": open_runner(Path(m), name.partition("-")[0],
+                                                     precision=name.partition("-")[2] or "auto")
                        for name in names}
             if args.park_workers:
                 runners[f"{m} on onnxruntime, workers parked"] = OnnxRuntimeRunner(Path(m), park_workers=True)

@@ -50,7 +50,8 @@ def bench_config(model: Path, frames: Path, preload: bool = True, view: bool = F
     backend, _, precision = runner.partition("-")
     raw = {"station": "bench", "cameras": {"bench": {"source": f"file://{frames}?loop=1&preload={int(preload)}",
                                                      "queue": 4}},
-           "model": {"path": str(model), "backend": backend, "precision": precision or "auto"}, "outputs": {"jsonl": {"stdout": False, "path": "/dev/null"}},
+           "model": {"path": str(model), "backend": backend, "precision": precision or "auto"},
+           "outputs": {"jsonl": {"stdout": False, "path": "/dev/null"}},
            "telemetry": {"window": 4096, "summary": False, "progress_s": 0},
            "view": {"enabled": view, "port": 0}}
     return parse(raw, "bench", frames)

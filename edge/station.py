@@ -114,8 +114,8 @@ class Station:
         from .telemetry import PrometheusEndpoint
 
         cfg, m, tcfg = self.cfg, self.cfg.file.model, self.cfg.file.telemetry
-        self.runner = self._given_runner or open_runner(self.model_path, m.backend, m.threads, self.model_where, m.cuda,
-                                                                m.precision)
+        self.runner = self._given_runner or open_runner(self.model_path, m.backend, m.threads, self.model_where,
+                                                        m.cuda, m.precision)
         self.recipe = self._recipe(cfg)
         self.source = self._given_source or open_source(self.cam.source, where=cfg.path,
                                                         key=f"cameras.{self.camera}.source", base_dir=cfg.base_dir)

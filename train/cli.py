@@ -147,7 +147,8 @@ def edge_eval_main(argv=None):
     ap.add_argument("--detect", choices=("dct_fusion", "squared_residual", "probability"),
                     help="evaluate with this detection method instead of the model's recipe (uncalibrated)")
     ap.add_argument("--backend", choices=("auto", "onnxruntime", "openvino"), default="auto",
-                    help="runner, as the station's model.backend (default auto: ONNX Runtime for an ONNX model)")
+                    help="runner, as the station's model.backend (default auto: OpenVINO where the openvino "
+                         "extra is installed, else ONNX Runtime)")
     ap.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                     help="OpenVINO's compute precision, as the station's model.precision")
     args = ap.parse_args(argv)
