@@ -136,9 +136,9 @@ def pseudo_defect(image: np.ndarray, seed: int, shape: str | None = None, colour
     painted = inside.copy()
     painted[m] = np.clip(inside[m] * (1 - alpha[m]) + base[m] * alpha[m], 0, 1)
     painted, changed = _exact(inside, painted)
-    out, mask = img.copy(), np.zeros((h, w), np.uint8)
-    out[y0:y1, x0:x1], mask[y0:y1, x0:x1] = painted, changed
-    return out, mask
+    out, out_mask = img.copy(), np.zeros((h, w), np.uint8)
+    out[y0:y1, x0:x1], out_mask[y0:y1, x0:x1] = painted, changed
+    return out, out_mask
 
 
 def _polygon_in_box(rng, w, h, n):
