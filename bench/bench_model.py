@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import machine, save
+from bench.common import cpu_runner, machine, save
 from edge.backends import open_runner, openvino_installed
 from edge.backends.onnxruntime import OnnxRuntimeRunner
 from edge.demo import texture
@@ -66,8 +66,7 @@ def main(argv=None):
     with ExitStack() as stack:
         inspectors, files = {}, {}  # by row label: the model's Inspector and its file
         for m in args.models:
-            runners = {f"{m} on {name}": open_runner(Path(m), name.partition("-")[0],
-                                                     precision=name.partition("-")[2] or "auto")
+            runners = {f"{m} on {name}": open_runner(Path(m), cpu_runner(name)[0], precision=cpu_runner(name)[1])
                        for name in names}
             if args.park_workers:
                 runners[f"{m} on onnxruntime, workers parked"] = OnnxRuntimeRunner(Path(m), park_workers=True)

@@ -4,7 +4,9 @@ ONNX Runtime session on the same frames (already decoded, normalised and tiled i
     python -m bench.bench_pipeline [--quick]
     python -m bench.bench_pipeline --view [--quick]    # the live view's cost: on vs off (docs/BENCHMARKS.md)
 
-Both run the same model with the same threads; rounds alternate and the medians are compared.
+Both run the same model with ONNX Runtime and the same threads (the figures in docs/BENCHMARKS.md
+were taken so; bench.bench_model compares the CPU runners); rounds alternate and the medians are
+compared.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import cv2
 import numpy as np
 import onnx
 
-from bench.common import machine, save
+from bench.common import cpu_runner, machine, save
 from bench.models import conv_autoencoder
 from edge.backends import open_runner
 from edge.config import parse
@@ -44,13 +46,14 @@ def make_frames(folder: Path, count: int, size: int):
         cv2.imwrite(str(folder / f"f{i:03d}.png"), (img * 255 + 0.5).astype(np.uint8))
 
 
-def bench_config(model: Path, frames: Path, preload: bool = True, view: bool = False, runner: str = "auto"):
+def bench_config(model: Path, frames: Path, preload: bool = True, view: bool = False,
+                 runner: str = "onnxruntime"):
     """The benchmark station: looping replay of `frames`, JSON lines to /dev/null, no summary;
-    runner: the model's backend, or openvino-fp32 / openvino-bf16."""
-    backend, _, precision = runner.partition("-")
+    runner: a bench.common.cpu_runner label."""
+    backend, precision = cpu_runner(runner)
     raw = {"station": "bench", "cameras": {"bench": {"source": f"file://{frames}?loop=1&preload={int(preload)}",
                                                      "queue": 4}},
-           "model": {"path": str(model), "backend": backend, "precision": precision or "auto"},
+           "model": {"path": str(model), "backend": backend, "precision": precision},
            "outputs": {"jsonl": {"stdout": False, "path": "/dev/null"}},
            "telemetry": {"window": 4096, "summary": False, "progress_s": 0},
            "view": {"enabled": view, "port": 0}}
@@ -63,7 +66,7 @@ def pipeline_fps(model: Path, frames: Path, n: int, preload: bool = True, overla
 
 
 def pipeline_run(model: Path, frames: Path, n: int, preload: bool = True, overlap: bool = True,
-                 view: bool = False, runner: str = "auto") -> tuple[float, float, float]:
+                 view: bool = False, runner: str = "onnxruntime") -> tuple[float, float, float]:
     """(frames/s, CPU ms per frame of the station's processes, frames/s the page was sent) of the
     station as edge-run builds it (edge.station), JSON lines to /dev/null; timed from the first
     frame to the last verdict (start-up and warm-up excluded, as in the bare loop).
@@ -127,7 +130,7 @@ for line in stream:
 
 
 def bare_fps(model: Path, frames: Path, n: int) -> float:
-    runner = open_runner(model)
+    runner = open_runner(model, "onnxruntime")
     recipe = load(Recipe, DEMO_RECIPE, "bench")
     with runner:
         ins = Inspector(runner, recipe, "bench", "bench")

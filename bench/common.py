@@ -25,6 +25,13 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
+def cpu_runner(label: str) -> tuple[str, str]:
+    """(model.backend, model.precision) of a benchmark's runner label: onnxruntime, openvino-fp32,
+    openvino-bf16 (or a bare backend name, precision auto)."""
+    backend, _, precision = label.partition("-")
+    return backend, precision or "auto"
+
+
 def median_time(fn, repeat: int, warmup: int = 2) -> float:
     """Median wall time of fn() in seconds."""
     for _ in range(warmup):

@@ -55,6 +55,31 @@ def station_config(tmp_path, model, source: str = "file://parts", camera: str = 
     return parse(raw, "<test>", Path(tmp_path))
 
 
+def good_tree(root, sizes):
+    """A folder of good training images (train/good), one textured image per (h, w) in `sizes`."""
+    import cv2
+    (root / "train/good").mkdir(parents=True)
+    for i, (h, w) in enumerate(sizes):
+        cv2.imwrite(str(root / "train/good" / f"{i:03d}.png"), (textured(50 + i, h, w) * 255).astype(np.uint8))
+    return root
+
+
+def train_briefly(tmp_path, sizes, **extra):
+    """edge-train with its defaults (the default method) for a few steps on good_tree(sizes):
+    (model.onnx, train.json's summary). `extra`: train.yaml keys."""
+    import json
+
+    import yaml
+
+    from train.cli import edge_train_main
+    data = good_tree(tmp_path / "data", sizes)
+    cfg = {"data": str(data), "out": str(tmp_path / "run"), "time_budget_min": 0.05, "epochs": 2,
+           "steps_per_epoch": 3, "batch": 4, "holdout": 0.25, "seed": 0, **extra}
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(cfg))
+    assert edge_train_main(["--config", str(tmp_path / "t.yaml")]) == 0
+    return tmp_path / "run/model.onnx", json.loads((tmp_path / "run/train.json").read_text())["summary"]
+
+
 def textured(seed: int, h: int, w: int) -> np.ndarray:
     """A real-looking surface texture in [0, 1] (the demo generator's, cropped/tiled to h x w)."""
     from edge.demo import texture

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import make_station, run_cli, textured
+from conftest import make_station, run_cli, textured, train_briefly
 
 ov = pytest.importorskip("openvino")
 
@@ -24,19 +24,7 @@ def default_model(tmp_path_factory):
     """The default method's network (perlin_seg: stride-2 stem, U-Net, 256-px tiles in a dynamic
     batch), trained for a few steps and exported as edge-train exports it."""
     pytest.importorskip("torch")
-    import cv2
-    import yaml
-
-    from train.cli import edge_train_main
-    root = tmp_path_factory.mktemp("ov")
-    (root / "data/train/good").mkdir(parents=True)
-    for i in range(8):
-        cv2.imwrite(str(root / "data/train/good" / f"{i}.png"), (textured(60 + i, 300, 280) * 255).astype(np.uint8))
-    cfg = {"data": str(root / "data"), "out": str(root / "run"), "time_budget_min": 0.05, "epochs": 2,
-           "steps_per_epoch": 3, "batch": 4, "holdout": 0.25, "seed": 0}
-    (root / "t.yaml").write_text(yaml.safe_dump(cfg))
-    assert edge_train_main(["--config", str(root / "t.yaml")]) == 0
-    return root / "run/model.onnx"
+    return train_briefly(tmp_path_factory.mktemp("ov"), [(300, 280)] * 8)[0]
 
 
 def _tiles(n, seed=0):

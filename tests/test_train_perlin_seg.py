@@ -12,7 +12,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from conftest import textured  # noqa: E402
+from conftest import good_tree, textured, train_briefly  # noqa: E402
 
 from train.evaluate import aupro, score_threshold  # noqa: E402
 from train.methods.perlin_seg.anomalies import perlin, perlin_anomaly, perlin_mask  # noqa: E402
@@ -98,25 +98,6 @@ def test_probability_score_is_the_smoothed_peak():
     assert smooth(blob, blob).mask.sum() == 15 * 15  # the mask is the raw map's, not the smoothed one
 
 
-def _tree(root, sizes):
-    (root / "train/good").mkdir(parents=True)
-    for i, (h, w) in enumerate(sizes):
-        cv2.imwrite(str(root / "train/good" / f"{i:03d}.png"), (textured(50 + i, h, w) * 255).astype(np.uint8))
-    return root
-
-
-def _train(tmp_path, sizes, **extra):
-    import yaml
-
-    from train.cli import edge_train_main
-    data = _tree(tmp_path / "data", sizes)
-    cfg = {"data": str(data), "out": str(tmp_path / "run"), "time_budget_min": 0.05, "epochs": 2,
-           "steps_per_epoch": 3, "batch": 4, "holdout": 0.25, "seed": 0, **extra}
-    (tmp_path / "t.yaml").write_text(yaml.safe_dump(cfg))
-    assert edge_train_main(["--config", str(tmp_path / "t.yaml")]) == 0
-    return tmp_path / "run/model.onnx", json.loads((tmp_path / "run/train.json").read_text())["summary"]
-
-
 def test_perlin_seg_trains_at_native_scale_and_the_station_runs_it(tmp_path):
     """Frames of mixed sizes and aspect ratios (100x600 among them) are never resized: the station
     cuts them into the 256-px tiles the network was trained on (overlapping by 64) and runs all of a frame's tiles in
@@ -125,7 +106,7 @@ def test_perlin_seg_trains_at_native_scale_and_the_station_runs_it(tmp_path):
     from edge.backends.onnxruntime import OnnxRuntimeRunner
     from edge.inspector import Inspector
     from edge.recipe import load_recipe, read_recipe
-    model, summary = _train(tmp_path, [(100, 600), (300, 140), (180, 180), (250, 500)] * 3)
+    model, summary = train_briefly(tmp_path, [(100, 600), (300, 140), (180, 180), (250, 500)] * 3)
     recipe = read_recipe(model)
     assert recipe.model_family == "perlin_seg"
     assert recipe.preprocess.size is None and recipe.preprocess.input_multiple == 1
@@ -164,7 +145,7 @@ def test_perlin_seg_trains_at_native_scale_and_the_station_runs_it(tmp_path):
 def test_the_whole_frame_option_exports_one_call_on_the_padded_frame(tmp_path):
     from edge.backends.onnxruntime import OnnxRuntimeRunner
     from edge.recipe import read_recipe
-    model, summary = _train(tmp_path, [(100, 600), (180, 180)] * 3, options={"whole_frame": True})
+    model, summary = train_briefly(tmp_path, [(100, 600), (180, 180)] * 3, options={"whole_frame": True})
     assert read_recipe(model).preprocess.input_multiple == 32  # four 2x2 poolings behind the stride-2 stem
     assert summary["onnx_input"][:2] == [1, 1] and "multiple of 32" in summary["onnx_input"][2]
     assert summary["onnx_parity_max_abs"] < 1e-3  # at 128x128 and two other, non-square sizes
@@ -176,7 +157,7 @@ def test_snapshots_export_the_model_as_it_was(tmp_path):
     import yaml
 
     from train.cli import edge_train_main
-    data = _tree(tmp_path / "data", [(160, 200)] * 8)
+    data = good_tree(tmp_path / "data", [(160, 200)] * 8)
     cfg = {"data": str(data), "out": str(tmp_path / "run"), "time_budget_min": 0.2, "epochs": 10_000,
            "steps_per_epoch": 2, "batch": 2, "holdout": 0.25, "snapshots_min": [0.001], "options": {"stem": 2}}
     (tmp_path / "t.yaml").write_text(yaml.safe_dump(cfg))

@@ -13,6 +13,7 @@ import json
 import sys
 from pathlib import Path
 
+from edge.backends.openvino import PRECISIONS
 from edge.errors import InputError, run_cli
 
 
@@ -149,7 +150,7 @@ def edge_eval_main(argv=None):
     ap.add_argument("--backend", choices=("auto", "onnxruntime", "openvino"), default="auto",
                     help="runner, as the station's model.backend (default auto: OpenVINO where the openvino "
                          "extra is installed, else ONNX Runtime)")
-    ap.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+    ap.add_argument("--precision", choices=PRECISIONS, default="auto",
                     help="OpenVINO's compute precision, as the station's model.precision")
     args = ap.parse_args(argv)
     model = Path(args.model)

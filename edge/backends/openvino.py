@@ -29,7 +29,7 @@ class OpenVinoRunner(RunnerBase):
     def __init__(self, path: Path, threads: int = 0, precision: str = "auto", where: str = "<command line>"):
         if precision not in PRECISIONS:
             raise InputError(where, "model.precision", f"expected one of {', '.join(PRECISIONS)}, got {precision!r}")
-        self.path, self.threads, self.where = Path(path), threads, where
+        self.path, self.threads = Path(path), threads
         self.last_timings: dict = {}
         self._compiled: Any = None
         self._request: Any = None
