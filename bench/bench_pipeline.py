@@ -53,7 +53,7 @@ def bench_config(model: Path, frames: Path, preload: bool = True, view: bool = F
     backend, precision = cpu_runner(runner)
     raw = {"station": "bench", "cameras": {"bench": {"source": f"file://{frames}?loop=1&preload={int(preload)}",
                                                      "queue": 4}},
-           "model": {"path": str(model), "backend": backend, "precision": precision},
+           "model": {"path": str(Path(model).resolve()), "backend": backend, "precision": precision},
            "outputs": {"jsonl": {"stdout": False, "path": "/dev/null"}},
            "telemetry": {"window": 4096, "summary": False, "progress_s": 0},
            "view": {"enabled": view, "port": 0}}

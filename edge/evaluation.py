@@ -68,6 +68,18 @@ def roc_points(scores: np.ndarray, labels: np.ndarray, points: int = 200):
     return [0.0] + fpr + [1.0], [0.0] + tpr + [1.0]
 
 
+def detection_at_far(scores: np.ndarray, labels: np.ndarray, far: float = 0.05) -> float:
+    """The share of defective images scored above the threshold that at most `far` of the good
+    images exceed: the ROC's detection rate at that false-alarm rate on these very images, which
+    compares how two models rank parts at a station's operating point, calibration aside."""
+    labels = labels.astype(bool)
+    good = np.sort(scores[~labels])[::-1]
+    if not len(good) or not labels.any():
+        return float("nan")
+    threshold = good[min(len(good) - 1, int(np.floor(far * len(good))))]
+    return float((scores[labels] > threshold).mean())
+
+
 def inspect_file(ins: Inspector, path: Path):
     return inspect_frame(ins, read_image(path))
 

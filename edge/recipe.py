@@ -93,6 +93,9 @@ class Probability:
     threshold: float = field(0.5, check=rng(0, 1), doc="probability at or above which a pixel is a defect")
     smooth: int = field(1, check=_odd, doc="side of the mean filter applied to the map before its peak becomes the "
                                           "image score (1 = the raw peak): one bright pixel does not fail a part")
+    top_share: float = field(0.0, check=rng(0, 0.5), doc="the image score is the mean of this share of the map's "
+                                                         "highest pixels (at least one; 0 = the peak): a good part's "
+                                                         "score then does not grow with the frame's pixel count")
 
 
 @dataclass(frozen=True)

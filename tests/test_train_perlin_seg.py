@@ -98,6 +98,24 @@ def test_probability_score_is_the_smoothed_peak():
     assert smooth(blob, blob).mask.sum() == 15 * 15  # the mask is the raw map's, not the smoothed one
 
 
+def test_probability_score_as_the_mean_of_the_highest_share():
+    """top_share: the mean of the map's highest pixels, so a good frame's score does not rise with
+    its pixel count (the peak of more pixels of the same texture is higher by chance)."""
+    from edge.detect import ProbabilityDetector
+    from edge.recipe import Probability
+    rng = np.random.default_rng(0)
+    m = rng.random((100, 200)).astype(np.float32) * 0.5
+    m[5:7, 5:10] = 0.9  # ten pixels of a defect
+    assert ProbabilityDetector(Probability(top_share=0.001))(m, m).score == pytest.approx(
+        np.sort(m.ravel())[-20:].mean(), rel=1e-6)  # 0.1 % of 20,000 pixels: 20
+    assert ProbabilityDetector(Probability(top_share=1e-9))(m, m).score == pytest.approx(0.9)  # at least one pixel
+    assert ProbabilityDetector(Probability())(m, m).score == pytest.approx(0.9)  # 0 = the peak, as recipes before it
+    small, large = (rng.beta(2, 30, (n, n)).astype(np.float32) for n in (64, 1024))
+    peak, share = ProbabilityDetector(Probability()), ProbabilityDetector(Probability(top_share=0.001))
+    assert peak(large, large).score - peak(small, small).score > 0.05  # the peak grows with the frame
+    assert abs(share(large, large).score - share(small, small).score) < 0.04
+
+
 def test_perlin_seg_trains_at_native_scale_and_the_station_runs_it(tmp_path):
     """Frames of mixed sizes and aspect ratios (100x600 among them) are never resized: the station
     cuts them into the 256-px tiles the network was trained on (overlapping by 64) and runs all of a frame's tiles in
@@ -111,6 +129,8 @@ def test_perlin_seg_trains_at_native_scale_and_the_station_runs_it(tmp_path):
     assert recipe.model_family == "perlin_seg"
     assert recipe.preprocess.size is None and recipe.preprocess.input_multiple == 1
     assert recipe.detect.method == "probability" and recipe.detect.probability.smooth == 1
+    assert recipe.detect.probability.top_share == 0.001  # the default image score: mean of the highest 0.1 %
+    assert json.loads(recipe.training["anomalies"])["mirror"] == "rotate"  # mirrored in the graph (MirrorMean)
     assert recipe.decision.rule == "score" and 0 < recipe.decision.score_threshold <= 1
     assert json.loads(recipe.training["anomalies"])["share"] == 0.7
     assert summary["onnx_input"][1:] == [1, 256, 256] and "tiles" in summary["onnx_input"][0]
@@ -140,6 +160,55 @@ def test_perlin_seg_trains_at_native_scale_and_the_station_runs_it(tmp_path):
     line = json.loads(res.stdout.splitlines()[0])
     assert line["source"] == "wide.png" and line["verdict"] in ("OK", "NG")
     assert all(r["x"] + r["w"] <= 600 and r["y"] + r["h"] <= 100 for r in line["regions"])  # frame pixels
+
+
+def test_mirroring_in_the_exported_graph(tmp_path):
+    """MirrorMean: one call gives the mean of each tile's map and its mirror image's map mirrored
+    back, for any number of tiles, equal to the two passes done separately."""
+    import onnxruntime as ort
+    import torch
+
+    from train.export import MirrorMean, export_onnx
+    from train.methods.unet.model import UNet
+    torch.manual_seed(0)
+    net = UNet(width=4, stem=2).eval()
+    recipe = {"model_family": "perlin_seg", "detect": {"method": "probability"}}
+    path = export_onnx(MirrorMean(net, (2,)), 64, tmp_path / "m.onnx", recipe)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for n in (1, 3):
+        x = torch.rand(n, 1, 64, 64)
+        with torch.no_grad():
+            plain, mirrored = net(x), net(x.flip(2)).flip(2)
+        got = sess.run(None, {"image": x.numpy()})[0]
+        assert got.shape == (n, 1, 64, 64)
+        assert np.abs(got - ((plain + mirrored) / 2).numpy()).max() < 1e-5
+        assert np.abs(got - plain.numpy()).max() > 1e-4  # the mirror image's pass really counts
+    from edge.recipe import read_recipe
+    assert read_recipe(path).model_family == "perlin_seg"
+
+
+def test_calibrate_only_brings_a_model_to_this_edge_trains_image_score(tmp_path):
+    """A model exported before top_share (its recipe scores the peak) gets the method's image score
+    and thresholds calibrated for it; the config's detect: section wins over the method's."""
+    import yaml
+
+    from edge.recipe import read_recipe
+    from edge.schema import to_dict
+    from train.cli import edge_train_main
+    from train.export import set_recipe
+    model, _ = train_briefly(tmp_path, [(180, 180), (250, 300)] * 3)
+    old = to_dict(read_recipe(model))
+    old["detect"]["probability"]["top_share"] = 0.0
+    old["decision"]["score_threshold"] = 0.999
+    set_recipe(model, old)
+    assert edge_train_main(["--config", str(tmp_path / "t.yaml"), "--calibrate-only"]) == 0
+    now = read_recipe(model)
+    assert now.detect.probability.top_share == 0.001 and now.decision.score_threshold != 0.999
+    cfg = yaml.safe_load((tmp_path / "t.yaml").read_text())
+    cfg["detect"] = {"probability": {"top_share": 0.01}}
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(cfg))
+    assert edge_train_main(["--config", str(tmp_path / "t.yaml"), "--calibrate-only"]) == 0
+    assert read_recipe(model).detect.probability.top_share == 0.01
 
 
 def test_the_whole_frame_option_exports_one_call_on_the_padded_frame(tmp_path):

@@ -129,6 +129,17 @@ def test_auroc_on_known_cases():
     assert auroc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])) == 0.75  # sklearn's documented example
 
 
+def test_detection_rate_at_a_false_alarm_rate():
+    from train.evaluate import detection_at_far
+    good = np.arange(20) / 100.0  # 0.00 .. 0.19: 5 % of 20 good parts is 1, so the threshold is 0.18
+    labels = np.r_[np.zeros(20), np.ones(4)].astype(bool)
+    scores = np.r_[good, [0.185, 0.18, 0.5, 0.1]]
+    assert detection_at_far(scores, labels, 0.05) == 0.5  # 0.185 and 0.5 above 0.18; a tie is not
+    assert detection_at_far(scores, labels, 0.0) == 0.25  # above the highest good score (0.19)
+    assert np.isnan(detection_at_far(scores[20:], labels[20:]))  # no good parts: undefined
+    assert np.isnan(detection_at_far(scores[:20], labels[:20]))  # no defective parts: undefined
+
+
 def test_metrics_on_a_constructed_case():
     z = np.zeros((4, 4), np.uint8)
     truth = z.copy()

@@ -58,9 +58,9 @@ def _export(t, cfg, summary: dict, model_path: Path) -> dict:
     """ONNX with the recipe, parity against PyTorch, thresholds calibrated on the held-out images."""
     from .evaluate import calibrate, rejects_caught
     from .export import export_onnx, parity, set_recipe
-    side, multiple = t.method.export_side(), t.method.whole_frame()
-    export_onnx(t.model, side, model_path, recipe_for(t.method, summary), multiple)
-    out = {"onnx_parity_max_abs": parity(t.model, model_path, side, multiple=multiple),
+    side, multiple, net = t.method.export_side(), t.method.whole_frame(), t.method.exported(t.model)
+    export_onnx(net, side, model_path, recipe_for(t.method, summary), multiple)
+    out = {"onnx_parity_max_abs": parity(net, model_path, side, multiple=multiple),
            "onnx_input": [1, 1, f"H (multiple of {multiple})", f"W (multiple of {multiple})"] if multiple
            else ["N (the frame's tiles)", 1, side, side]}
     if t.holdout_files:
@@ -91,6 +91,16 @@ def _calibrate_only(cfg, base: Path) -> int:
     _, held = split_holdout(good_images(data), cfg.holdout)
     if not held:
         raise InputError("<config>", "holdout", "expected > 0: calibration needs held-out good images")
+    # the image score and the other detection settings as this edge-train and the config make them
+    # (thresholds aside, which are calibrated next), so a newer image score is calibrated, not mixed in
+    from edge.recipe import read_recipe
+    from edge.schema import merge, to_dict
+
+    from .methods import create
+    recipe, method = to_dict(read_recipe(model)), create(cfg, "<config>", base)
+    if recipe["detect"]["method"] == method.r.detect:
+        recipe["detect"] = merge(merge(recipe["detect"], method.recipe_detect()), cfg.detect)
+        set_recipe(model, recipe)
     recipe = calibrate(model, held, cfg.target_far, cfg.target_pixel_far)
     set_recipe(model, recipe)
     print(f"edge-train: recalibrated {model}: score threshold {recipe['decision']['score_threshold']:.6g} "
@@ -105,8 +115,9 @@ def edge_train_main(argv=None):
     ap.add_argument("--out", help="output folder (overrides the config)")
     ap.add_argument("--minutes", type=float, help="time budget (overrides time_budget_min)")
     ap.add_argument("--calibrate-only", action="store_true",
-                    help="no training: set the thresholds of the run's model.onnx again on its held-out good images "
-                         "(after changing target_far, or with a newer edge-train)")
+                    help="no training: set the detection settings (the method's and the config's detect:) and the "
+                         "thresholds of the run's model.onnx again on its held-out good images (after changing "
+                         "target_far, or with a newer edge-train)")
     args = ap.parse_args(argv)
     from .config import load_config
     overrides = {k: v for k, v in (("out", args.out), ("time_budget_min", args.minutes)) if v is not None}

@@ -5,9 +5,11 @@ numbers are the station's. No torch here.
 Metrics: image AUROC (image score), pixel AUROC (the detector's continuous score map), AUPRO
 (per-region overlap up to 30 % false-positive rate, the MVTec AD protocol), pixel
 precision/recall/F1 of the station's mask at the calibrated thresholds, DR / FAR / mIoU (seed 000):
-DR = defective images judged NG, FAR = good images judged NG, mIoU = mean IoU of predicted and
-true masks over defective images. Each overall and per defect type (that type's images with the
-good ones for the AUROCs).
+DR = defective images judged NG, FAR = good images judged NG (both at the calibrated threshold),
+mIoU = mean IoU of predicted and true masks over defective images; DR at FAR 5 % = the defective
+images above the score that 5 % of these good images exceed (the ROC at a station's operating
+point, calibration aside). Each overall and per defect type (that type's images with the good
+ones for the AUROCs).
 """
 
 from __future__ import annotations
@@ -20,7 +22,14 @@ import cv2
 import numpy as np
 
 from edge.backends import open_runner
-from edge.evaluation import aupro, auroc, inspect_file, inspect_frame, roc_points  # noqa: F401  (re-exported)
+from edge.evaluation import (  # noqa: F401  (re-exported)
+    aupro,
+    auroc,
+    detection_at_far,
+    inspect_file,
+    inspect_frame,
+    roc_points,
+)
 from edge.images import load_mask, test_items
 from edge.inspector import Inspector
 from edge.recipe import load_recipe
@@ -181,6 +190,7 @@ def metrics(results: list[Result]) -> dict:
                 "image_auroc": auroc(scores, labels), **pixel,
                 "dr": float(ng[labels].mean()) if labels.any() else float("nan"),
                 "far": float(ng[~labels].mean()) if (~labels).any() else float("nan"),
+                "dr_at_far5": detection_at_far(scores, labels, 0.05),
                 "miou": float(np.mean(ious)) if ious else float("nan")}
 
     good = [r for r in results if r.kind == "good"]

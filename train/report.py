@@ -17,7 +17,7 @@ from edge.overlay import overlay
 SHOWN = 8  # pictures per section
 COLUMNS = [("images", "images", "d"), ("defective", "defective", "d"), ("image AUROC", "image_auroc", ".4f"),
            ("pixel AUROC", "pixel_auroc", ".4f"), ("AUPRO", "aupro", ".4f"), ("pixel F1", "pixel_f1", ".3f"),
-           ("DR", "dr", ".3f"), ("FAR", "far", ".3f"), ("mIoU", "miou", ".3f")]
+           ("DR", "dr", ".3f"), ("FAR", "far", ".3f"), ("DR at FAR 5 %", "dr_at_far5", ".3f"), ("mIoU", "miou", ".3f")]
 
 
 def _fmt(v, spec: str) -> str:

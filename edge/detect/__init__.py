@@ -115,9 +115,11 @@ class SquaredResidualDetector:
 
 
 class ProbabilityDetector:
-    """Seed 000 / perlin_seg: the model output is a defect probability map. The image score is
-    the peak of the map after a smooth x smooth mean filter (DRAEM's image score), so one stray
-    pixel scores less than a defect-sized blob; the mask is the raw map's."""
+    """Seed 000 / perlin_seg: the model output is a defect probability map; the mask is the raw
+    map's. The image score is the map's peak, or, with `top_share`, the mean of its highest
+    pixels: the peak of a larger frame's good texture is higher by chance (the maximum of more
+    pixels), a mean over a fixed share of them is not. `smooth` > 1 first applies a mean filter
+    (DRAEM's image score), so one stray pixel scores less than a defect-sized blob."""
 
     def __init__(self, p: Probability):
         self.p = p
@@ -127,13 +129,15 @@ class ProbabilityDetector:
         return rec
 
     def image_score(self, rec: np.ndarray) -> float:
-        k = self.p.smooth
-        if k <= 1:
-            return float(rec.max())
-        if self._smoothed is None or self._smoothed.shape != rec.shape:
-            self._smoothed = np.empty_like(rec)
-        cv2.blur(rec, (k, k), dst=self._smoothed, borderType=cv2.BORDER_REPLICATE)
-        return float(self._smoothed.max())
+        m, k = rec, self.p.smooth
+        if k > 1:
+            if self._smoothed is None or self._smoothed.shape != rec.shape:
+                self._smoothed = np.empty_like(rec)
+            m = cv2.blur(rec, (k, k), dst=self._smoothed, borderType=cv2.BORDER_REPLICATE)
+        if self.p.top_share <= 0:
+            return float(m.max())
+        n = max(1, round(m.size * self.p.top_share))
+        return float(np.partition(m.ravel(), m.size - n)[-n:].mean(dtype=np.float64))
 
     def __call__(self, src, rec) -> Detection:
         mask = (rec >= self.p.threshold).view(np.uint8)

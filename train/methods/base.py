@@ -133,6 +133,10 @@ class Method:
         export_side and the station tiles frames."""
         return None
 
+    def exported(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The network as it goes into the ONNX graph (by default the trained one itself)."""
+        return model
+
     def export_side(self) -> int:
         """Side of the square ONNX input: the frame (or the station's tile at native scale)."""
         side = self.r.export or self.r.size

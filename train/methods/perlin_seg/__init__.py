@@ -7,8 +7,10 @@ stride-2 stem (it runs at half resolution, its map brought back to full size: a 
 work per frame); BCE + Dice and an image-level loss.
 The station cuts each frame into `export`-pixel tiles overlapping by `tile_overlap` (the scale the
 network was trained at) and runs all of a frame's tiles in one call (a dynamic batch); the option
-`whole_frame` exports for one call on the whole frame instead. It takes the map's peak as the image score
-(`smooth` > 1 filters it first; docs/ACCURACY.md measured the raw peak better on the tiles).
+`whole_frame` exports for one call on the whole frame instead. The exported graph averages each
+tile's map with that of the tile turned a half turn (`mirror`, in the same call: twice the work),
+and the image score is the mean of the map's highest 0.1 % (`score_share`); docs/ACCURACY.md
+measured both against one pass, the other mirrors, the peak and top-k counts.
 
 Options (the config's `options:` section) are this folder's PerlinSegOptions; the defaults are what the
 method is judged by (docs/ACCURACY.md)."""
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -24,12 +27,16 @@ from edge.defects import pseudo_defect
 from edge.errors import InputError
 from edge.schema import field, rng, to_dict
 
+from ...export import MirrorMean
 from ...rejects import BAG, BAG_TILES, bag_crops, crop_around_defect, paste_defect
 from ..base import Method, register
 from ..unet import INPUT_NORM_DOC
 from ..unet.model import UNet
 from .anomalies import FILL_ODDS, FILLS, perlin_anomaly
 from .loss import mine_hard_negatives, segmentation_loss
+
+# the axes of (N, C, H, W) each `mirror` flips
+MIRRORS = {"none": (), "vertical": (2,), "horizontal": (3,), "rotate": (2, 3)}
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,9 @@ class PerlinSegOptions:
                           "AUROC than 1 at a quarter of the work, docs/ACCURACY.md)")
     smooth: int = field(1, check=lambda v: None if v >= 1 and v % 2 else "an odd integer >= 1",
                         doc="side of the mean filter on the probability map before the image score's peak")
+    score_share: float = field(0.001, check=rng(0, 0.5), doc="the image score is the mean of this share of the "
+                                                             "map's highest pixels (0 = the peak; docs/ACCURACY.md: "
+                                                             "0.1 % ranked parts better than the peak)")
     image_loss: float = field(0.5, check=rng(0, 10), doc="weight of the image-level loss: binary cross-entropy of "
                                                          "each crop's top-k probabilities against 'has a defect', "
                                                          "so a false blob on a clean crop costs as much as a miss")
@@ -71,6 +81,11 @@ class PerlinSegOptions:
                                          "CPU, but a network trained on tiles scores whole frames differently (on "
                                          "the tiles 0.06 lower image AUROC, docs/ACCURACY.md)")
     input_norm: bool = field(False, doc=INPUT_NORM_DOC + " (keeps the model tiled)")
+    mirror: Literal["none", "vertical", "horizontal", "rotate"] = field(
+        "rotate", doc="test-time mirroring in the exported model: its map is the mean of the map of each tile and of "
+                      "the tile mirrored (rotate: both axes, a half turn; vertical: upside down), mirrored back, in "
+                      "the same call; twice the network's work per frame for a steadier map (docs/ACCURACY.md); "
+                      "none = one pass")
 
     def validate(self, where, prefix):
         if self.reject_share + self.paste_share > 1:
@@ -142,6 +157,10 @@ class PerlinSegMethod(Method):
     def network(self):
         o = self.options
         return UNet(width=self.cfg.width or self.default_width, input_norm=o.input_norm, stem=o.stem)
+
+    def exported(self, model):
+        dims = MIRRORS[self.options.mirror]
+        return MirrorMean(model, dims) if dims else model
 
     def loss(self):
         return segmentation_loss(self.options.image_loss, self.options.topk)
@@ -221,7 +240,7 @@ class PerlinSegMethod(Method):
         return xs, masks
 
     def recipe_detect(self):
-        return {"probability": {"smooth": self.options.smooth}}
+        return {"probability": {"smooth": self.options.smooth, "top_share": self.options.score_share}}
 
     def recipe_training(self):
         return {"anomalies": json.dumps(to_dict(self.options), separators=(",", ":"))}
