@@ -31,13 +31,20 @@ def _guard(fn):
     return wrapped
 
 
+def detect_for(method, stored: dict) -> dict:
+    """The recipe's detect section: `stored` (at least the method's detector), the method's own
+    parameters over it, the config's detect: over those."""
+    from edge.schema import merge
+    return merge(merge(stored, method.recipe_detect()), method.cfg.detect)
+
+
 def recipe_for(method, summary: dict) -> dict:
     """The inspection recipe a run's model is exported with (train.methods.Method, the run's summary)."""
-    from edge.schema import merge, to_dict
+    from edge.schema import to_dict
 
     from .data import training_preprocess
     cfg, r = method.cfg, method.r
-    detect = merge(merge({"method": r.detect}, method.recipe_detect()), cfg.detect)
+    detect = detect_for(method, {"method": r.detect})
     training = {"data": str(cfg.data), "images": str(summary["train_images"]),
                 "holdout": str(summary["holdout_images"]), "epochs": str(summary["epochs"]),
                 "steps": str(summary.get("steps", "")), "minutes": f"{summary['minutes']:.1f}", "seed": str(cfg.seed),
@@ -54,24 +61,27 @@ def recipe_for(method, summary: dict) -> dict:
 REJECTS_CAUGHT_WARN = 0.5  # below this share of its own rejects judged NG, edge-train warns
 
 
-def _export(t, cfg, summary: dict, model_path: Path) -> dict:
-    """ONNX with the recipe, parity against PyTorch, thresholds calibrated on the held-out images."""
+def export_model(method, model, summary: dict, model_path: Path, holdout_files: list[Path],
+                 reject_files: list[Path]) -> dict:
+    """A trained network of `method` as ONNX with the recipe, parity against PyTorch, thresholds
+    calibrated on the held-out good images, its own rejects judged (edge-train; reexport.py)."""
     from .evaluate import calibrate, rejects_caught
     from .export import export_onnx, parity, set_recipe
-    side, multiple, net = t.method.export_side(), t.method.whole_frame(), t.method.exported(t.model)
-    export_onnx(net, side, model_path, recipe_for(t.method, summary), multiple)
+    cfg = method.cfg
+    side, multiple, net = method.export_side(), method.whole_frame(), method.exported(model)
+    export_onnx(net, side, model_path, recipe_for(method, summary), multiple)
     out = {"onnx_parity_max_abs": parity(net, model_path, side, multiple=multiple),
            "onnx_input": [1, 1, f"H (multiple of {multiple})", f"W (multiple of {multiple})"] if multiple
            else ["N (the frame's tiles)", 1, side, side]}
-    if t.holdout_files:
-        recipe = calibrate(model_path, t.holdout_files, cfg.target_far, cfg.target_pixel_far)
+    if holdout_files:
+        recipe = calibrate(model_path, holdout_files, cfg.target_far, cfg.target_pixel_far)
         set_recipe(model_path, recipe)
         out["calibration"] = {"score_threshold": recipe["decision"]["score_threshold"],
                               "detect": recipe["detect"][recipe["detect"]["method"]]}
-        if t.reject_files:
-            out["rejects_caught"] = caught = rejects_caught(model_path, t.reject_files)
+        if reject_files:
+            out["rejects_caught"] = caught = rejects_caught(model_path, reject_files)
             if caught < REJECTS_CAUGHT_WARN:
-                print(f"edge-train: warning: {model_path} judges only {caught:.0%} of its own {len(t.reject_files)} "
+                print(f"edge-train: warning: {model_path} judges only {caught:.0%} of its own {len(reject_files)} "
                       f"rejects NG at the calibrated threshold; compare it on held-out rejects with a model "
                       f"trained without rejects before deploying it (docs/ACCURACY.md)", file=sys.stderr)
     out["onnx_bytes"] = model_path.stat().st_size
@@ -94,12 +104,12 @@ def _calibrate_only(cfg, base: Path) -> int:
     # the image score and the other detection settings as this edge-train and the config make them
     # (thresholds aside, which are calibrated next), so a newer image score is calibrated, not mixed in
     from edge.recipe import read_recipe
-    from edge.schema import merge, to_dict
+    from edge.schema import to_dict
 
     from .methods import create
     recipe, method = to_dict(read_recipe(model)), create(cfg, "<config>", base)
     if recipe["detect"]["method"] == method.r.detect:
-        recipe["detect"] = merge(merge(recipe["detect"], method.recipe_detect()), cfg.detect)
+        recipe["detect"] = detect_for(method, recipe["detect"])
         set_recipe(model, recipe)
     recipe = calibrate(model, held, cfg.target_far, cfg.target_pixel_far)
     set_recipe(model, recipe)
@@ -133,7 +143,10 @@ def edge_train_main(argv=None):
         return 0
     t.plot_loss(t.out / "loss.png")
     model_path = t.out / "model.onnx"
-    summary.update(_export(t, cfg, summary, model_path))
+    def export(summary: dict, path: Path) -> dict:
+        return export_model(t.method, t.model, summary, path, t.holdout_files, t.reject_files)
+
+    summary.update(export(summary, model_path))
     final = {k: v.detach().clone() for k, v in t.model.state_dict().items()}
     for key, name in sorted(t.snapshots.items(), key=lambda kv: float(kv[0])):  # the accuracy curve
         import torch
@@ -141,7 +154,7 @@ def edge_train_main(argv=None):
         t.model.load_state_dict(snap["model"])
         at = {**summary, "minutes": snap["minutes"], "steps": snap["steps"], "epochs": "-"}
         summary.setdefault("snapshots", {})[key] = {"minutes": snap["minutes"], "steps": snap["steps"],
-                                                    **_export(t, cfg, at, t.out / f"model-{key}min.onnx")}
+                                                    **export(at, t.out / f"model-{key}min.onnx")}
     t.model.load_state_dict(final)
     t.write_summary(summary)
     print(json.dumps(summary, indent=2))

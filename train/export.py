@@ -27,7 +27,6 @@ class MirrorMean(torch.nn.Module):
     def __init__(self, net: torch.nn.Module, dims: tuple[int, ...]):
         super().__init__()
         self.net, self.dims = net, dims
-        self.input_multiple = getattr(net, "input_multiple", 1)
 
     def _mirror(self, t: torch.Tensor) -> torch.Tensor:
         # a gather with reversed indices, not torch.flip: OpenVINO runs flip's negative-step slices

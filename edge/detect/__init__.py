@@ -124,6 +124,7 @@ class ProbabilityDetector:
     def __init__(self, p: Probability):
         self.p = p
         self._smoothed = None
+        self._ranked = None  # the top share's scratch: partitioned in place, not allocated per frame
 
     def score_map(self, src, rec) -> np.ndarray:
         return rec
@@ -137,7 +138,11 @@ class ProbabilityDetector:
         if self.p.top_share <= 0:
             return float(m.max())
         n = max(1, round(m.size * self.p.top_share))
-        return float(np.partition(m.ravel(), m.size - n)[-n:].mean(dtype=np.float64))
+        if self._ranked is None or self._ranked.size != m.size:
+            self._ranked = np.empty(m.size, m.dtype)
+        self._ranked[:] = m.ravel()
+        self._ranked.partition(m.size - n)
+        return float(self._ranked[-n:].mean(dtype=np.float64))
 
     def __call__(self, src, rec) -> Detection:
         mask = (rec >= self.p.threshold).view(np.uint8)

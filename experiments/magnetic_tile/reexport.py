@@ -16,13 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 import yaml
 
 from edge.images import good_images, split_holdout
-from train.cli import _export
+from train.cli import export_model
 from train.config import load_config
 from train.methods import create
 from train.trainer import Trainer
@@ -52,8 +51,7 @@ def main(argv=None):
     out = args.out or args.run
     out.mkdir(parents=True, exist_ok=True)
     summary = json.loads((args.run / "train.json").read_text())["summary"]
-    run = SimpleNamespace(method=method, model=net, holdout_files=held, reject_files=[])
-    print(json.dumps(_export(run, cfg, summary, out / "model.onnx"), indent=1))
+    print(json.dumps(export_model(method, net, summary, out / "model.onnx", held, []), indent=1))
 
 
 if __name__ == "__main__":
