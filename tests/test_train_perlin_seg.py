@@ -187,7 +187,7 @@ def test_mirroring_in_the_exported_graph(tmp_path):
     assert read_recipe(path).model_family == "perlin_seg"
 
 
-def test_calibrate_only_brings_a_model_to_this_edge_trains_image_score(tmp_path):
+def test_calibrate_only_brings_a_model_to_this_edge_trains_image_score(tmp_path, capsys):
     """A model exported before top_share (its recipe scores the peak) gets the method's image score
     and thresholds calibrated for it; the config's detect: section wins over the method's."""
     import yaml
@@ -208,6 +208,11 @@ def test_calibrate_only_brings_a_model_to_this_edge_trains_image_score(tmp_path)
     cfg["detect"] = {"probability": {"top_share": 0.01}}
     (tmp_path / "t.yaml").write_text(yaml.safe_dump(cfg))
     assert edge_train_main(["--config", str(tmp_path / "t.yaml"), "--calibrate-only"]) == 0
+    assert read_recipe(model).detect.probability.top_share == 0.01
+    cfg["method"] = "renet_d"  # a config of another method: refused, the model left as it was
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(cfg))
+    assert edge_train_main(["--config", str(tmp_path / "t.yaml"), "--calibrate-only"]) == 2
+    assert "expected perlin_seg" in capsys.readouterr().err
     assert read_recipe(model).detect.probability.top_share == 0.01
 
 

@@ -107,10 +107,12 @@ def _calibrate_only(cfg, base: Path) -> int:
     from edge.schema import to_dict
 
     from .methods import create
-    recipe, method = to_dict(read_recipe(model)), create(cfg, "<config>", base)
-    if recipe["detect"]["method"] == method.r.detect:
-        recipe["detect"] = detect_for(method, recipe["detect"])
-        set_recipe(model, recipe)
+    recipe = to_dict(read_recipe(model))
+    if recipe["model_family"] != cfg.method:
+        raise InputError("<config>", "method", f"expected {recipe['model_family']}, the method {model} was trained "
+                                               f"with, got {cfg.method}")
+    recipe["detect"] = detect_for(create(cfg, "<config>", base), recipe["detect"])
+    set_recipe(model, recipe)
     recipe = calibrate(model, held, cfg.target_far, cfg.target_pixel_far)
     set_recipe(model, recipe)
     print(f"edge-train: recalibrated {model}: score threshold {recipe['decision']['score_threshold']:.6g} "

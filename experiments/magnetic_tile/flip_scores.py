@@ -20,8 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.detect import ProbabilityDetector
 from edge.evaluation import auroc
 from edge.images import load_mask, read_image_or_fail, test_items
+from edge.recipe import Probability
 from train.evaluate import open_inspector
 
 AXES = [(), (1,), (0,), (0, 1)]  # of the map: none, left-right, upside down, both (a half turn)
@@ -29,13 +31,15 @@ AXES = [(), (1,), (0,), (0, 1)]  # of the map: none, left-right, upside down, bo
 MAPS = {"id": ["f"], "f_v": ["f", "f0"], "f_hv": ["f", "f1", "f0", "f01"],
         "t_h": ["f", "t1"], "t_v": ["f", "t0"], "t_r": ["f", "t01"], "t_hv": ["f", "t1", "t0", "t01"]}
 
+TOP_SHARE = ProbabilityDetector(Probability(top_share=0.001))
+
 
 def image_scores(m: np.ndarray) -> dict[str, float]:
     flat = np.sort(m.ravel())
     out = {"peak": float(flat[-1])}
     for k in (16, 64, 256):
         out[f"top{k}"] = float(flat[-k:].mean())
-    out["top0.1%"] = float(flat[-max(1, flat.size // 1000):].mean())
+    out["top0.1%"] = TOP_SHARE.image_score(m)  # the station's own image score
     return out
 
 

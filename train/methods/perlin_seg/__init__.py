@@ -9,7 +9,7 @@ The station cuts each frame into `export`-pixel tiles overlapping by `tile_overl
 network was trained at) and runs all of a frame's tiles in one call (a dynamic batch); the option
 `whole_frame` exports for one call on the whole frame instead. The exported graph averages each
 tile's map with that of the tile turned a half turn (`mirror`, in the same call: twice the work),
-and the image score is the mean of the map's highest 0.1 % (`score_share`); docs/ACCURACY.md
+and the image score is the mean of the map's highest 0.1 % (`top_share`); docs/ACCURACY.md
 measured both against one pass, the other mirrors, the peak and top-k counts.
 
 Options (the config's `options:` section) are this folder's PerlinSegOptions; the defaults are what the
@@ -56,9 +56,10 @@ class PerlinSegOptions:
                           "AUROC than 1 at a quarter of the work, docs/ACCURACY.md)")
     smooth: int = field(1, check=lambda v: None if v >= 1 and v % 2 else "an odd integer >= 1",
                         doc="side of the mean filter on the probability map before the image score's peak")
-    score_share: float = field(0.001, check=rng(0, 0.5), doc="the image score is the mean of this share of the "
-                                                             "map's highest pixels (0 = the peak; docs/ACCURACY.md: "
-                                                             "0.1 % ranked parts better than the peak)")
+    top_share: float = field(0.001, check=rng(0, 0.5), doc="the image score is the mean of this share of the "
+                                                           "map's highest pixels (the recipe's detect.probability."
+                                                           "top_share; 0 = the peak; docs/ACCURACY.md: 0.1 % ranked "
+                                                           "parts better than the peak)")
     image_loss: float = field(0.5, check=rng(0, 10), doc="weight of the image-level loss: binary cross-entropy of "
                                                          "each crop's top-k probabilities against 'has a defect', "
                                                          "so a false blob on a clean crop costs as much as a miss")
@@ -240,7 +241,7 @@ class PerlinSegMethod(Method):
         return xs, masks
 
     def recipe_detect(self):
-        return {"probability": {"smooth": self.options.smooth, "top_share": self.options.score_share}}
+        return {"probability": {"smooth": self.options.smooth, "top_share": self.options.top_share}}
 
     def recipe_training(self):
         return {"anomalies": json.dumps(to_dict(self.options), separators=(",", ":"))}
