@@ -165,6 +165,11 @@ class Telemetry:
     window: int = field(2048, check=rng(16, 1_000_000), doc="frames in the rolling latency window")
     progress_s: float = field(10.0, check=rng(0), doc="seconds between progress lines on stderr; 0 = none")
     summary: bool = field(True, doc="print a latency table on stderr when the run ends")
+    ng_alarm: float = field(0.0, check=rng(0, 1), doc="warn when more than this share of the last ng_window "
+                                                     "verdicts is NG (a drifted camera or light, a process fault, "
+                                                     "or a threshold calibrated on too few good parts); the warning "
+                                                     "clears below three quarters of it; 0 = off")
+    ng_window: int = field(200, check=rng(2, 1_000_000), doc="verdicts the NG share is taken over")
     prometheus: Prometheus = field(factory=Prometheus)
 
 

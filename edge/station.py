@@ -90,7 +90,8 @@ class Station:
         self.cam = cfg.camera(camera)
         self.model_path, self.model_where = model_path(cfg, model) if runner is None else (Path(runner.name), "<runner>")
         self._given_runner, self._given_source = runner, source
-        self.telemetry = Telemetry(cfg.file.telemetry.window, camera, cfg.file.station)
+        t = cfg.file.telemetry
+        self.telemetry = Telemetry(t.window, camera, cfg.file.station, t.ng_alarm, t.ng_window)
         self.runner = self.recipe = self.source = self.inspector = self.pipeline = None
         self.archive = self.endpoint = self.view = None
         self._outputs_cfg = cfg.outputs_for(camera)

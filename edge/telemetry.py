@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import Counter
@@ -36,6 +37,8 @@ GPU_STAGES = (Stage.UPLOAD, Stage.COMPUTE, Stage.DOWNLOAD)
 STAGES = tuple(s for s in Stage if s not in GPU_STAGES)
 ALL_STAGES = STAGES + GPU_STAGES
 _INDEX = {s: i for i, s in enumerate(ALL_STAGES)}
+
+log = logging.getLogger("edge.telemetry")
 
 
 class Timings(dict):
@@ -91,11 +94,56 @@ class OutputStats:
         return {"p50": q[0], "p99": q[1], "max": data.max() * 1e3}
 
 
-class Telemetry:
-    """Thread-safe. Latencies in seconds in a ring buffer of `window` frames per stage."""
+class NgWatch:
+    """The NG share of the last `window` verdicts, and an alarm when it exceeds `above` (0 = off):
+    raised once with a warning, cleared with a note when the share falls below three quarters of
+    it (so a share hovering at the limit does not flood the log). Not thread-safe: Telemetry
+    calls it under its lock."""
 
-    def __init__(self, window: int = 2048, camera: str = "", station: str = ""):
+    def __init__(self, above: float = 0.0, window: int = 200):
+        self.above, self.window = above, window
+        self._ring = np.zeros(window, bool)
+        self._n = self._ng = 0
+        self.on, self.raised = False, 0
+
+    @property
+    def seen(self) -> int:
+        """Verdicts the share is over: the last `window`, or all so far while fewer."""
+        return min(self._n, self.window)
+
+    @property
+    def share(self) -> float | None:
+        """NG share of the last `seen` verdicts; None before any."""
+        return self._ng / self.seen if self._n else None
+
+    def add(self, ng: bool) -> str | None:
+        """Records one verdict; returns the line to log when the alarm is raised or cleared."""
+        i = self._n % self.window
+        self._ng += int(ng) - int(self._ring[i])
+        self._ring[i] = ng
+        self._n += 1
+        if not self.above or self._n < self.window:
+            return None
+        share = self._ng / self.window
+        if not self.on and share > self.above:
+            self.on, self.raised = True, self.raised + 1
+            return (f"NG share of the last {self.window} parts is {share:.1%}, above the alarm's {self.above:.1%}: "
+                    f"check the camera, the light and the parts; a threshold calibrated on too few good parts "
+                    f"gives it too (edge-train --calibrate-only, docs/ACCURACY.md)")
+        if self.on and share < 0.75 * self.above:
+            self.on = False
+            return f"NG share of the last {self.window} parts back to {share:.1%} (alarm above {self.above:.1%})"
+        return None
+
+
+class Telemetry:
+    """Thread-safe. Latencies in seconds in a ring buffer of `window` frames per stage; the NG
+    share of the last verdicts (NgWatch)."""
+
+    def __init__(self, window: int = 2048, camera: str = "", station: str = "", ng_alarm: float = 0.0,
+                 ng_window: int = 200):
         self.window, self.camera, self.station = window, camera, station
+        self.ng = NgWatch(ng_alarm, ng_window)
         self._lat = np.zeros((len(ALL_STAGES), window), np.float64)
         self._n = 0  # frames recorded (ring position = _n % window)
         self._max = np.zeros(len(ALL_STAGES))
@@ -132,6 +180,9 @@ class Telemetry:
             np.maximum(self._max, row, out=self._max)
             self._n += 1
             self.verdicts[verdict] += 1
+            change = self.ng.add(verdict == "NG")
+        if change:
+            (log.warning if self.ng.on else log.info)(change)
 
     def drop(self, reason: str, count: int = 1):
         with self._lock:
@@ -182,7 +233,7 @@ class Telemetry:
         with self._lock:
             counts = {"OK": self.verdicts["OK"], "NG": self.verdicts["NG"], "dropped": dict(self.dropped),
                       "camera_skipped": self.camera_skipped, "grabbed": self.grabbed, "reloads": self.reloads,
-                      "failures": dict(self.failures)}
+                      "failures": dict(self.failures), "ng_share": self.ng.share, "ng_alarm": self.ng.on}
         outputs = []
         for o in list(self.outputs.values()):
             lag = o.lag_ms()
@@ -217,6 +268,9 @@ class Telemetry:
                  + (f", config reloads {self.reloads}" if self.reloads else ""),
                  *(["  failures survived: " + ", ".join(f"{k} {v}" for k, v in sorted(self.failures.items()))]
                    if self.failures else []),
+                 *([f"  NG share of the last {self.ng.seen} verdicts {self.ng.share:.1%}; alarm above "
+                    f"{self.ng.above:.1%} raised {self.ng.raised} times" + (", still on" if self.ng.on else "")]
+                   if self.ng.above and self.ng.share is not None else []),
                  f"  throughput {self.fps():.1f} frames/s over {time.perf_counter() - self.started:.1f} s"]
         pct = self.percentiles()
         if pct:
@@ -281,6 +335,14 @@ class PrometheusEndpoint:
         fps = GaugeMetricFamily("edge_throughput_fps", "Verdicts per second since start", labels=labels)
         fps.add_metric(ids, self.t.fps())
         yield fps
+        share = self.t.ng.share
+        if share is not None:
+            ng = GaugeMetricFamily("edge_ng_share", f"NG share of the last {self.t.ng.window} verdicts", labels=labels)
+            ng.add_metric(ids, share)
+            yield ng
+        alarm = GaugeMetricFamily("edge_ng_alarm", "1 while the NG share is above telemetry.ng_alarm", labels=labels)
+        alarm.add_metric(ids, 1.0 if self.t.ng.on else 0.0)
+        yield alarm
         olabels = labels + ["output"]
         depth = GaugeMetricFamily("edge_output_queue_depth", "Verdicts waiting for an output", labels=olabels)
         conn = GaugeMetricFamily("edge_output_connected", "1 while the output is connected", labels=olabels)

@@ -94,6 +94,20 @@ def test_frames_limit_with_looping_replay(station):
     assert len((tmp / "verdicts.jsonl").read_text().splitlines()) == 20
 
 
+def test_a_rising_ng_share_raises_the_alarm_once_and_clears_it(station):
+    """Two NG parts in every eight (p2, p5), the share taken over the last 4: above 30 % when both
+    are in it (after p5), cleared when none is (after p1), raised again after the next p5."""
+    tmp, cfg = station
+    cfg.write_text(cfg.read_text().replace("file://parts", "file://parts?loop=1")
+                   + "telemetry:\n  ng_alarm: 0.3\n  ng_window: 4\n")
+    res = run_cli(["--config", str(cfg), "--frames", "16", "--quiet"])
+    assert res.returncode == 0, res.stderr
+    raised = re.findall(r"NG share of the last 4 parts is 50\.0%, above the alarm's 30\.0%", res.stderr)
+    cleared = re.findall(r"NG share of the last 4 parts back to 0\.0%", res.stderr)
+    assert len(raised) == 2 and len(cleared) == 1, res.stderr
+    assert "NG share of the last 4 verdicts 25.0%; alarm above 30.0% raised 2 times, still on" in res.stderr
+
+
 def _start(cfg, *extra):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.Popen([sys.executable, "-m", "edge.cli", "--config", str(cfg), *extra],
@@ -113,6 +127,8 @@ def test_signal_stops_cleanly_with_every_grabbed_frame_accounted_for(station, si
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     assert re.search(r'edge_verdicts_total\{camera="cam0",station="t",verdict="OK"\} [1-9]', body), body
     assert 'edge_stage_latency_ms{camera="cam0",quantile="p99",stage="total",station="t"}' in body
+    assert re.search(r'edge_ng_share\{camera="cam0",station="t"\} 0\.\d+', body)  # looping 2 NG in 8
+    assert 'edge_ng_alarm{camera="cam0",station="t"} 0.0' in body
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err

@@ -129,6 +129,18 @@ def test_a_misspelt_stage_is_refused_not_recorded_as_zero():
     assert t.percentiles()["detect"]["p50"] == pytest.approx(2.0)
 
 
+def test_the_ng_watch_raises_on_a_full_window_above_the_level_and_clears_below_three_quarters():
+    from edge.telemetry import NgWatch
+    w = NgWatch(above=0.4, window=5)
+    said = [w.add(ng) for ng in (True, True, True, False, False)]  # 60 % NG, but only now a full window
+    assert said[:4] == [None] * 4 and said[4].startswith("NG share of the last 5 parts is 60.0%") and w.on
+    assert w.add(False) is None and w.on and w.share == pytest.approx(0.4)  # 40 %: not below 30 % yet
+    assert w.add(False).startswith("NG share of the last 5 parts back to 20.0%") and not w.on
+    assert [w.add(True) is None for _ in range(3)] == [True, True, False] and w.raised == 2  # 40 %, then 60 %
+    off = NgWatch(above=0.0, window=5)
+    assert all(off.add(True) is None for _ in range(20)) and off.share == 1.0 and not off.on
+
+
 def test_a_reload_rebuilds_only_the_outputs_whose_settings_changed(lowpass_model, tmp_path, broker):  # noqa: F811
     """SIGHUP with a new verdict file: the MQTT output (its connection, its spool) runs on as it
     was, the JSON lines output is rebuilt; between them the files hold every record once."""

@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 from conftest import good_tree, textured, train_briefly  # noqa: E402
 
 from train.evaluate import aupro, score_threshold  # noqa: E402
-from train.methods.perlin_seg.anomalies import perlin, perlin_anomaly, perlin_mask  # noqa: E402
+from train.methods.perlin_seg.anomalies import crack_anomaly, perlin, perlin_anomaly, perlin_mask  # noqa: E402
 
 
 def test_perlin_noise_is_smooth_and_its_masks_vary_in_scale():
@@ -40,6 +40,55 @@ def test_perlin_anomaly_changes_the_masked_area_only():
     a, ma = perlin_anomaly(base, other, np.random.default_rng(7))
     b, mb = perlin_anomaly(base, other, np.random.default_rng(7))
     assert np.array_equal(a, b) and np.array_equal(ma, mb)
+
+
+def test_cracks_are_thin_long_and_mostly_dark():
+    """A crack changes a thin line (its mask's area over its length, the skeleton, a few px), long
+    against that width, darker than the surface in most draws; the same seed, the same crack."""
+    from skimage.morphology import skeletonize
+    base = np.clip(textured(5, 256, 256).astype(np.float32) * 0.5 + 0.3, 0, 1)
+    widths, lengths, dark = [], [], 0
+    for seed in range(40):
+        img, mask = crack_anomaly(base, np.random.default_rng(seed))
+        assert img.dtype == np.float32 and img.shape == base.shape and mask.any()
+        changed = np.abs(img - base) > 1e-6
+        assert not changed[cv2.dilate(mask, np.ones((7, 7), np.uint8)) == 0].any()  # only along it (its fringe)
+        length = skeletonize(mask > 0).sum()
+        widths.append(mask.sum() / length)
+        lengths.append(length)
+        dark += (img - base)[mask > 0].mean() < 0
+    assert np.median(widths) < 5 and max(widths) < 8
+    assert np.median(lengths) > 40 and max(lengths) > 150
+    assert 25 <= dark < 40  # dark mostly, bright sometimes
+    a, ma = crack_anomaly(base, np.random.default_rng(3))
+    b, mb = crack_anomaly(base, np.random.default_rng(3))
+    assert np.array_equal(a, b) and np.array_equal(ma, mb)
+
+
+def test_crack_share_takes_its_cracks_from_the_small_defects_only():
+    """Every crop anomalous, half of them small defects: with crack_share 1 those are cracks (thin,
+    long targets), with 0 seed 000's shapes; the Perlin half (broad targets) is there either way."""
+    from skimage.morphology import skeletonize
+
+    from train.config import TrainConfig
+    from train.data import BatchSource
+    from train.methods import create
+
+    def targets(crack_share):
+        method = create(TrainConfig(data=".", options={"share": 1.0, "small_share": 0.5, "crack_share": crack_share,
+                                                       "visibility": 0, "hard_negatives": 0}))
+        source = BatchSource([textured(i, 160, 200).astype(np.float32) for i in range(3)],
+                             np.random.default_rng(0), 128)
+        return method.make_batch(source, 48, stage=1)[1] > 0
+
+    def thin(masks):
+        lengths = [skeletonize(m).sum() for m in masks]
+        return sum(length > 25 and m.sum() / length < 6 for m, length in zip(masks, lengths))
+
+    cracks, shapes = targets(1.0), targets(0.0)
+    for masks in (cracks, shapes):
+        assert masks.reshape(48, -1).any(1).all() and (masks.reshape(48, -1).mean(1) > 0.05).sum() >= 8
+    assert thin(cracks) >= thin(shapes) + 8
 
 
 def test_soft_targets_follow_how_visible_the_change_is_against_the_texture():

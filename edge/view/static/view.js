@@ -47,6 +47,8 @@
     const c = s.counts;
     const dropped = Object.values(c.dropped).reduce((a, b) => a + b, 0);
     setText("n-ok", c.OK); setText("n-ng", c.NG); setText("n-dropped", dropped);
+    setText("ng-share", c.ng_share === null ? "-" : fmt(100 * c.ng_share, 1) + " %" + (c.ng_alarm ? " (alarm)" : ""));
+    $("ng-share").className = c.ng_alarm ? "badge off" : "";
     setText("n-gaps", c.camera_skipped); setText("n-grabbed", c.grabbed);
     if (firstGrabbed === null) { firstGrabbed = c.grabbed; body.dataset.firstGrabbed = c.grabbed; }
     body.dataset.lastGrabbed = c.grabbed;

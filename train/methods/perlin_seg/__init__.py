@@ -1,10 +1,11 @@
-"""perlin_seg: a segmentation network that learns what does not belong on the surface from two
+"""perlin_seg: a segmentation network that learns what does not belong on the surface from three
 kinds of synthetic anomaly on good images at their native scale: seed 000's pseudo-defects
-(faint, mostly dark shapes and lines) and anomalies of the DRAEM family (Zavrtanik et al., ICCV
+(faint, mostly dark shapes and lines), anomalies of the DRAEM family (Zavrtanik et al., ICCV
 2021: Perlin-noise masks filled with texture that does not belong there; anomalies.py), for
-large, irregular changes of texture and brightness. Seed 000's U-Net is the network, behind a
-stride-2 stem (it runs at half resolution, its map brought back to full size: a quarter of the
-work per frame); BCE + Dice and an image-level loss.
+large, irregular changes of texture and brightness, and cracks (thin, wandering dark lines;
+anomalies.py). Seed 000's U-Net is the network, behind a stride-2 stem (it runs at half
+resolution, its map brought back to full size: a quarter of the work per frame); BCE + Dice and
+an image-level loss.
 The station cuts each frame into `export`-pixel tiles overlapping by `tile_overlap` (the scale the
 network was trained at) and runs all of a frame's tiles in one call (a dynamic batch); the option
 `whole_frame` exports for one call on the whole frame instead. The exported graph averages each
@@ -32,7 +33,7 @@ from ...rejects import BAG, BAG_TILES, bag_crops, crop_around_defect, paste_defe
 from ..base import Method, register
 from ..unet import INPUT_NORM_DOC
 from ..unet.model import UNet
-from .anomalies import FILL_ODDS, FILLS, perlin_anomaly
+from .anomalies import FILL_ODDS, FILLS, crack_anomaly, perlin_anomaly
 from .loss import mine_hard_negatives, segmentation_loss
 
 # the axes of (N, C, H, W) each `mirror` flips
@@ -42,8 +43,11 @@ MIRRORS = {"none": (), "vertical": (2,), "horizontal": (3,), "rotate": (2, 3)}
 @dataclass(frozen=True)
 class PerlinSegOptions:
     share: float = field(0.7, check=rng(0, 1), doc="share of training crops that get an anomaly")
-    small_share: float = field(0.7, check=rng(0, 1), doc="of those, the share drawn as seed 000 pseudo-defects "
-                                                         "(small spots and lines) instead of Perlin anomalies")
+    small_share: float = field(0.7, check=rng(0, 1), doc="of those, the share drawn as small defects (seed 000 "
+                                                         "pseudo-defects or cracks) instead of Perlin anomalies")
+    crack_share: float = field(0.35, check=rng(0, 1), doc="of the small defects, the share drawn as cracks "
+                                                          "(thin, wandering dark lines, anomalies.crack_anomaly) "
+                                                          "instead of seed 000 pseudo-defects")
     opacity: tuple[float, float] = field((0.3, 1.0), doc="range of the Perlin anomaly's blend weight")
     fills: tuple[float, float, float, float] = field(FILL_ODDS, doc="odds of the Perlin anomaly's fills "
                                                                     + ", ".join(FILLS))
@@ -231,6 +235,8 @@ class PerlinSegMethod(Method):
             if u < o.share * (1 - o.small_share):
                 xs[i], masks[i] = perlin_anomaly(clean[i], src.images[r.integers(len(src.images))], r,
                                                  opacity=o.opacity, fill_odds=o.fills)
+            elif u < o.share and r.random() < o.crack_share:
+                xs[i], masks[i] = crack_anomaly(clean[i], r)
             elif u < o.share:
                 xs[i], masks[i] = pseudo_defect(clean[i], int(r.integers(2 ** 31)), **SMALL_DEFECTS)
         if o.visibility:

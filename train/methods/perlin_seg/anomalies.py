@@ -12,6 +12,10 @@ masked area is filled with texture that does not belong there, blended in at a r
 Nothing here knows the part: every fill is built from the good images themselves, so the same
 generator serves metal, textiles or plastics, grey or colour. Seed 000's pseudo-defects (small
 shapes: spots, lines) are mixed in by the method, which owns the odds.
+
+crack_anomaly draws the other shape a surface defect often takes: a crack, a thin (1-3 px) dark
+line that wanders, often from the crop's edge, sometimes with a branch, long against its width;
+Perlin masks and seed 000's straight, centre-faded lines do not make such shapes.
 """
 
 from __future__ import annotations
@@ -108,4 +112,55 @@ def perlin_anomaly(crop: np.ndarray, source: np.ndarray, rng: np.random.Generato
         out = np.clip(crop * (1 - alpha) + fill * alpha, 0, 1).astype(np.float32)
         if np.abs(out - crop)[mask > 0].mean() >= MIN_VISIBLE:
             return out, mask
+    return crop, np.zeros((h, w), np.uint8)
+
+
+def crack_path(h: int, w: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """The polylines (int32 (N, 2) x, y) of one crack: a random walk of 3-px steps whose heading
+    drifts, 15-100 % of the crop's side long, starting on the crop's edge half of the time, with a
+    shorter branch one time in three."""
+    side = min(h, w)
+    length = side * float(np.exp(rng.uniform(np.log(0.15), 0.0)))
+    if rng.random() < 0.5:  # from an edge, heading inwards
+        edge = int(rng.integers(4))
+        t = rng.uniform(0.1, 0.9)
+        start = [(t * w, 0.0), (w - 1.0, t * h), (t * w, h - 1.0), (0.0, t * h)][edge]
+        heading = np.pi / 2 * (edge + 1) + rng.normal(0, 0.4)
+    else:
+        start = (rng.uniform(0.15, 0.85) * w, rng.uniform(0.15, 0.85) * h)
+        heading = rng.uniform(0, 2 * np.pi)
+    wander = rng.uniform(0.05, 0.35)  # radians of heading change per step: straight to tortuous
+
+    def walk(p0, angle, steps):
+        pts, a = [np.asarray(p0, np.float64)], angle
+        for _ in range(steps):
+            a += rng.normal(0, wander)
+            pts.append(pts[-1] + 3.0 * np.array([np.cos(a), np.sin(a)]))
+        return np.round(np.stack(pts)).astype(np.int32)
+
+    paths = [walk(start, heading, max(2, int(length / 3)))]
+    if rng.random() < 1 / 3:
+        main = paths[0]
+        k = int(rng.integers(len(main) // 4, max(len(main) // 4 + 1, 3 * len(main) // 4)))
+        paths.append(walk(main[k], heading + rng.choice([-1, 1]) * rng.uniform(0.3, 1.0),
+                          max(2, int(length * rng.uniform(0.2, 0.5) / 3))))
+    return paths
+
+
+def crack_anomaly(crop: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(image, mask): `crop` (H, W float32 in [0, 1]) with one crack: the surface darkened along
+    the crack's path by 15-70 % (brightened one time in six: a scratch catching the light), its
+    edge anti-aliased; the mask is the line's core (its weight at least a third of its peak), the
+    faint anti-aliased fringe left out."""
+    h, w = crop.shape
+    for _ in range(4):
+        line = np.zeros((h, w), np.float32)
+        width = int(rng.integers(1, 4))
+        cv2.polylines(line, crack_path(h, w, rng), False, 1.0, width, lineType=cv2.LINE_AA)
+        line = cv2.GaussianBlur(line, (0, 0), 0.6) * rng.uniform(0.15, 0.7)
+        out = crop * (1 - line) if rng.random() < 5 / 6 else crop + (1 - crop) * line
+        out = np.clip(out, 0, 1).astype(np.float32)
+        mask = (line >= line.max() / 3) & (np.abs(out - crop) >= MIN_VISIBLE / 2)
+        if mask.sum() >= 8:
+            return out, mask.astype(np.uint8)
     return crop, np.zeros((h, w), np.uint8)
