@@ -94,7 +94,7 @@ def test_frames_limit_with_looping_replay(station):
     assert len((tmp / "verdicts.jsonl").read_text().splitlines()) == 20
 
 
-def test_a_rising_ng_share_raises_the_alarm_once_and_clears_it(station):
+def test_a_rising_ng_share_raises_the_alarm_clears_it_and_raises_it_again(station):
     """Two NG parts in every eight (p2, p5), the share taken over the last 4: above 30 % when both
     are in it (after p5), cleared when none is (after p1), raised again after the next p5."""
     tmp, cfg = station
