@@ -91,13 +91,14 @@ def export_model(method, model, summary: dict, model_path: Path, holdout_files: 
 def _calibrate_only(cfg, base: Path) -> int:
     from edge.images import good_images, split_holdout
 
+    from .config import config_path
     from .evaluate import calibrate
     from .export import set_recipe
-    out = Path(cfg.out) if Path(cfg.out).is_absolute() else base / cfg.out
+    out = config_path(base, cfg.out)
     model = out / "model.onnx"
     if not model.is_file():
         raise InputError(str(out), "out", f"no model.onnx to calibrate in {out}: train first")
-    data = Path(cfg.data) if Path(cfg.data).is_absolute() else base / cfg.data
+    data = config_path(base, cfg.data)
     _, held = split_holdout(good_images(data), cfg.holdout)
     if not held:
         raise InputError("<config>", "holdout", "expected > 0: calibration needs held-out good images")

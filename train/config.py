@@ -114,6 +114,11 @@ def migrate(raw: dict, where: str) -> list[str]:
     return notes
 
 
+def config_path(base: Path, path: str) -> Path:
+    """A path the config names: as given when absolute, else relative to the config's folder."""
+    return Path(path) if Path(path).is_absolute() else base / path
+
+
 def load_config(path: str | Path, overrides: dict | None = None) -> tuple[TrainConfig, Path]:
     p = Path(path)
     try:
@@ -129,12 +134,12 @@ def load_config(path: str | Path, overrides: dict | None = None) -> tuple[TrainC
         print(f"edge-train: {note}", file=sys.stderr)
     cfg = load(TrainConfig, raw, str(p))
     base = p.resolve().parent
-    data = Path(cfg.data) if Path(cfg.data).is_absolute() else base / cfg.data
+    data = config_path(base, cfg.data)
     if not data.exists():
         raise InputError(str(p), "data", f"no such folder: {data}")
     if cfg.rejects is not None:
         from .rejects import check_no_overlap
-        rejects = Path(cfg.rejects) if Path(cfg.rejects).is_absolute() else base / cfg.rejects
+        rejects = config_path(base, cfg.rejects)
         if not rejects.is_dir():
             raise InputError(str(p), "rejects", f"no such folder: {rejects}")
         check_no_overlap(rejects, data, str(p))

@@ -26,7 +26,7 @@ import torch.distributed as dist
 
 from edge.images import good_images, split_holdout
 
-from .config import TrainConfig
+from .config import TrainConfig, config_path
 from .data import BatchSource, load_gray, pad_to
 from .methods import create, weight_bytes
 
@@ -159,16 +159,16 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed + self.rank)
-        data = Path(cfg.data) if Path(cfg.data).is_absolute() else base / cfg.data
+        data = config_path(base, cfg.data)
         self.data_root = data
-        self.out = Path(cfg.out) if Path(cfg.out).is_absolute() else base / cfg.out
+        self.out = config_path(base, cfg.out)
         files = good_images(data)
         self.train_files, self.holdout_files = split_holdout(files, cfg.holdout)
         rejects = []
         self.reject_files: list[Path] = []  # read again after export (train.evaluate.rejects_caught)
         if cfg.rejects is not None:
             from .rejects import load_rejects
-            folder = Path(cfg.rejects) if Path(cfg.rejects).is_absolute() else base / cfg.rejects
+            folder = config_path(base, cfg.rejects)
             rejects = load_rejects(folder, self.r.image_side)
             self.reject_files = [folder / r.name for r in rejects]
         # all a method sees of the run when it makes a batch

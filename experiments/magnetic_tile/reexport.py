@@ -22,7 +22,7 @@ import yaml
 
 from edge.images import good_images, split_holdout
 from train.cli import export_model
-from train.config import load_config
+from train.config import config_path, load_config
 from train.methods import create
 from train.trainer import Trainer
 
@@ -46,7 +46,7 @@ def main(argv=None):
     state = torch.load(args.run / "checkpoint.pt", map_location="cpu", weights_only=True)
     net.load_state_dict(Trainer.exported_from_checkpoint(state))
     net.eval()
-    data = Path(cfg.data) if Path(cfg.data).is_absolute() else base / cfg.data
+    data = config_path(base, cfg.data)
     _, held = split_holdout(good_images(data), cfg.holdout)
     out = args.out or args.run
     out.mkdir(parents=True, exist_ok=True)
