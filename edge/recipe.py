@@ -96,6 +96,10 @@ class Probability:
     top_share: float = field(0.0, check=rng(0, 0.5), doc="the image score is the mean of this share of the map's "
                                                          "highest pixels (at least one; 0 = the peak): a good part's "
                                                          "score then does not grow with the frame's pixel count")
+    sigma: float = field(0.0, check=rng(0, 32), doc="Gaussian blur (standard deviation in pixels) of the map that the "
+                                                    "pixel threshold cuts into regions (0 = the raw map); the image "
+                                                    "score reads the raw map: a defect's region is filled in and a "
+                                                    "stray pixel's is not, without lowering a thin defect's peak")
 
 
 @dataclass(frozen=True)

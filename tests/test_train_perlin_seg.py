@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 from conftest import good_tree, textured, train_briefly  # noqa: E402
 
 from train.evaluate import aupro, score_threshold  # noqa: E402
-from train.methods.perlin_seg.anomalies import crack_anomaly, perlin, perlin_anomaly, perlin_mask  # noqa: E402
+from train.methods.perlin_seg.anomalies import band_anomaly, crack_anomaly, perlin, perlin_anomaly, perlin_mask  # noqa: E402
 
 
 def test_perlin_noise_is_smooth_and_its_masks_vary_in_scale():
@@ -65,18 +65,42 @@ def test_cracks_are_thin_long_and_mostly_dark():
     assert np.array_equal(a, b) and np.array_equal(ma, mb)
 
 
-def test_crack_share_takes_its_cracks_from_the_small_defects_only():
-    """Every crop anomalous, half of them small defects: with crack_share 1 those are cracks (thin,
-    long targets), with 0 seed 000's shapes; the Perlin half (broad targets) is there either way."""
+def test_bands_change_one_side_of_a_long_edge_brighter_or_darker():
+    """A band covers 10-70 % of the crop behind one long edge (the mask's outline is mostly that
+    straight line, not a blob's); outside it nothing changes; both signs of shift are drawn."""
+    base = textured(0, 160, 160).astype(np.float32)
+    signs = set()
+    for seed in range(12):
+        img, mask = band_anomaly(base, np.random.default_rng(seed))
+        m = mask > 0
+        assert 0.08 <= m.mean() <= 0.75, seed
+        far = cv2.dilate(m.astype(np.uint8), np.ones((9, 9), np.uint8)) == 0
+        assert np.abs(img - base)[far].max() < 1e-6, seed
+        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        outline = max(contours, key=len).reshape(-1, 2)
+        hull = cv2.convexHull(outline.astype(np.float32))
+        assert cv2.contourArea(hull) <= 1.15 * m.sum() + 50, seed  # convex: edges are lines, no blobs
+        signs.add(np.sign(float((img - base)[m].mean())))
+    assert signs == {-1.0, 1.0}
+    a, ma = band_anomaly(base, np.random.default_rng(5))
+    b, mb = band_anomaly(base, np.random.default_rng(5))
+    assert np.array_equal(a, b) and np.array_equal(ma, mb)
+
+
+def test_crack_and_band_shares_take_their_defects_from_the_drawn_shapes_only():
+    """Every crop anomalous, half of them drawn shapes: with crack_share 1 those are cracks (thin,
+    long targets), with band_share 1 bands (large targets), with both 0 seed 000's shapes; the Perlin
+    half (broad targets) is there either way."""
     from skimage.morphology import skeletonize
 
     from train.config import TrainConfig
     from train.data import BatchSource
     from train.methods import create
 
-    def targets(crack_share):
+    def targets(crack_share, band_share):
         method = create(TrainConfig(data=".", options={"share": 1.0, "small_share": 0.5, "crack_share": crack_share,
-                                                       "visibility": 0, "hard_negatives": 0}))
+                                                       "band_share": band_share, "visibility": 0,
+                                                       "hard_negatives": 0}))
         source = BatchSource([textured(i, 160, 200).astype(np.float32) for i in range(3)],
                              np.random.default_rng(0), 128)
         return method.make_batch(source, 48, stage=1)[1] > 0
@@ -85,10 +109,14 @@ def test_crack_share_takes_its_cracks_from_the_small_defects_only():
         lengths = [skeletonize(m).sum() for m in masks]
         return sum(length > 25 and m.sum() / length < 6 for m, length in zip(masks, lengths))
 
-    cracks, shapes = targets(1.0), targets(0.0)
-    for masks in (cracks, shapes):
+    def large(masks):
+        return int((masks.reshape(48, -1).mean(1) > 0.08).sum())
+
+    cracks, bands, shapes = targets(1.0, 0.0), targets(0.0, 1.0), targets(0.0, 0.0)
+    for masks in (cracks, bands, shapes):
         assert masks.reshape(48, -1).any(1).all() and (masks.reshape(48, -1).mean(1) > 0.05).sum() >= 8
     assert thin(cracks) >= thin(shapes) + 8
+    assert large(bands) >= large(shapes) + 12
 
 
 def test_soft_targets_follow_how_visible_the_change_is_against_the_texture():
@@ -165,6 +193,22 @@ def test_probability_score_as_the_mean_of_the_highest_share():
     assert abs(share(large, large).score - share(small, small).score) < 0.04
 
 
+def test_regions_come_from_the_blurred_map_and_the_score_from_the_raw_one():
+    """sigma: a defect whose map is speckled (every other pixel high) is one filled region, a lone
+    hot pixel falls below the threshold; the image score still reads the raw map's peak."""
+    from edge.detect import ProbabilityDetector
+    from edge.recipe import Probability
+    m = np.zeros((80, 80), np.float32)
+    m[20:40:2, 20:40:2] = 1.0   # a speckled 20x20 defect
+    m[60, 60] = 1.0             # one stray pixel
+    raw, blurred = ProbabilityDetector(Probability(threshold=0.15)), ProbabilityDetector(Probability(threshold=0.15,
+                                                                                                    sigma=2.0))
+    a, b = raw(m, m), blurred(m, m)
+    assert len(a.regions) == 101 and a.score == b.score == 1.0
+    assert len(b.regions) == 1 and b.mask[22:37, 22:37].all() and not b.mask[55:66, 55:66].any()
+    assert blurred.score_map(m, m).max() < 0.5 and raw.score_map(m, m) is m
+
+
 def test_perlin_seg_trains_at_native_scale_and_the_station_runs_it(tmp_path):
     """Frames of mixed sizes and aspect ratios (100x600 among them) are never resized: the station
     cuts them into the 256-px tiles the network was trained on (overlapping by 64) and runs all of a frame's tiles in
@@ -179,6 +223,7 @@ def test_perlin_seg_trains_at_native_scale_and_the_station_runs_it(tmp_path):
     assert recipe.preprocess.size is None and recipe.preprocess.input_multiple == 1
     assert recipe.detect.method == "probability" and recipe.detect.probability.smooth == 1
     assert recipe.detect.probability.top_share == 0.001  # the default image score: mean of the highest 0.1 %
+    assert recipe.detect.probability.sigma == 2.0  # regions from the map blurred by 2 px
     assert json.loads(recipe.training["anomalies"])["mirror"] == "rotate"  # mirrored in the graph (MirrorMean)
     assert recipe.decision.rule == "score" and 0 < recipe.decision.score_threshold <= 1
     assert json.loads(recipe.training["anomalies"])["share"] == 0.7
@@ -325,3 +370,16 @@ def test_pixel_threshold_is_calibrated_on_good_pixels_and_never_above_the_image_
     out = calibrate(path, files, 0.5, pixel_far=1e-6)  # the cap: never above the image threshold
     t_pix, t_img = out["detect"]["probability"]["threshold"], out["decision"]["score_threshold"]
     assert t_img < pixels.max() and t_pix == pytest.approx(t_img, abs=1e-6)
+    recipe["detect"]["probability"] = {"sigma": 3.0}  # regions cut from the blurred map: calibrated on it
+    helper.set_model_props(model, {RECIPE_KEY: recipe_json(load(Recipe, recipe, "t"))})
+    onnx.save(model, path)
+    noise = np.random.default_rng(0)
+    for i, f in enumerate(files):  # grain: its pixels' 99th percentile well above the blurred map's
+        grain = np.clip(textured(i, 64, 64) + noise.normal(0, 0.1, (64, 64)), 0, 1)
+        cv2.imwrite(str(f), (grain * 200).astype(np.uint8))
+    pixels = np.concatenate([cv2.imread(str(f), cv2.IMREAD_GRAYSCALE).ravel() / 255 for f in files])
+    blurred = np.concatenate([cv2.GaussianBlur(cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) / 255, (0, 0), 3.0,
+                                               borderType=cv2.BORDER_REPLICATE).ravel() for f in files])
+    t_pix = calibrate(path, files, 0.05, pixel_far=0.01)["detect"]["probability"]["threshold"]
+    assert t_pix == pytest.approx(np.quantile(blurred, 0.99), abs=2 / 255)
+    assert t_pix < np.quantile(pixels, 0.99) - 0.05

@@ -121,8 +121,8 @@ def calibrate(model: Path, good_files: list[Path], target_far: float, pixel_far:
             scores.append(score)
             if method == "dct_fusion":
                 diffs.append(ins.detector.analyse(src, rec)[1].ravel().copy())
-            elif method == "probability":  # a bounded sample of each image's pixels
-                flat = rec.ravel()
+            elif method == "probability":  # a bounded sample of each image's pixels, of the map regions cut
+                flat = ins.detector.score_map(src, rec).ravel()
                 pixels.append(flat[rng.choice(flat.size, min(flat.size, 50_000), replace=False)].copy())
     finally:
         runner.close()

@@ -119,15 +119,23 @@ class ProbabilityDetector:
     map's. The image score is the map's peak, or, with `top_share`, the mean of its highest
     pixels: the peak of a larger frame's good texture is higher by chance (the maximum of more
     pixels), a mean over a fixed share of them is not. `smooth` > 1 first applies a mean filter
-    (DRAEM's image score), so one stray pixel scores less than a defect-sized blob."""
+    (DRAEM's image score), so one stray pixel scores less than a defect-sized blob. The regions
+    come from the map blurred by `sigma` (their pixel threshold is calibrated on that map)."""
 
     def __init__(self, p: Probability):
         self.p = p
         self._smoothed = None
+        self._blurred = None
         self._ranked = None  # the top share's scratch: partitioned in place, not allocated per frame
 
     def score_map(self, src, rec) -> np.ndarray:
-        return rec
+        """The map the pixel threshold cuts: the raw one, or blurred by sigma (a scratch buffer
+        reused across frames: copy it to keep it)."""
+        if self.p.sigma <= 0:
+            return rec
+        if self._blurred is None or self._blurred.shape != rec.shape:
+            self._blurred = np.empty_like(rec)
+        return cv2.GaussianBlur(rec, (0, 0), self.p.sigma, dst=self._blurred, borderType=cv2.BORDER_REPLICATE)
 
     def image_score(self, rec: np.ndarray) -> float:
         m, k = rec, self.p.smooth
@@ -145,8 +153,9 @@ class ProbabilityDetector:
         return float(self._ranked[-n:].mean(dtype=np.float64))
 
     def __call__(self, src, rec) -> Detection:
-        mask = (rec >= self.p.threshold).view(np.uint8)
-        regions = find_regions(mask, rec) if mask.any() else []
+        m = self.score_map(src, rec)
+        mask = (m >= self.p.threshold).view(np.uint8)
+        regions = find_regions(mask, m) if mask.any() else []
         return Detection(mask, self.image_score(rec), regions, {"threshold": self.p.threshold})
 
 

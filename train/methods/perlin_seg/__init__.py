@@ -33,7 +33,7 @@ from ...rejects import BAG, BAG_TILES, bag_crops, crop_around_defect, paste_defe
 from ..base import Method, register
 from ..unet import INPUT_NORM_DOC
 from ..unet.model import UNet
-from .anomalies import FILL_ODDS, FILLS, crack_anomaly, perlin_anomaly
+from .anomalies import FILL_ODDS, FILLS, band_anomaly, crack_anomaly, perlin_anomaly
 from .loss import mine_hard_negatives, segmentation_loss
 
 # the axes of (N, C, H, W) each `mirror` flips
@@ -43,11 +43,15 @@ MIRRORS = {"none": (), "vertical": (2,), "horizontal": (3,), "rotate": (2, 3)}
 @dataclass(frozen=True)
 class PerlinSegOptions:
     share: float = field(0.7, check=rng(0, 1), doc="share of training crops that get an anomaly")
-    small_share: float = field(0.7, check=rng(0, 1), doc="of those, the share drawn as small defects (seed 000 "
-                                                         "pseudo-defects or cracks) instead of Perlin anomalies")
-    crack_share: float = field(0.35, check=rng(0, 1), doc="of the small defects, the share drawn as cracks "
+    small_share: float = field(0.7, check=rng(0, 1), doc="of those, the share drawn as shapes (seed 000 "
+                                                         "pseudo-defects, cracks or bands) instead of Perlin anomalies")
+    crack_share: float = field(0.35, check=rng(0, 1), doc="of the drawn shapes, the share drawn as cracks "
                                                           "(thin, wandering dark lines, anomalies.crack_anomaly) "
                                                           "instead of seed 000 pseudo-defects")
+    band_share: float = field(0.15, check=rng(0, 1), doc="of the drawn shapes, the share drawn as bands (a region "
+                                                         "behind a sharp, near-straight edge, brighter or darker, "
+                                                         "its grain stronger or weaker: anomalies.band_anomaly) "
+                                                         "instead of seed 000 pseudo-defects")
     opacity: tuple[float, float] = field((0.3, 1.0), doc="range of the Perlin anomaly's blend weight")
     fills: tuple[float, float, float, float] = field(FILL_ODDS, doc="odds of the Perlin anomaly's fills "
                                                                     + ", ".join(FILLS))
@@ -64,6 +68,10 @@ class PerlinSegOptions:
                                                            "map's highest pixels (the recipe's detect.probability."
                                                            "top_share; 0 = the peak; docs/ACCURACY.md: 0.1 % ranked "
                                                            "parts better than the peak)")
+    map_sigma: float = field(2.0, check=rng(0, 32), doc="Gaussian blur in pixels of the map whose pixel threshold cuts "
+                                                        "the defect regions (the recipe's detect.probability.sigma; "
+                                                        "the image score reads the raw map; docs/ACCURACY.md: regions "
+                                                        "found better, AUPRO +0.02)")
     image_loss: float = field(0.5, check=rng(0, 10), doc="weight of the image-level loss: binary cross-entropy of "
                                                          "each crop's top-k probabilities against 'has a defect', "
                                                          "so a false blob on a clean crop costs as much as a miss")
@@ -93,6 +101,8 @@ class PerlinSegOptions:
                       "none = one pass")
 
     def validate(self, where, prefix):
+        if self.crack_share + self.band_share > 1:
+            raise InputError(where, f"{prefix}.band_share", "expected crack_share + band_share <= 1")
         if self.reject_share + self.paste_share > 1:
             raise InputError(where, f"{prefix}.paste_share", "expected reject_share + paste_share <= 1")
         if not 0 <= self.opacity[0] <= self.opacity[1] <= 1:
@@ -235,10 +245,14 @@ class PerlinSegMethod(Method):
             if u < o.share * (1 - o.small_share):
                 xs[i], masks[i] = perlin_anomaly(clean[i], src.images[r.integers(len(src.images))], r,
                                                  opacity=o.opacity, fill_odds=o.fills)
-            elif u < o.share and r.random() < o.crack_share:
-                xs[i], masks[i] = crack_anomaly(clean[i], r)
             elif u < o.share:
-                xs[i], masks[i] = pseudo_defect(clean[i], int(r.integers(2 ** 31)), **SMALL_DEFECTS)
+                v = r.random()
+                if v < o.crack_share:
+                    xs[i], masks[i] = crack_anomaly(clean[i], r)
+                elif v < o.crack_share + o.band_share:
+                    xs[i], masks[i] = band_anomaly(clean[i], r)
+                else:
+                    xs[i], masks[i] = pseudo_defect(clean[i], int(r.integers(2 ** 31)), **SMALL_DEFECTS)
         if o.visibility:
             masks = visible_targets(xs, clean, masks, o.visibility)
         if real_x:
@@ -247,7 +261,8 @@ class PerlinSegMethod(Method):
         return xs, masks
 
     def recipe_detect(self):
-        return {"probability": {"smooth": self.options.smooth, "top_share": self.options.top_share}}
+        o = self.options
+        return {"probability": {"smooth": o.smooth, "top_share": o.top_share, "sigma": o.map_sigma}}
 
     def recipe_training(self):
         return {"anomalies": json.dumps(to_dict(self.options), separators=(",", ":"))}

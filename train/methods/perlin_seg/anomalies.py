@@ -16,6 +16,10 @@ shapes: spots, lines) are mixed in by the method, which owns the odds.
 crack_anomaly draws the other shape a surface defect often takes: a crack, a thin (1-3 px) dark
 line that wanders, often from the crop's edge, sometimes with a branch, long against its width;
 Perlin masks and seed 000's straight, centre-faded lines do not make such shapes.
+
+band_anomaly draws a region finished differently: one side of a near-straight edge, or a strip
+between two, brighter or darker and with a stronger or weaker grain (a second grinding or polishing
+pass, uneven wear). Its edge is sharp and long where Perlin masks are soft blobs.
 """
 
 from __future__ import annotations
@@ -162,5 +166,45 @@ def crack_anomaly(crop: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarra
         out = np.clip(out, 0, 1).astype(np.float32)
         mask = (line >= line.max() / 3) & (np.abs(out - crop) >= MIN_VISIBLE / 2)
         if mask.sum() >= 8:
+            return out, mask.astype(np.uint8)
+    return crop, np.zeros((h, w), np.uint8)
+
+
+def band_region(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    """The weight (H, W float32 in [0, 1]) of a band: one side of a line at any angle (a strip
+    between two parallel lines one time in two), its edge wavy by up to 4 px and 0.5-3 px soft,
+    covering 10-70 % of the crop."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    for _ in range(8):
+        a = rng.uniform(0, np.pi)
+        d = (xx - w / 2) * np.cos(a) + (yy - h / 2) * np.sin(a)  # signed distance from the centre line
+        d = d + perlin(h, w, 2, 2, rng) * rng.uniform(0, 6)      # the edge is not ruled
+        if rng.random() < 0.5:
+            t = float(np.quantile(d, rng.uniform(0.3, 0.9)))
+            inside = d - t
+        else:
+            lo, hi = np.quantile(d, sorted(rng.uniform(0, 1, 2)))
+            inside = np.minimum(d - lo, hi - d)
+        weight = np.clip(0.5 + inside / rng.uniform(0.5, 3.0), 0, 1).astype(np.float32)
+        if 0.1 <= weight.mean() <= 0.7:
+            return weight
+    return np.clip(0.5 + (xx - w / 2) / 2, 0, 1).astype(np.float32)
+
+
+def band_anomaly(crop: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(image, mask): `crop` (H, W float32 in [0, 1]) with one band: inside it the local mean
+    shifted by 3-15 % of the range (either way) and the grain (the crop less its 4-px blur)
+    strengthened 1.2-2.2 times or weakened to 0.3-0.8; the mask is where the band's weight is at
+    least a half and the image visibly changed."""
+    h, w = crop.shape
+    base = cv2.GaussianBlur(crop, (0, 0), 4.0)
+    grain = crop - base
+    for _ in range(4):
+        weight = band_region(h, w, rng)
+        gain = rng.uniform(1.2, 2.2) if rng.random() < 0.6 else rng.uniform(0.3, 0.8)
+        fill = base + grain * gain + rng.choice([-1, 1]) * rng.uniform(0.03, 0.15)
+        out = np.clip(crop * (1 - weight) + fill * weight, 0, 1).astype(np.float32)
+        mask = (weight >= 0.5) & (np.abs(out - crop) >= MIN_VISIBLE / 2)
+        if mask.sum() >= 64:
             return out, mask.astype(np.uint8)
     return crop, np.zeros((h, w), np.uint8)
