@@ -1,6 +1,7 @@
 """Seed 001 detection (eq. 17-22): fused Numba kernel vs NumPy reference vs a straightforward pipeline.
 
     python -m bench.bench_detect [--quick]
+    python -m bench.bench_detect --probability   # perlin_seg's detection: regions from the raw or the blurred map
 
 "straightforward" is what a careful engineer writes without a custom kernel: patches gathered with
 a reshape, the full N x N DCT as batched matrix products (C @ P @ C.T, BLAS), then the L x L
@@ -18,8 +19,8 @@ import numpy as np
 
 from bench.common import machine, median_time, save
 from edge.demo import texture
-from edge.detect import DctFusionDetector
-from edge.recipe import DctFusion
+from edge.detect import DctFusionDetector, ProbabilityDetector
+from edge.recipe import DctFusion, Probability
 from testkit.dct_reference import dct_fusion_reference
 
 SIZES = [(512, 512), (1024, 1024), (2048, 2448)]
@@ -58,11 +59,33 @@ def frame_pair(h, w, seed=0):
     return src, rec
 
 
+def probability(repeat: int):
+    """The probability detector per frame (threshold, regions, the mean of the top 0.1 %) with the
+    regions cut from the raw map (sigma 0) and from the map blurred by 2 px, side by side."""
+    rows = []
+    print(f"machine: {machine()}")
+    for h, w in SIZES[:2]:
+        rng = np.random.default_rng(0)
+        m = rng.beta(2, 30, (h, w)).astype(np.float32)
+        m[h // 3:h // 3 + 20, w // 2:w // 2 + 20] = 0.9  # one defect
+        t = {}
+        for sigma in (0.0, 2.0):
+            det = ProbabilityDetector(Probability(threshold=0.5, top_share=0.001, sigma=sigma))
+            t[sigma] = median_time(lambda: det(m, m), repeat * 4)  # noqa: B023
+        rows.append({"height": h, "width": w, "raw_ms": t[0.0] * 1e3, "blurred_ms": t[2.0] * 1e3})
+        print(f"{h:>5}x{w:<5} raw map {t[0.0] * 1e3:.3f} ms, blurred by 2 px {t[2.0] * 1e3:.3f} ms "
+              f"(+{(t[2.0] - t[0.0]) * 1e3:.3f} ms)")
+    save("detect_probability", {"rows": rows, "repeat": repeat * 4})
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer repeats (smoke run)")
+    ap.add_argument("--probability", action="store_true", help="the probability detector, raw vs blurred map")
     args = ap.parse_args(argv)
     repeat = 5 if args.quick else 50
+    if args.probability:
+        return probability(repeat)
     p = DctFusion(epsilon=0.02)
     c = dct_matrix(32)
     rows = []
