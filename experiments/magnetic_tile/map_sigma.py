@@ -1,6 +1,7 @@
 """Pixel AUROC and AUPRO, all types and per type, with the probability map blurred by several
 sigmas (detect.probability.sigma; docs/ACCURACY.md, "Regions from a blurred map"). One pass
-through the station's code on the raw map (sigma 0), then each blur of the same maps; the image
+through the station's code on the raw map (sigma 0), then the same maps blurred as the station's
+detector blurs them (ProbabilityDetector.score_map); the image
 score reads the raw map whatever the sigma, so image AUROC is the same in every row.
 
     python3 map_sigma.py runs/default/model.onnx [--data DIR] [--sigmas 0 1 2 4 8]
@@ -10,8 +11,8 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-import cv2
-
+from edge.detect import ProbabilityDetector
+from edge.recipe import Probability
 from train.evaluate import metrics, run_eval
 
 DATA = Path(__file__).parent / "../../../shared/data/magnetic_tile"
@@ -27,8 +28,8 @@ def main():
     raw = [replace(r, image=None, rec=None) for r in raw]  # keep the maps and masks only
     kinds = None
     for s in a.sigmas:
-        m = metrics([replace(r, score_map=cv2.GaussianBlur(r.score_map, (0, 0), s) if s else r.score_map)
-                     for r in raw])
+        blur = ProbabilityDetector(Probability(sigma=s))
+        m = metrics([replace(r, score_map=blur.score_map(None, r.score_map).copy()) for r in raw])
         if kinds is None:
             kinds = [k for k in m if k != "overall"]
             print(f"image AUROC {m['overall']['image_auroc']:.3f} (every sigma)")
