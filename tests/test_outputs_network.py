@@ -308,7 +308,15 @@ def test_kill_9_while_broker_down_then_restart_delivers_every_verdict_in_order(t
         sub.close()
     got = _first_seen(sub.messages)
     assert len(first.lines) >= 60 and len(second) == 10
-    assert got == expected, f"{len(set(expected) - set(got))} of {len(expected)} lost, or reordered"
+    printed, after = [_key(m) for m in first.lines], [_key(m) for m in second]
+    # Spools are written before stdout (outputs' order), so the kill may land after a verdict was
+    # spooled and before it was printed: those arrive too, right after the printed ones and in frame order.
+    unprinted = got[len(printed):len(got) - len(after)]
+    assert got[:len(printed)] == printed and got[len(got) - len(after):] == after, \
+        f"{len(set(expected) - set(got))} of {len(expected)} lost, or reordered"
+    last = printed[-1][1]
+    assert [f for _, f in unprinted] == list(range(last + 1, last + 1 + len(unprinted))) and len(unprinted) <= 4, \
+        f"unexpected verdicts between the runs: {unprinted}"
 
 
 OUTAGE_S = float(os.environ.get("EDGE_OUTAGE_S", "2.5"))  # docs/RELIABILITY.md runs it with 60
