@@ -169,10 +169,10 @@ def test_band_defaults_differ_with_rejects_unless_set():
     """Unset, bands are 0.3 of the shapes and taught as regions; with rejects (which teach real
     regions) 0.15 and weighted by visibility, as measured (docs/ACCURACY.md). Set values hold."""
     from train.methods.perlin_seg import PerlinSegOptions
-    assert PerlinSegOptions().bands(rejects=False) == (0.3, True)
-    assert PerlinSegOptions().bands(rejects=True) == (0.15, False)
-    assert PerlinSegOptions(band_share=0.2, band_region=True).bands(rejects=True) == (0.2, True)
-    assert PerlinSegOptions(band_share=0.5, band_region=False).bands(rejects=False) == (0.5, False)
+    assert PerlinSegOptions().band_settings(rejects=False) == (0.3, True)
+    assert PerlinSegOptions().band_settings(rejects=True) == (0.15, False)
+    assert PerlinSegOptions(band_share=0.2, band_region=True).band_settings(rejects=True) == (0.2, True)
+    assert PerlinSegOptions(band_share=0.5, band_region=False).band_settings(rejects=False) == (0.5, False)
 
 
 def test_aupro_weights_regions_not_pixels():

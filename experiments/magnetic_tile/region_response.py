@@ -23,6 +23,11 @@ DATA = Path(__file__).parent / "../../../shared/data/magnetic_tile"
 RAW = {"detect": {"probability": {"sigma": 0}}}
 
 
+def _mean(values: np.ndarray) -> float:
+    """The mean, nan for none (a thin defect has no interior left after the erosion)."""
+    return float(values.mean()) if values.size else float("nan")
+
+
 def real_defects(model: Path, data: Path):
     acc: dict[str, list] = defaultdict(list)
     for r in run_eval(model, data, overrides=RAW):
@@ -33,14 +38,13 @@ def real_defects(model: Path, data: Path):
         mask = (r.truth > 0).astype(np.uint8)
         inner = cv2.erode(mask, np.ones((21, 21), np.uint8))
         rim = mask - inner
-        acc[r.kind].append((m[inner > 0].mean() if inner.any() else np.nan, m[rim > 0].mean(),
-                            m[mask == 0].mean(), (m[mask > 0] > 0.5).mean()))
+        acc[r.kind].append((_mean(m[inner > 0]), _mean(m[rim > 0]), _mean(m[mask == 0]), _mean(m[mask > 0] > 0.5)))
     print("| type | interior | rim | outside | mask > 0.5 |\n|---|---|---|---|---|")
     for kind, rows in sorted(acc.items()):
         if kind == "good":
             continue
         a = np.array(rows, np.float64)
-        cells = ["-" if np.isnan(v) else f"{v:.3f}" for v in np.nanmean(np.where(np.isnan(a), np.nan, a), 0)]
+        cells = [f"{_mean(col[~np.isnan(col)]):.3f}" if (~np.isnan(col)).any() else "-" for col in a.T]
         print(f"| {kind} ({len(rows)}) | " + " | ".join(cells) + " |")
     g = np.array(acc["good"])
     print(f"good ({len(g)}): mean {g[:, 0].mean():.3f}, 99th percentile {g[:, 1].mean():.3f}")

@@ -105,7 +105,7 @@ class PerlinSegOptions:
                       "the same call; twice the network's work per frame for a steadier map (docs/ACCURACY.md); "
                       "none = one pass")
 
-    def bands(self, rejects: bool) -> tuple[float, bool]:
+    def band_settings(self, rejects: bool) -> tuple[float, bool]:
         """(band_share, band_region) as set, or the measured choice for a run with or without rejects:
         real rejects teach the regions themselves, and bands drawn as whole regions beside them cost
         image AUROC (docs/ACCURACY.md, "Bands taught as whole regions")."""
@@ -114,7 +114,7 @@ class PerlinSegOptions:
         return share, region
 
     def validate(self, where, prefix):
-        if self.crack_share + self.bands(False)[0] > 1:
+        if self.crack_share + self.band_settings(False)[0] > 1:
             raise InputError(where, f"{prefix}.band_share", "expected crack_share + band_share <= 1")
         if self.reject_share + self.paste_share > 1:
             raise InputError(where, f"{prefix}.paste_share", "expected reject_share + paste_share <= 1")
@@ -253,7 +253,7 @@ class PerlinSegMethod(Method):
         real_x, real_y = self._reject_crops(src, n_real, n_paste, good[n_good:]) if src.rejects else ([], [])
         clean = good[:n_good]
         xs, masks = clean.copy(), np.zeros(clean.shape, np.float32)
-        band_share, band_region = o.bands(bool(src.rejects))
+        band_share, band_region = o.band_settings(bool(src.rejects))
         bands = []
         for i in range(n_good):
             u = r.random()
