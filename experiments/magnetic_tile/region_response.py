@@ -1,4 +1,4 @@
-"""Where inside a defect the probability map responds (docs/ACCURACY.md, "Inside the uneven
+"""Where inside a defect the probability map responds (docs/ACCURACY.md, "Bands taught as whole
 regions"): per defect type, the map's mean in the mask's interior (eroded by 10 px), in its
 10-px rim and outside it, and the share of the mask above 0.5; on good images the mean and the
 99th percentile. Then the same model on synthetic bands (anomalies.band_anomaly) drawn on the
@@ -44,7 +44,8 @@ def real_defects(model: Path, data: Path):
         if kind == "good":
             continue
         a = np.array(rows, np.float64)
-        cells = [f"{_mean(col[~np.isnan(col)]):.3f}" if (~np.isnan(col)).any() else "-" for col in a.T]
+        means = [_mean(col[~np.isnan(col)]) for col in a.T]  # thin defects have no interior
+        cells = ["-" if np.isnan(v) else f"{v:.3f}" for v in means]
         print(f"| {kind} ({len(rows)}) | " + " | ".join(cells) + " |")
     g = np.array(acc["good"])
     print(f"good ({len(g)}): mean {g[:, 0].mean():.3f}, 99th percentile {g[:, 1].mean():.3f}")

@@ -124,15 +124,14 @@ class PerlinSegOptions:
             raise InputError(where, f"{prefix}.fills", f"expected {len(FILLS)} odds >= 0, not all 0")
 
 
-def visible_targets(xs: np.ndarray, clean: np.ndarray, masks: np.ndarray, visibility: float) -> np.ndarray:
+def visible_targets(xs: np.ndarray, clean: np.ndarray, masks: np.ndarray, visibility: float,
+                    keep: list[int] | None = None) -> np.ndarray:
     """Masks weighted by how visible the synthetic change is against the crop's own texture
     (NSA, Schlüter et al. ECCV 2022, labels by a logistic of the intensity change; here linear and
     per pixel): 1 where the blurred change reaches visibility x the crop's std, less where it is
-    fainter. Crops without an anomaly keep their all-zero target."""
-    import cv2
-
+    fainter. Crops without an anomaly keep their all-zero target, the crops in `keep` their mask."""
     out = masks.copy()
-    for i in np.flatnonzero(masks.reshape(len(masks), -1).max(1) > 0):
+    for i in np.setdiff1d(np.flatnonzero(masks.reshape(len(masks), -1).max(1) > 0), keep or []):
         change = cv2.GaussianBlur(np.abs(xs[i] - clean[i]), (0, 0), 1.5)
         scale = visibility * max(float(clean[i].std()), 1 / 255)
         out[i] = masks[i] * np.minimum(1.0, change / scale)
@@ -254,7 +253,7 @@ class PerlinSegMethod(Method):
         clean = good[:n_good]
         xs, masks = clean.copy(), np.zeros(clean.shape, np.float32)
         band_share, band_region = o.band_settings(bool(src.rejects))
-        bands = []
+        regions = []  # crops whose target is their whole region (bands, with band_region)
         for i in range(n_good):
             u = r.random()
             if u < o.share * (1 - o.small_share):
@@ -265,17 +264,15 @@ class PerlinSegMethod(Method):
                 if v < o.crack_share:
                     xs[i], masks[i] = crack_anomaly(clean[i], r)
                 elif v < o.crack_share + band_share:
-                    xs[i], masks[i] = band_anomaly(clean[i], r)
-                    bands.append(i)
+                    xs[i], band = band_anomaly(clean[i], r)
+                    if band_region:  # the region without the odd pixel whose change cancelled out
+                        band = cv2.morphologyEx(band, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
+                        regions.append(i)
+                    masks[i] = band
                 else:
                     xs[i], masks[i] = pseudo_defect(clean[i], int(r.integers(2 ** 31)), **SMALL_DEFECTS)
         if o.visibility:
-            # the band's mask leaves out the odd pixel whose change cancelled out; its region has no holes
-            region = np.stack([cv2.morphologyEx(masks[i], cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
-                               for i in bands]) if band_region and bands else None
-            masks = visible_targets(xs, clean, masks, o.visibility)
-            if region is not None:
-                masks[bands] = region
+            masks = visible_targets(xs, clean, masks, o.visibility, keep=regions)
         if real_x:
             xs = np.concatenate([xs, np.stack(real_x)])
             masks = np.concatenate([masks, np.stack(real_y)])
