@@ -134,7 +134,7 @@ def test_hard_negatives_are_mined_from_the_source_at_epoch_start():
 
 def test_perlin_seg_crop_sets_the_station_tile_and_its_overlap():
     """The training crop is the station's tile: the default's 256-px tiles overlap by 64, a patch
-    of 128 by 32, and the recipe says so."""
+    of 128 by 32, a config's tile_overlap by that, and the recipe says so."""
     from train.cli import recipe_for
     summary = {"train_images": 1, "holdout_images": 0, "epochs": 1, "minutes": 0.1}
     for patch, overlap in ((None, 64), (128, 32), (64, 16)):
@@ -142,5 +142,8 @@ def test_perlin_seg_crop_sets_the_station_tile_and_its_overlap():
         assert (method.r.export, method.r.tile_overlap) == (patch or 256, overlap)
         assert method.export_side() == (patch or 256) and method.r.image_side == (patch or 256)
         assert recipe_for(method, summary)["preprocess"]["tile_overlap"] == overlap
+    for patch, overlap in ((None, 0), (128, 8)):  # the config's overlap, at any tile
+        method = create(TrainConfig(data=".", patch=patch, tile_overlap=overlap))
+        assert method.r.tile_overlap == overlap and recipe_for(method, summary)["preprocess"]["tile_overlap"] == overlap
     unet = create(TrainConfig(data=".", method="unet", patch=64))
     assert unet.r.export is None and unet.r.tile_overlap == 0 and unet.export_side() == 256  # resized frames

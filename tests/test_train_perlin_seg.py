@@ -323,7 +323,8 @@ def test_mirroring_in_the_exported_graph(tmp_path):
 
 def test_calibrate_only_brings_a_model_to_this_edge_trains_image_score(tmp_path, capsys):
     """A model exported before top_share (its recipe scores the peak) gets the method's image score
-    and thresholds calibrated for it; the config's detect: section wins over the method's."""
+    and thresholds calibrated for it; the config's detect: section wins over the method's, and its
+    tile_overlap sets the station's tiles."""
     import yaml
 
     from edge.recipe import read_recipe
@@ -343,6 +344,12 @@ def test_calibrate_only_brings_a_model_to_this_edge_trains_image_score(tmp_path,
     (tmp_path / "t.yaml").write_text(yaml.safe_dump(cfg))
     assert edge_train_main(["--config", str(tmp_path / "t.yaml"), "--calibrate-only"]) == 0
     assert read_recipe(model).detect.probability.top_share == 0.01
+    assert read_recipe(model).preprocess.tile_overlap == 64
+    cfg["tile_overlap"] = 0  # the station's tiles without overlap: set and calibrated for
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(cfg))
+    assert edge_train_main(["--config", str(tmp_path / "t.yaml"), "--calibrate-only"]) == 0
+    assert read_recipe(model).preprocess.tile_overlap == 0
+    del cfg["tile_overlap"]
     cfg["method"] = "renet_d"  # a config of another method: refused, the model left as it was
     (tmp_path / "t.yaml").write_text(yaml.safe_dump(cfg))
     assert edge_train_main(["--config", str(tmp_path / "t.yaml"), "--calibrate-only"]) == 2

@@ -112,7 +112,10 @@ def _calibrate_only(cfg, base: Path) -> int:
     if recipe["model_family"] != cfg.method:
         raise InputError("<config>", "method", f"expected {recipe['model_family']}, the method {model} was trained "
                                                f"with, got {cfg.method}")
-    recipe["detect"] = detect_for(create(cfg, "<config>", base), recipe["detect"])
+    method = create(cfg, "<config>", base)
+    recipe["detect"] = detect_for(method, recipe["detect"])
+    if method.r.export is not None and recipe["preprocess"].get("size") is None:
+        recipe["preprocess"]["tile_overlap"] = method.r.tile_overlap  # a tiled model: the config's overlap
     set_recipe(model, recipe)
     recipe = calibrate(model, held, cfg.target_far, cfg.target_pixel_far)
     set_recipe(model, recipe)
@@ -128,9 +131,9 @@ def edge_train_main(argv=None):
     ap.add_argument("--out", help="output folder (overrides the config)")
     ap.add_argument("--minutes", type=float, help="time budget (overrides time_budget_min)")
     ap.add_argument("--calibrate-only", action="store_true",
-                    help="no training: set the detection settings (the method's and the config's detect:) and the "
-                         "thresholds of the run's model.onnx again on its held-out good images (after changing "
-                         "target_far, or with a newer edge-train)")
+                    help="no training: set the detection settings (the method's and the config's detect:), the "
+                         "tiles' overlap and the thresholds of the run's model.onnx again on its held-out good "
+                         "images (after changing target_far or tile_overlap, or with a newer edge-train)")
     args = ap.parse_args(argv)
     from .config import load_config
     overrides = {k: v for k, v in (("out", args.out), ("time_budget_min", args.minutes)) if v is not None}

@@ -34,6 +34,12 @@ class TrainConfig:
                                                             "default (perlin_seg: native scale, never resized)")
     width: int | None = field(None, check=rng(2, 512), doc="model channel width; null = the model's default")
     patch: int | None = field(None, check=rng(8, 4096), doc="training crop; null = method default")
+    tile_overlap: int | None = field(None, check=rng(0, 4095),
+                                     doc="pixels by which the station's tiles overlap, for methods that tile native-"
+                                         "scale frames; null = the method's (perlin_seg: a quarter of the tile, 64). "
+                                         "0 cuts a 512x512 frame from 9 tiles to 4 for a little accuracy "
+                                         "(docs/ACCURACY.md, \"Tiles that do not overlap\"); --calibrate-only "
+                                         "applies a change to a trained model")
     batch: int | None = field(None, check=rng(1, 4096))
     epochs: int = field(100_000, check=rng(1, 1_000_000), doc="at most this many epochs; by default the time budget ends training")
     steps_per_epoch: int = field(50, check=rng(1, 1_000_000), doc="batches per epoch (patches are drawn at random)")
@@ -74,6 +80,10 @@ class TrainConfig:
             raise InputError(where, "width", f"expected null: {self.method}'s network has fixed widths")
         r = m.r
         side = r.size or r.export
+        if self.tile_overlap is not None and (r.export is None or self.tile_overlap >= r.export):
+            raise InputError(where, "tile_overlap",
+                             f"expected null: {self.method} resizes frames, it does not tile them" if r.export is None
+                             else f"expected less than the tile ({r.export}), got {self.tile_overlap}")
         if r.patch is not None and side is not None and r.patch > side:
             raise InputError(where, "patch", f"expected at most {'size' if r.size else 'the export tile'} "
                                              f"({side}), got {r.patch}")

@@ -1,12 +1,13 @@
 """Export a finished run's weights again, without training: the run's train.yaml as this
 edge-train reads it (its method's options and recipe as they are now; `--set key=value` changes an
-option), the weights its checkpoint keeps (Trainer.exported_from_checkpoint: what its model.onnx
-holds), ONNX parity and calibration on its held-out good images as edge-train does them. So one
-set of trained weights is judged with the exported graph and image score of today, or with an
-option changed (e.g. mirror=none), and nothing else differs.
+option, `--tile-overlap` the station's tiles' overlap), the weights its checkpoint keeps
+(Trainer.exported_from_checkpoint: what its model.onnx holds), ONNX parity and calibration on
+its held-out good images as edge-train does them. So one set of trained weights is judged with the
+exported graph and image score of today, or with an option changed (e.g. mirror=none), and nothing else differs.
 
     python3 reexport.py runs/rejects_k10_s0 --out runs/rejects_k10_s0/mirror_none --set mirror=none
     python3 reexport.py runs/default --config default.yaml
+    python3 reexport.py runs/default --config default.yaml --out runs/default/overlap0 --tile-overlap 0
 
 Writes <out>/model.onnx (default: the run's own) and prints the export's summary.
 """
@@ -14,6 +15,7 @@ Writes <out>/model.onnx (default: the run's own) and prints the export's summary
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -33,6 +35,8 @@ def main(argv=None):
     ap.add_argument("--config", type=Path, help="the run's config (default: its train.yaml)")
     ap.add_argument("--out", type=Path, help="folder for the model (default: the run's own)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a method option (YAML value)")
+    ap.add_argument("--tile-overlap", type=int,
+                    help="pixels by which the station's tiles overlap (default: the config's or the method's)")
     args = ap.parse_args(argv)
     config = args.config or args.run / "train.yaml"
     raw = yaml.safe_load(config.read_text()) or {}
@@ -42,6 +46,8 @@ def main(argv=None):
         options[key] = yaml.safe_load(value)
     cfg, base = load_config(config, {"options": options} if options else None)
     method = create(cfg, str(config), base)
+    if args.tile_overlap is not None:
+        method.r = dataclasses.replace(method.r, tile_overlap=args.tile_overlap)
     net = method.network()
     state = torch.load(args.run / "checkpoint.pt", map_location="cpu", weights_only=True)
     net.load_state_dict(Trainer.exported_from_checkpoint(state))

@@ -96,6 +96,8 @@ class Method:
         # `patch` sets the station's tile too, overlapping by the same share of it
         export = None if cfg.size or self.export is None else cfg.patch or self.export
         overlap = 0 if export is None or self.export is None else self.tile_overlap * export // self.export
+        if export is not None and cfg.tile_overlap is not None:
+            overlap = cfg.tile_overlap
         self.r = Resolved(size=cfg.size or self.size, patch=cfg.patch or self.patch, batch=cfg.batch or self.batch,
                           lr=cfg.lr or self.lr, ema=self.ema if cfg.ema is None else cfg.ema, detect=self.detect,
                           export=export, tile_overlap=overlap)
