@@ -93,7 +93,8 @@ class Method:
         """Use create(): it loads and checks the options first."""
         self.cfg, self.options, self.base = cfg, options, base
         # a method that tiles native-scale frames is exported at its training crop: a config's
-        # `patch` sets the station's tile too, overlapping by the same share of it
+        # `patch` sets the station's tile too, overlapping by the same share of it unless the
+        # config's `tile_overlap` says by how much
         export = None if cfg.size or self.export is None else cfg.patch or self.export
         overlap = 0 if export is None or self.export is None else self.tile_overlap * export // self.export
         if export is not None and cfg.tile_overlap is not None:
