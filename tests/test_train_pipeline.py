@@ -224,11 +224,28 @@ def test_auto_memory_layout_is_the_faster_one_timed_on_the_network(monkeypatch):
         assert torch.equal(v, before[k]), k
 
     timed = []
+
+    def fake_timer(costs, busy=()):
+        """Passes that cost `costs[layout]`, one second more for the passes numbered in `busy`
+        (the machine busy with other work for a while)."""
+        def timer(m, layout, x, bf16):
+            def once():
+                timed.append(layout)
+                return costs[layout] + (1.0 if len(timed) - 1 in busy else 0.0)
+            return once
+        return timer
+
     for nhwc, nchw, expected in ((0.2, 0.1, torch.contiguous_format), (0.1, 0.2, torch.channels_last)):
-        costs = {torch.channels_last: nhwc, torch.contiguous_format: nchw}
-        monkeypatch.setattr(tr, "_pass_seconds", lambda m, layout, x, bf16, rounds, c=costs: timed.append(layout) or c[layout])
+        monkeypatch.setattr(tr, "_timer", fake_timer({torch.channels_last: nhwc, torch.contiguous_format: nchw}))
         assert tr.choose_layout("auto", net, (2, 1, 32, 32), cpu, False, False, io.StringIO()) == expected
-    assert len(timed) == 4
+    assert len(timed) == 4 * tr.LAYOUT_ROUNDS
+    assert timed[:4] == [torch.channels_last, torch.contiguous_format] * 2  # taking turns
+    timed.clear()
+    # busy for three passes in a row (all of NCHW's, were they timed one layout after the other):
+    # taking turns, each layout has passes outside it
+    costs = {torch.channels_last: 0.25, torch.contiguous_format: 0.2}
+    monkeypatch.setattr(tr, "_timer", fake_timer(costs, busy=(3, 4, 5)))
+    assert tr.choose_layout("auto", net, (2, 1, 32, 32), cpu, False, False, io.StringIO()) == torch.contiguous_format
     timed.clear()
     assert tr.choose_layout(True, net, (2, 1, 32, 32), cpu, False, False, log) == torch.channels_last
     assert tr.choose_layout(False, net, (2, 1, 32, 32), cpu, False, False, log) == torch.contiguous_format
@@ -239,7 +256,7 @@ def test_auto_memory_layout_is_the_faster_one_timed_on_the_network(monkeypatch):
 
 def test_the_summary_reports_the_layout_trained_in(tmp_path, monkeypatch):
     import train.trainer as tr
-    monkeypatch.setattr(tr, "_pass_seconds", lambda m, layout, x, bf16, rounds: 0.1 if layout == torch.channels_last else 0.2)
+    monkeypatch.setattr(tr, "_timer", lambda m, layout, x, bf16: lambda: 0.1 if layout == torch.channels_last else 0.2)
     cfg, base = load_config(_config(tmp_path, epochs=1, steps_per_epoch=2))
     t = tr.Trainer(cfg, base)
     assert t.layout == torch.channels_last and t.fit()["channels_last"] is True

@@ -66,35 +66,45 @@ def use_bf16(cfg: TrainConfig, device: torch.device) -> bool:
     return cfg.precision == "bf16" or (cfg.precision == "auto" and native_bf16(device))
 
 
-def _pass_seconds(model: torch.nn.Module, layout, x: torch.Tensor, bf16: bool, rounds: int) -> float:
-    """The fastest of `rounds` forward and backward passes of a copy of `model` in `layout`."""
+def _timer(model: torch.nn.Module, layout, x: torch.Tensor, bf16: bool):
+    """A function that times one forward and backward pass of a copy of `model` in `layout`,
+    its first pass (which builds the kernels) already made."""
     m = copy.deepcopy(model).to(memory_format=layout).train()
     x = x.contiguous(memory_format=layout)
-    best = float("inf")
-    for i in range(rounds + 1):  # the first pass builds the kernels
+
+    def once() -> float:
         t0 = time.perf_counter()
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
             out = m(x)
         out.float().mean().backward()
-        if i:
-            best = min(best, time.perf_counter() - t0)
         m.zero_grad(set_to_none=True)
-    return best
+        return time.perf_counter() - t0
+    once()
+    return once
+
+
+LAYOUT_ROUNDS = 3
 
 
 def choose_layout(setting, model: torch.nn.Module, shape: tuple[int, ...], device: torch.device, bf16: bool,
                   distributed: bool, log) -> torch.memory_format:
     """The convolutions' memory layout. `auto` on a single CPU process times both layouts on the
     network itself (with bf16 autocast NHWC doubled the steps on an AMD EPYC and cost 15 % of them
-    on an Intel Xeon with AMX: docs/BENCHMARKS.md); on a GPU, and under DDP where every rank must
-    agree, NHWC untimed."""
+    on an Intel Xeon with AMX: docs/BENCHMARKS.md), the fastest of a few passes each, the layouts
+    taking turns so that other work on the machine for a few seconds slows both, not one of them
+    (timed one after the other, a busy moment once picked the slower layout: docs/ACCURACY.md); on
+    a GPU, and under DDP where every rank must agree, NHWC untimed."""
     if setting != "auto":
         return torch.channels_last if setting else torch.contiguous_format
     if device.type != "cpu" or distributed:
         return torch.channels_last
     x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
-    nhwc = _pass_seconds(model, torch.channels_last, x, bf16, 2)
-    nchw = _pass_seconds(model, torch.contiguous_format, x, bf16, 2)
+    timers = {layout: _timer(model, layout, x, bf16) for layout in (torch.channels_last, torch.contiguous_format)}
+    best = dict.fromkeys(timers, float("inf"))
+    for _ in range(LAYOUT_ROUNDS):
+        for layout, once in timers.items():
+            best[layout] = min(best[layout], once())
+    nhwc, nchw = best[torch.channels_last], best[torch.contiguous_format]
     print(f"edge-train: memory layout {'NHWC' if nhwc < nchw else 'NCHW'} (forward + backward of a batch: "
           f"NHWC {nhwc * 1e3:.0f} ms, NCHW {nchw * 1e3:.0f} ms)", file=log)
     return torch.channels_last if nhwc < nchw else torch.contiguous_format
