@@ -92,7 +92,7 @@ def choose_layout(setting, model: torch.nn.Module, shape: tuple[int, ...], devic
     network itself (with bf16 autocast NHWC doubled the steps on an AMD EPYC and cost 15 % of them
     on an Intel Xeon with AMX: docs/BENCHMARKS.md), the fastest of a few passes each, the layouts
     taking turns so that other work on the machine for a few seconds slows both, not one of them
-    (timed one after the other, a busy moment once picked the slower layout: docs/ACCURACY.md); on
+    (timed one after the other, a busy moment once picked the slower layout: docs/BENCHMARKS.md); on
     a GPU, and under DDP where every rank must agree, NHWC untimed."""
     if setting != "auto":
         return torch.channels_last if setting else torch.contiguous_format

@@ -3,7 +3,8 @@ edge-train reads it (its method's options and recipe as they are now; `--set key
 option, `--tile-overlap` the station's tiles' overlap), the weights its checkpoint keeps
 (Trainer.exported_from_checkpoint: what its model.onnx holds), ONNX parity and calibration on
 its held-out good images as edge-train does them. So one set of trained weights is judged with the
-exported graph and image score of today, or with an option changed (e.g. mirror=none), and nothing else differs.
+exported graph and image score of today, or with an option changed (e.g. mirror=none), and
+nothing else differs.
 
     python3 reexport.py runs/rejects_k10_s0 --out runs/rejects_k10_s0/mirror_none --set mirror=none
     python3 reexport.py runs/default --config default.yaml
@@ -15,7 +16,6 @@ Writes <out>/model.onnx (default: the run's own) and prints the export's summary
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 
@@ -44,10 +44,11 @@ def main(argv=None):
     for item in args.set:
         key, _, value = item.partition("=")
         options[key] = yaml.safe_load(value)
-    cfg, base = load_config(config, {"options": options} if options else None)
-    method = create(cfg, str(config), base)
+    overrides: dict = {"options": options} if options else {}
     if args.tile_overlap is not None:
-        method.r = dataclasses.replace(method.r, tile_overlap=args.tile_overlap)
+        overrides["tile_overlap"] = args.tile_overlap  # train.yaml's key, checked as edge-train checks it
+    cfg, base = load_config(config, overrides)
+    method = create(cfg, str(config), base)
     net = method.network()
     state = torch.load(args.run / "checkpoint.pt", map_location="cpu", weights_only=True)
     net.load_state_dict(Trainer.exported_from_checkpoint(state))
