@@ -87,6 +87,17 @@ def test_bands_change_one_side_of_a_long_edge_brighter_or_darker():
     assert np.array_equal(a, b) and np.array_equal(ma, mb)
 
 
+def test_band_cover_bounds_the_share_of_the_crop_a_band_takes():
+    """`band_cover` (low, high): every band covers that share of the crop, the narrower range too."""
+    from train.methods.perlin_seg.anomalies import band_region
+
+    r = np.random.default_rng(0)
+    narrow = [float(band_region(128, 128, r, (0.1, 0.45)).mean()) for _ in range(60)]
+    wide = [float(band_region(128, 128, r).mean()) for _ in range(60)]
+    assert 0.1 <= min(narrow) and max(narrow) <= 0.45
+    assert max(wide) > 0.5 and 0.1 <= min(wide)
+
+
 def test_crack_and_band_shares_take_their_defects_from_the_drawn_shapes_only():
     """Every crop anomalous, half of them drawn shapes: with crack_share 1 those are cracks (thin,
     long targets), with band_share 1 bands (large targets), with both 0 seed 000's shapes; the Perlin
@@ -166,13 +177,15 @@ def test_bands_are_taught_as_whole_regions_other_anomalies_by_visibility():
 
 
 def test_band_defaults_differ_with_rejects_unless_set():
-    """Unset, bands are 0.3 of the shapes and taught as regions; with rejects (which teach real
-    regions) 0.15 and weighted by visibility, as measured (docs/ACCURACY.md). Set values hold."""
+    """Unset, bands are 0.3 of the shapes, taught as regions and the smaller side of their edge
+    (at most 45 % of the crop); with rejects (which teach real regions) 0.15, weighted by
+    visibility and up to 70 %, as measured (docs/ACCURACY.md). Set values hold."""
     from train.methods.perlin_seg import PerlinSegOptions
-    assert PerlinSegOptions().band_settings(rejects=False) == (0.3, True)
-    assert PerlinSegOptions().band_settings(rejects=True) == (0.15, False)
-    assert PerlinSegOptions(band_share=0.2, band_region=True).band_settings(rejects=True) == (0.2, True)
-    assert PerlinSegOptions(band_share=0.5, band_region=False).band_settings(rejects=False) == (0.5, False)
+    assert PerlinSegOptions().band_settings(rejects=False) == (0.3, True, (0.1, 0.45))
+    assert PerlinSegOptions().band_settings(rejects=True) == (0.15, False, (0.1, 0.7))
+    assert PerlinSegOptions(band_share=0.2, band_region=True).band_settings(rejects=True)[:2] == (0.2, True)
+    assert PerlinSegOptions(band_share=0.5, band_region=False).band_settings(rejects=False)[:2] == (0.5, False)
+    assert PerlinSegOptions(band_cover=(0.2, 0.3)).band_settings(rejects=True)[2] == (0.2, 0.3)
 
 
 def test_aupro_weights_regions_not_pixels():

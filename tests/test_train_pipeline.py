@@ -167,6 +167,8 @@ def test_metrics_on_a_constructed_case():
     ({"method": "perlin_seg", "options": {"share": 2}}, "options.share", "expected a number <= 1"),
     ({"method": "perlin_seg", "options": {"sharez": 0.5}}, "options.sharez", "unknown"),
     ({"method": "perlin_seg", "options": {"smooth": 4}}, "options.smooth", "odd"),
+    ({"method": "perlin_seg", "options": {"band_cover": [0.5, 0.2]}}, "options.band_cover",
+     "expected 0 < low <= high < 1"),
     ({"method": "perlin_seg", "patch": 100, "size": None, "options": {"stem": 1}}, "patch", "expected a multiple of 16"),
     ({"method": "perlin_seg", "patch": 80, "size": None, "options": {"stem": 2}}, "patch", "a multiple of 32"),
     ({"method": "perlin_seg", "size": None, "patch": None, "tile_overlap": 256}, "tile_overlap",

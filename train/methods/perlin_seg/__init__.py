@@ -57,6 +57,10 @@ class PerlinSegOptions:
                                                "of each pixel's change (a band is a region finished differently, "
                                                "visible as a region); null = on, off with rejects (docs/ACCURACY.md: "
                                                "+0.02 image AUROC without rejects, -0.03 with ten per type)")
+    band_cover: tuple[float, float] | None = field(None, doc="range of the crop's share a band covers; null = "
+                                                   "0.1-0.45 (the band is the smaller side of its edge, as a "
+                                                   "defect is the smaller part of a surface), or 0.1-0.7 with "
+                                                   "rejects (docs/ACCURACY.md, \"The smaller side\")")
     opacity: tuple[float, float] = field((0.3, 1.0), doc="range of the Perlin anomaly's blend weight")
     fills: tuple[float, float, float, float] = field(FILL_ODDS, doc="odds of the Perlin anomaly's fills "
                                                                     + ", ".join(FILLS))
@@ -105,19 +109,23 @@ class PerlinSegOptions:
                       "the same call; twice the network's work per frame for a steadier map (docs/ACCURACY.md); "
                       "none = one pass")
 
-    def band_settings(self, rejects: bool) -> tuple[float, bool]:
-        """(band_share, band_region) as set, or the measured choice for a run with or without rejects:
-        real rejects teach the regions themselves, and bands drawn as whole regions beside them cost
-        image AUROC (docs/ACCURACY.md, "Bands taught as whole regions")."""
+    def band_settings(self, rejects: bool) -> tuple[float, bool, tuple[float, float]]:
+        """(band_share, band_region, band_cover) as set, or the measured choice for a run with or
+        without rejects: real rejects teach the regions themselves, and bands drawn as whole regions
+        beside them cost image AUROC (docs/ACCURACY.md, "Bands taught as whole regions"); the
+        smaller side was measured without rejects only ("The smaller side")."""
         share = self.band_share if self.band_share is not None else (0.15 if rejects else 0.3)
         region = self.band_region if self.band_region is not None else not rejects
-        return share, region
+        cover = self.band_cover if self.band_cover is not None else ((0.1, 0.7) if rejects else (0.1, 0.45))
+        return share, region, (cover[0], cover[1])
 
     def validate(self, where, prefix):
         if self.crack_share + self.band_settings(False)[0] > 1:
             raise InputError(where, f"{prefix}.band_share", "expected crack_share + band_share <= 1")
         if self.reject_share + self.paste_share > 1:
             raise InputError(where, f"{prefix}.paste_share", "expected reject_share + paste_share <= 1")
+        if self.band_cover is not None and not 0 < self.band_cover[0] <= self.band_cover[1] < 1:
+            raise InputError(where, f"{prefix}.band_cover", f"expected 0 < low <= high < 1, got {list(self.band_cover)}")
         if not 0 <= self.opacity[0] <= self.opacity[1] <= 1:
             raise InputError(where, f"{prefix}.opacity", f"expected 0 <= low <= high <= 1, got {list(self.opacity)}")
         if min(self.fills) < 0 or sum(self.fills) <= 0:
@@ -252,7 +260,7 @@ class PerlinSegMethod(Method):
         real_x, real_y = self._reject_crops(src, n_real, n_paste, good[n_good:]) if src.rejects else ([], [])
         clean = good[:n_good]
         xs, masks = clean.copy(), np.zeros(clean.shape, np.float32)
-        band_share, band_region = o.band_settings(bool(src.rejects))
+        band_share, band_region, band_cover = o.band_settings(bool(src.rejects))
         regions = []  # crops whose target is their whole region (bands, with band_region)
         for i in range(n_good):
             u = r.random()
@@ -264,7 +272,7 @@ class PerlinSegMethod(Method):
                 if v < o.crack_share:
                     xs[i], masks[i] = crack_anomaly(clean[i], r)
                 elif v < o.crack_share + band_share:
-                    xs[i], band = band_anomaly(clean[i], r)
+                    xs[i], band = band_anomaly(clean[i], r, band_cover)
                     if band_region:  # the region without the odd pixel whose change cancelled out
                         band = cv2.morphologyEx(band, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
                         regions.append(i)

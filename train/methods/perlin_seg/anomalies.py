@@ -19,7 +19,9 @@ Perlin masks and seed 000's straight, centre-faded lines do not make such shapes
 
 band_anomaly draws a region finished differently: one side of a near-straight edge, or a strip
 between two, brighter or darker and with a stronger or weaker grain (a second grinding or polishing
-pass, uneven wear). Its edge is sharp and long where Perlin masks are soft blobs.
+pass, uneven wear). Its edge is sharp and long where Perlin masks are soft blobs. The method draws it
+as the smaller side of its edge (at most 45 % of the crop): a defect is the smaller part of a
+surface, and a network shown two regions must be told which one is wrong.
 """
 
 from __future__ import annotations
@@ -170,28 +172,29 @@ def crack_anomaly(crop: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarra
     return crop, np.zeros((h, w), np.uint8)
 
 
-def band_region(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+def band_region(h: int, w: int, rng: np.random.Generator, cover: tuple[float, float] = (0.1, 0.7)) -> np.ndarray:
     """The weight (H, W float32 in [0, 1]) of a band: one side of a line at any angle (a strip
     between two parallel lines one time in two), its edge wavy by up to 4 px and 0.5-3 px soft,
-    covering 10-70 % of the crop."""
+    covering `cover` (low, high shares) of the crop."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     for _ in range(8):
         a = rng.uniform(0, np.pi)
         d = (xx - w / 2) * np.cos(a) + (yy - h / 2) * np.sin(a)  # signed distance from the centre line
         d = d + perlin(h, w, 2, 2, rng) * rng.uniform(0, 6)      # the edge is not ruled
         if rng.random() < 0.5:
-            t = float(np.quantile(d, rng.uniform(0.3, 0.9)))
+            t = float(np.quantile(d, rng.uniform(1 - cover[1], 1 - cover[0])))
             inside = d - t
         else:
             lo, hi = np.quantile(d, sorted(rng.uniform(0, 1, 2)))
             inside = np.minimum(d - lo, hi - d)
         weight = np.clip(0.5 + inside / rng.uniform(0.5, 3.0), 0, 1).astype(np.float32)
-        if 0.1 <= weight.mean() <= 0.7:
+        if cover[0] <= weight.mean() <= cover[1]:
             return weight
-    return np.clip(0.5 + (xx - w / 2) / 2, 0, 1).astype(np.float32)
+    return np.clip(0.5 + (xx - w * max(0.5, 1 - cover[1])) / 2, 0, 1).astype(np.float32)
 
 
-def band_anomaly(crop: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def band_anomaly(crop: np.ndarray, rng: np.random.Generator,
+                 cover: tuple[float, float] = (0.1, 0.7)) -> tuple[np.ndarray, np.ndarray]:
     """(image, mask): `crop` (H, W float32 in [0, 1]) with one band: inside it the local mean
     shifted by 3-15 % of the range (either way) and the grain (the crop less its 4-px blur)
     strengthened 1.2-2.2 times or weakened to 0.3-0.8; the mask is where the band's weight is at
@@ -200,7 +203,7 @@ def band_anomaly(crop: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray
     base = cv2.GaussianBlur(crop, (0, 0), 4.0)
     grain = crop - base
     for _ in range(4):
-        weight = band_region(h, w, rng)
+        weight = band_region(h, w, rng, cover)
         gain = rng.uniform(1.2, 2.2) if rng.random() < 0.6 else rng.uniform(0.3, 0.8)
         fill = base + grain * gain + rng.choice([-1, 1]) * rng.uniform(0.03, 0.15)
         out = np.clip(crop * (1 - weight) + fill * weight, 0, 1).astype(np.float32)
