@@ -19,9 +19,9 @@ Perlin masks and seed 000's straight, centre-faded lines do not make such shapes
 
 band_anomaly draws a region finished differently: one side of a near-straight edge, or a strip
 between two, brighter or darker and with a stronger or weaker grain (a second grinding or polishing
-pass, uneven wear). Its edge is sharp and long where Perlin masks are soft blobs. The method draws it
-as the smaller side of its edge (at most 45 % of the crop): a defect is the smaller part of a
-surface, and a network shown two regions must be told which one is wrong.
+pass, uneven wear). Its edge is sharp and long where Perlin masks are soft blobs. Without rejects the
+method draws it as the smaller side of its edge (at most 45 % of the crop): a defect is the smaller
+part of a surface, and a network shown two regions must be told which one is wrong.
 """
 
 from __future__ import annotations
@@ -190,6 +190,7 @@ def band_region(h: int, w: int, rng: np.random.Generator, cover: tuple[float, fl
         weight = np.clip(0.5 + inside / rng.uniform(0.5, 3.0), 0, 1).astype(np.float32)
         if cover[0] <= weight.mean() <= cover[1]:
             return weight
+    # no draw fitted: the right-hand side, half the crop or `cover`'s high share if less
     return np.clip(0.5 + (xx - w * max(0.5, 1 - cover[1])) / 2, 0, 1).astype(np.float32)
 
 
