@@ -11,17 +11,19 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from edge.detect import ProbabilityDetector
 from edge.images import good_images, split_holdout
+from edge.recipe import Probability
 from train.evaluate import inspect_file, metrics, open_inspector, run_eval
 
 DATA = Path(__file__).parent / "../../../shared/data/magnetic_tile"
 
 
 def blur(m: np.ndarray, s: float) -> np.ndarray:
-    return cv2.GaussianBlur(m, (0, 0), s, borderType=cv2.BORDER_REPLICATE) if s > 0 else m
+    """The map blurred as the station's detector blurs it (detect.probability.sigma)."""
+    return ProbabilityDetector(Probability(sigma=s)).score_map(None, m).copy()
 
 
 def main():

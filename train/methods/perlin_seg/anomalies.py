@@ -29,6 +29,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+BAND_COVER = (0.1, 0.7)  # the share of the crop a band covers unless the method says otherwise
 FILLS = ("foreign", "smooth", "shift", "invert")
 FILL_ODDS = (0.2, 0.35, 0.35, 0.1)
 MIN_VISIBLE = 0.02  # mean |change| inside the mask below which an anomaly counts as invisible
@@ -172,7 +173,7 @@ def crack_anomaly(crop: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarra
     return crop, np.zeros((h, w), np.uint8)
 
 
-def band_region(h: int, w: int, rng: np.random.Generator, cover: tuple[float, float] = (0.1, 0.7)) -> np.ndarray:
+def band_region(h: int, w: int, rng: np.random.Generator, cover: tuple[float, float] = BAND_COVER) -> np.ndarray:
     """The weight (H, W float32 in [0, 1]) of a band: one side of a line at any angle (a strip
     between two parallel lines one time in two), its edge wavy by up to 4 px and 0.5-3 px soft,
     covering `cover` (low, high shares) of the crop."""
@@ -195,7 +196,7 @@ def band_region(h: int, w: int, rng: np.random.Generator, cover: tuple[float, fl
 
 
 def band_anomaly(crop: np.ndarray, rng: np.random.Generator,
-                 cover: tuple[float, float] = (0.1, 0.7)) -> tuple[np.ndarray, np.ndarray]:
+                 cover: tuple[float, float] = BAND_COVER) -> tuple[np.ndarray, np.ndarray]:
     """(image, mask): `crop` (H, W float32 in [0, 1]) with one band: inside it the local mean
     shifted by 3-15 % of the range (either way) and the grain (the crop less its 4-px blur)
     strengthened 1.2-2.2 times or weakened to 0.3-0.8; the mask is where the band's weight is at
