@@ -29,28 +29,53 @@ def bit_scale(bits: int, model_bits: int) -> float:
     return 1.0 if bits == model_bits else ((1 << model_bits) - 1) / ((1 << bits) - 1)
 
 
+def ramp_weights(starts: list[int], tile: int) -> list[np.ndarray]:
+    """Each tile's weight along one axis for blend "ramp": 1 inside, rising linearly across its
+    overlap with the previous tile and falling across its overlap with the next, so two tiles
+    cross-fade where they overlap and a tile's border, which saw the least of its surroundings,
+    counts least. Never 0: a pixel is always covered."""
+    out = []
+    for i, s in enumerate(starts):
+        w = np.ones(tile, np.float32)
+        if i > 0 and (ov := starts[i - 1] + tile - s) > 0:
+            w[:ov] = np.minimum(w[:ov], (np.arange(ov) + 0.5) / ov)
+        if i + 1 < len(starts) and (ov := s + tile - starts[i + 1]) > 0:
+            w[tile - ov:] = np.minimum(w[tile - ov:], (ov - 0.5 - np.arange(ov)) / ov)
+        out.append(w)
+    return out
+
+
+def axis_shares(starts: list[int], tile: int, blend: str) -> list[np.ndarray]:
+    """Each tile's share along one axis, the shares at every position summing to 1. A tile's 2-D
+    share is the outer product of its row's and its column's: the sum over all tiles of those
+    products is the product of the two axes' sums, 1."""
+    weights = ramp_weights(starts, tile) if blend == "ramp" else [np.ones(tile, np.float32) for _ in starts]
+    total = np.zeros(starts[-1] + tile, np.float32)
+    for s, w in zip(starts, weights):
+        total[s:s + tile] += w
+    return [w / total[s:s + tile] for s, w in zip(starts, weights)]
+
+
 class _Layout:
     """How one frame shape meets the model: the tiles' side and origins (one tile: a whole-frame
-    model, or a frame no larger than a fixed input), padding, the batch buffer, the output pool."""
+    model, or a frame no larger than a fixed input), padding, the batch buffer, the output pool,
+    and where tiles overlap each tile's share of the stitched map."""
 
     def __init__(self, h: int, w: int, model_h: int, model_w: int, overlap: int, channels: int, leases: int,
-                 multiple: int = 1):
+                 multiple: int = 1, blend: str = "mean"):
         self.hw = (h, w)
         if not model_h:  # whole-frame model: the frame itself, padded up to the sides the network takes
             model_h, model_w = -(-h // multiple) * multiple, -(-w // multiple) * multiple
         self.tile = (model_h, model_w)
         self.ys, self.xs = tile_origins(h, model_h, overlap), tile_origins(w, model_w, overlap)
         self.pad_h, self.pad_w = max(0, model_h - h), max(0, model_w - w)
-        n = len(self.ys) * len(self.xs)
-        self.batch = np.zeros((n, channels, model_h, model_w), np.float32)
+        # the tiles in batch order (rows of tiles, left to right): (y, x, row index, column index)
+        self.cells = [(y, x, r, c) for r, y in enumerate(self.ys) for c, x in enumerate(self.xs)]
+        self.batch = np.zeros((len(self.cells), channels, model_h, model_w), np.float32)
         self.pool = BufferPool((h, w), np.float32, leases)
-        self.weight = None
-        if n > 1 and overlap:
-            weight = np.zeros((h, w), np.float32)
-            for y in self.ys:
-                for x in self.xs:
-                    weight[y:y + model_h, x:x + model_w] += 1
-            self.weight = 1.0 / weight
+        self.shares: tuple[list[np.ndarray], list[np.ndarray]] | None = None  # per tile row, per tile column
+        if len(self.cells) > 1 and overlap:
+            self.shares = axis_shares(self.ys, model_h, blend), axis_shares(self.xs, model_w, blend)
 
 
 class Preprocessor:
@@ -100,7 +125,7 @@ class Preprocessor:
             if len(self._layouts) >= self.SHAPES:  # the oldest goes; a lease on its pool stays valid
                 self._layouts.pop(next(iter(self._layouts)))
             lay = self._layouts[(h, w)] = _Layout(h, w, self.model_h, self.model_w, self.p.tile_overlap,
-                                                  self.channels, self.LEASES, self.p.input_multiple)
+                                                  self.channels, self.LEASES, self.p.input_multiple, self.p.tile_blend)
         self._last = lay
         return lay
 
@@ -114,11 +139,8 @@ class Preprocessor:
         if lay.pad_h or lay.pad_w:
             planes = np.pad(planes, ((0, 0), (0, lay.pad_h), (0, lay.pad_w)), mode="reflect")
         th, tw = lay.tile
-        i = 0
-        for y in lay.ys:
-            for xo in lay.xs:
-                batch[i] = planes[:, y:y + th, xo:xo + tw]
-                i += 1
+        for i, (y, xo, _, _) in enumerate(lay.cells):
+            batch[i] = planes[:, y:y + th, xo:xo + tw]
         return batch
 
     def tile_count(self, h: int, w: int) -> int:
@@ -153,17 +175,17 @@ class Preprocessor:
         if len(outputs) == 1:  # copied: a runner's output is only valid until its next call
             np.copyto(out, outputs[0, 0, :h, :w])
             return
-        if lay.weight is not None:
-            out[:] = 0
         th, tw = lay.tile
-        i = 0
-        for y in lay.ys:
-            for xo in lay.xs:
-                tile = outputs[i, 0, :min(th, h - y), :min(tw, w - xo)]
-                if lay.weight is not None:
-                    out[y:y + tile.shape[0], xo:xo + tile.shape[1]] += tile
-                else:
-                    out[y:y + tile.shape[0], xo:xo + tile.shape[1]] = tile
-                i += 1
-        if lay.weight is not None:
-            out *= lay.weight
+        if lay.shares is not None:
+            out[:] = 0
+            part = np.empty((min(th, h), min(tw, w)), np.float32)  # one tile's weighted map, per call: thread-safe
+        for i, (y, xo, r, c) in enumerate(lay.cells):
+            tile = outputs[i, 0, :min(th, h - y), :min(tw, w - xo)]
+            region = out[y:y + tile.shape[0], xo:xo + tile.shape[1]]
+            if lay.shares is not None:
+                a, b = tile.shape
+                np.multiply(tile, lay.shares[0][r][:a, None], out=part)
+                part *= lay.shares[1][c][None, :b]
+                region += part
+            else:
+                region[:] = tile

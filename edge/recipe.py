@@ -18,10 +18,12 @@ RECIPE_KEY = "edge_recipe"
 # The recipe's shape. Every shipped model carries one and the loader refuses unknown keys, so a
 # change of shape bumps SCHEMA and adds a step to MIGRATIONS that turns the old shape into the new
 # one: models in the field keep loading. Recipes without `schema` are version 1.
-SCHEMA = 3
+SCHEMA = 4
 MIGRATIONS: dict[int, Callable[[dict], dict]] = {
     1: lambda raw: raw,  # 1 -> 2: `schema` itself and decision.non_finite (its default) were added
     2: lambda raw: raw,  # 2 -> 3: preprocess.input_multiple (its default: fixed-input models ignore it)
+    # 3 -> 4: preprocess.tile_blend; older models' thresholds were calibrated on averaged tiles
+    3: lambda raw: {**raw, "preprocess": {"tile_blend": "mean", **(raw.get("preprocess") or {})}},
 }
 
 
@@ -58,6 +60,10 @@ class Preprocess:
     std: float = field(1.0, check=rng(0, lo_open=True), doc="divided by after subtracting the mean")
     tile_overlap: int = field(0, check=rng(0, 4096),
                               doc="pixels by which model-size tiles overlap when a frame is larger than the model input")
+    tile_blend: Literal["mean", "ramp"] = field(
+        "ramp", doc="how overlapping tiles' maps are combined: ramp = each tile's weight falls linearly to 0 across "
+                    "its overlap with the next, so a pixel counts most from the tile that saw most around it; mean = "
+                    "averaged (models made before tile_blend existed)")
     input_multiple: int = field(1, check=rng(1, 1024),
                                 doc="a whole-frame model (dynamic height and width: one call per frame) takes sides that "
                                     "are multiples of this; frames are reflect-padded at the bottom and right up to "

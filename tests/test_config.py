@@ -160,3 +160,18 @@ def test_recipes_of_earlier_schemas_migrate_and_a_newer_one_is_named(monkeypatch
     older = {**DEMO_RECIPE, "schema": R.SCHEMA - 1, "decision": {"smallest": 40}}
     recipe = R.load_recipe({R.RECIPE_KEY: _json.dumps(older)}, "older.onnx")
     assert recipe.decision.min_area == 40 and recipe.schema == R.SCHEMA
+
+
+def test_tiled_models_of_schema_3_keep_the_averaged_tiles_they_were_calibrated_on():
+    """tile_blend came with schema 4 and defaults to ramp; a model exported before it had its
+    thresholds set on averaged tiles, so its recipe must load as mean, and a newer one as written."""
+    import json as _json
+
+    import edge.recipe as R
+    old = {"schema": 3, "model_family": "perlin_seg", "preprocess": {"size": None, "tile_overlap": 64}}
+    assert R.load_recipe({R.RECIPE_KEY: _json.dumps(old)}, "old.onnx").preprocess.tile_blend == "mean"
+    assert R.load_recipe({R.RECIPE_KEY: _json.dumps({**old, "schema": 1})}, "old.onnx").preprocess.tile_blend == "mean"
+    new = {**old, "schema": 4}
+    assert R.load_recipe({R.RECIPE_KEY: _json.dumps(new)}, "new.onnx").preprocess.tile_blend == "ramp"
+    new["preprocess"] = {**old["preprocess"], "tile_blend": "mean"}
+    assert R.load_recipe({R.RECIPE_KEY: _json.dumps(new)}, "new.onnx").preprocess.tile_blend == "mean"

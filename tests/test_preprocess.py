@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edge.preprocess import Preprocessor, tile_origins
+from edge.preprocess import Preprocessor, ramp_weights, tile_origins
 from edge.recipe import Preprocess
 
 
@@ -17,14 +17,44 @@ def test_tile_origins_cover_and_stay_inside():
         assert (steps <= tile - overlap).all() if len(steps) else True
 
 
-@pytest.mark.parametrize("h,w,overlap", [(512, 512, 0), (700, 530, 0), (700, 530, 24), (200, 180, 0), (256, 256, 0)])
-def test_tiles_then_stitch_is_identity(h, w, overlap):
+@pytest.mark.parametrize("blend", ["mean", "ramp"])
+@pytest.mark.parametrize("h,w,overlap", [(512, 512, 0), (700, 530, 0), (700, 530, 24), (200, 180, 0), (256, 256, 0),
+                                         (300, 600, 64), (1000, 270, 64), (250, 300, 64)])
+def test_tiles_then_stitch_is_identity(h, w, overlap, blend):
     rng = np.random.default_rng(0)
-    pre = Preprocessor(Preprocess(tile_overlap=overlap), (256, 256))
+    pre = Preprocessor(Preprocess(tile_overlap=overlap, tile_blend=blend), (256, 256))
     x = rng.random((h, w), dtype=np.float32)
     batch = pre.tiles(x)
     assert batch.shape[1:] == (1, 256, 256)
     np.testing.assert_allclose(pre.stitch(batch), x, atol=1e-6)
+
+
+def test_ramp_weights_cross_fade_across_each_overlap():
+    for length, overlap in [(448, 64), (300, 64), (1000, 32), (600, 100)]:
+        starts = tile_origins(length, 256, overlap)
+        weights = ramp_weights(starts, 256)
+        total, cover = np.zeros(length), np.zeros(length)
+        for s, w in zip(starts, weights):
+            assert (w > 0).all() and (w <= 1).all()
+            total[s:s + 256] += w
+            cover[s:s + 256] += 1
+        pairs = cover <= 2  # where at most two tiles meet (600 by 100: the last tile is aligned to the end)
+        np.testing.assert_allclose(total[pairs], 1, atol=1e-6)  # a pure cross-fade
+        for w in weights[1:]:
+            assert w[0] < 0.02  # a tile's inner border counts least
+
+
+@pytest.mark.parametrize("blend,at_border", [("mean", 0.5), ("ramp", 7.5 / 64)])
+def test_a_tile_border_artefact_counts_by_the_blend(blend, at_border):
+    """Tile 0 of a 256x448 frame (tiles at x 0 and 192) marks its last 8 columns, which tile 1
+    sees with 184-192 px of context to their right: averaging keeps half of it, the ramp an eighth."""
+    pre = Preprocessor(Preprocess(tile_overlap=64, tile_blend=blend), (256, 256))
+    pre.tiles(np.zeros((256, 448), np.float32))
+    out = np.zeros((2, 1, 256, 256), np.float32)
+    out[0, 0, :, 248:] = 1
+    stitched = pre.stitch(out)
+    assert stitched[:, 248:256].max() == pytest.approx(at_border, abs=1e-6)
+    assert stitched[:, :192].max() == 0 and stitched[:, 256:].max() == 0
 
 
 @pytest.mark.parametrize("h,w", [(100, 70), (512, 512), (130, 600), (16, 33)])

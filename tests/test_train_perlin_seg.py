@@ -335,9 +335,9 @@ def test_mirroring_in_the_exported_graph(tmp_path):
 
 
 def test_calibrate_only_brings_a_model_to_this_edge_trains_image_score(tmp_path, capsys):
-    """A model exported before top_share (its recipe scores the peak) gets the method's image score
-    and thresholds calibrated for it; the config's detect: section wins over the method's, and its
-    tile_overlap sets the station's tiles."""
+    """A model exported before top_share (its recipe scores the peak) and tile_blend (averaged
+    tiles) gets the method's image score, today's blend and thresholds calibrated for them; the
+    config's detect: section wins over the method's, and its tile_overlap sets the station's tiles."""
     import yaml
 
     from edge.recipe import read_recipe
@@ -348,10 +348,12 @@ def test_calibrate_only_brings_a_model_to_this_edge_trains_image_score(tmp_path,
     old = to_dict(read_recipe(model))
     old["detect"]["probability"]["top_share"] = 0.0
     old["decision"]["score_threshold"] = 0.999
+    old["preprocess"]["tile_blend"] = "mean"  # as a model made before tile_blend reads
     set_recipe(model, old)
     assert edge_train_main(["--config", str(tmp_path / "t.yaml"), "--calibrate-only"]) == 0
     now = read_recipe(model)
     assert now.detect.probability.top_share == 0.001 and now.decision.score_threshold != 0.999
+    assert now.preprocess.tile_blend == "ramp"
     cfg = yaml.safe_load((tmp_path / "t.yaml").read_text())
     cfg["detect"] = {"probability": {"top_share": 0.01}}
     (tmp_path / "t.yaml").write_text(yaml.safe_dump(cfg))

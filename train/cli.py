@@ -104,7 +104,7 @@ def _calibrate_only(cfg, base: Path) -> int:
         raise InputError("<config>", "holdout", "expected > 0: calibration needs held-out good images")
     # the image score and the other detection settings as this edge-train and the config make them
     # (thresholds aside, which are calibrated next), so a newer image score is calibrated, not mixed in
-    from edge.recipe import read_recipe
+    from edge.recipe import Preprocess, read_recipe
     from edge.schema import to_dict
 
     from .methods import create
@@ -115,7 +115,8 @@ def _calibrate_only(cfg, base: Path) -> int:
     method = create(cfg, "<config>", base)
     recipe["detect"] = detect_for(method, recipe["detect"])
     if method.r.export is not None and recipe["preprocess"].get("size") is None:
-        recipe["preprocess"]["tile_overlap"] = method.r.tile_overlap  # a tiled model: the config's overlap
+        # a tiled model: the config's overlap, the tiles blended as this edge-train blends them
+        recipe["preprocess"].update(tile_overlap=method.r.tile_overlap, tile_blend=Preprocess().tile_blend)
     set_recipe(model, recipe)
     recipe = calibrate(model, held, cfg.target_far, cfg.target_pixel_far)
     set_recipe(model, recipe)
@@ -132,7 +133,7 @@ def edge_train_main(argv=None):
     ap.add_argument("--minutes", type=float, help="time budget (overrides time_budget_min)")
     ap.add_argument("--calibrate-only", action="store_true",
                     help="no training: set the detection settings (the method's and the config's detect:), the "
-                         "tiles' overlap and the thresholds of the run's model.onnx again on its held-out good "
+                         "tiles' overlap and blend and the thresholds of the run's model.onnx again on its held-out good "
                          "images (after changing target_far or tile_overlap, or with a newer edge-train)")
     args = ap.parse_args(argv)
     from .config import load_config

@@ -1,6 +1,7 @@
 """Export a finished run's weights again, without training: the run's train.yaml as this
 edge-train reads it (its method's options and recipe as they are now; `--set key=value` changes an
-option, `--tile-overlap` the station's tiles' overlap), the weights its checkpoint keeps
+option, `--tile-overlap` the station's tiles' overlap, `--tile-blend` how their maps are combined), the
+weights its checkpoint keeps
 (Trainer.exported_from_checkpoint: what its model.onnx holds), ONNX parity and calibration on
 its held-out good images as edge-train does them. So one set of trained weights is judged with the
 exported graph and image score of today, or with an option changed (e.g. mirror=none), and
@@ -9,6 +10,7 @@ nothing else differs.
     python3 reexport.py runs/rejects_k10_s0 --out runs/rejects_k10_s0/mirror_none --set mirror=none
     python3 reexport.py runs/default --config default.yaml
     python3 reexport.py runs/default --config default.yaml --out runs/default/overlap0 --tile-overlap 0
+    python3 reexport.py runs/default --config default.yaml --out runs/default/mean --tile-blend mean
 
 Writes <out>/model.onnx (default: the run's own) and prints the export's summary.
 """
@@ -23,8 +25,12 @@ import torch
 import yaml
 
 from edge.images import good_images, split_holdout
+from edge.recipe import read_recipe
+from edge.schema import to_dict
 from train.cli import export_model
 from train.config import config_path, load_config
+from train.evaluate import calibrate
+from train.export import set_recipe
 from train.methods import create
 from train.trainer import Trainer
 
@@ -37,6 +43,8 @@ def main(argv=None):
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a method option (YAML value)")
     ap.add_argument("--tile-overlap", type=int,
                     help="pixels by which the station's tiles overlap (default: the config's or the method's)")
+    ap.add_argument("--tile-blend", choices=["mean", "ramp"],
+                    help="how overlapping tiles' maps are combined (default: edge-train's, ramp)")
     args = ap.parse_args(argv)
     config = args.config or args.run / "train.yaml"
     raw = yaml.safe_load(config.read_text()) or {}
@@ -58,7 +66,16 @@ def main(argv=None):
     out = args.out or args.run
     out.mkdir(parents=True, exist_ok=True)
     summary = json.loads((args.run / "train.json").read_text())["summary"]
-    print(json.dumps(export_model(method, net, summary, out / "model.onnx", held, []), indent=1))
+    result = export_model(method, net, summary, out / "model.onnx", held, [])
+    if args.tile_blend is not None and args.tile_blend != read_recipe(out / "model.onnx").preprocess.tile_blend:
+        recipe = to_dict(read_recipe(out / "model.onnx"))  # the other blend, its thresholds calibrated for it
+        recipe["preprocess"]["tile_blend"] = args.tile_blend
+        set_recipe(out / "model.onnx", recipe)
+        recipe = calibrate(out / "model.onnx", held, cfg.target_far, cfg.target_pixel_far)
+        set_recipe(out / "model.onnx", recipe)
+        result["calibration"] = {"score_threshold": recipe["decision"]["score_threshold"],
+                                 "detect": recipe["detect"][recipe["detect"]["method"]]}
+    print(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":
