@@ -76,6 +76,9 @@ class _Layout:
         self.shares: tuple[list[np.ndarray], list[np.ndarray]] | None = None  # per tile row, per tile column
         if len(self.cells) > 1 and overlap:
             self.shares = axis_shares(self.ys, model_h, blend), axis_shares(self.xs, model_w, blend)
+            # one tile's weighted map while stitching; the layout's thread (the one that cuts and
+            # stitches, like the batch buffer above) is its only user
+            self.part = np.empty((min(model_h, h), min(model_w, w)), np.float32)
 
 
 class Preprocessor:
@@ -178,14 +181,13 @@ class Preprocessor:
         th, tw = lay.tile
         if lay.shares is not None:
             out[:] = 0
-            part = np.empty((min(th, h), min(tw, w)), np.float32)  # one tile's weighted map, per call: thread-safe
         for i, (y, xo, r, c) in enumerate(lay.cells):
             tile = outputs[i, 0, :min(th, h - y), :min(tw, w - xo)]
             region = out[y:y + tile.shape[0], xo:xo + tile.shape[1]]
             if lay.shares is not None:
                 a, b = tile.shape
-                np.multiply(tile, lay.shares[0][r][:a, None], out=part)
-                part *= lay.shares[1][c][None, :b]
-                region += part
+                np.multiply(tile, lay.shares[0][r][:a, None], out=lay.part)
+                lay.part *= lay.shares[1][c][None, :b]
+                region += lay.part
             else:
                 region[:] = tile
