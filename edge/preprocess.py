@@ -62,7 +62,7 @@ class _Layout:
     and where tiles overlap each tile's share of the stitched map."""
 
     def __init__(self, h: int, w: int, model_h: int, model_w: int, overlap: int, channels: int, leases: int,
-                 multiple: int = 1, blend: str = "mean"):
+                 multiple: int, blend: str):
         self.hw = (h, w)
         if not model_h:  # whole-frame model: the frame itself, padded up to the sides the network takes
             model_h, model_w = -(-h // multiple) * multiple, -(-w // multiple) * multiple

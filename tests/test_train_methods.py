@@ -145,5 +145,8 @@ def test_perlin_seg_crop_sets_the_station_tile_and_its_overlap():
     for patch, overlap in ((None, 0), (128, 8)):  # the config's overlap, at any tile
         method = create(TrainConfig(data=".", patch=patch, tile_overlap=overlap))
         assert method.r.tile_overlap == overlap and recipe_for(method, summary)["preprocess"]["tile_overlap"] == overlap
+    for blend, want in ((None, "ramp"), ("mean", "mean")):  # the tiles' blend: the config's, or the recipe's default
+        method = create(TrainConfig(data=".", tile_blend=blend))
+        assert recipe_for(method, summary)["preprocess"]["tile_blend"] == want
     unet = create(TrainConfig(data=".", method="unet", patch=64))
     assert unet.r.export is None and unet.r.tile_overlap == 0 and unet.export_side() == 256  # resized frames

@@ -361,10 +361,11 @@ def test_calibrate_only_brings_a_model_to_this_edge_trains_image_score(tmp_path,
     assert read_recipe(model).detect.probability.top_share == 0.01
     assert read_recipe(model).preprocess.tile_overlap == 64
     cfg["tile_overlap"] = 0  # the station's tiles without overlap: set and calibrated for
+    cfg["tile_blend"] = "mean"  # and averaged where they still meet
     (tmp_path / "t.yaml").write_text(yaml.safe_dump(cfg))
     assert edge_train_main(["--config", str(tmp_path / "t.yaml"), "--calibrate-only"]) == 0
-    assert read_recipe(model).preprocess.tile_overlap == 0
-    del cfg["tile_overlap"]
+    assert read_recipe(model).preprocess.tile_overlap == 0 and read_recipe(model).preprocess.tile_blend == "mean"
+    del cfg["tile_overlap"], cfg["tile_blend"]
     cfg["method"] = "renet_d"  # a config of another method: refused, the model left as it was
     (tmp_path / "t.yaml").write_text(yaml.safe_dump(cfg))
     assert edge_train_main(["--config", str(tmp_path / "t.yaml"), "--calibrate-only"]) == 2

@@ -175,6 +175,8 @@ def test_metrics_on_a_constructed_case():
      "expected less than the tile (256)"),
     ({"method": "perlin_seg", "size": None, "patch": 128, "tile_overlap": 128}, "tile_overlap", "(128), got 128"),
     ({"method": "unet", "tile_overlap": 0}, "tile_overlap", "expected null: unet resizes frames"),
+    ({"method": "unet", "tile_blend": "mean"}, "tile_blend", "expected null: unet resizes frames"),
+    ({"method": "perlin_seg", "tile_blend": "max"}, "tile_blend", "expected one of"),
     ({"method": "renet_d", "options": {"share": 0.5}}, "options.share", "unknown"),
     ({"method": "renet_d", "input_norm": True}, "input_norm", "reconstructs"),
     ({"method": "renet_d", "input_norm": False, "options": {"alpha": 2}}, "options.alpha", "expected a number <= 1"),

@@ -54,7 +54,7 @@ def recipe_for(method, summary: dict) -> dict:
                    if summary.get("rejects") else {}),
                 **method.recipe_training()}
     return {"model_family": cfg.method,
-            "preprocess": to_dict(training_preprocess(r.size, r.tile_overlap, method.whole_frame() or 1)),
+            "preprocess": to_dict(training_preprocess(r.size, r.tile_overlap, method.whole_frame() or 1, cfg.tile_blend)),
             "detect": detect, "decision": {"rule": "regions", "min_area": 16}, "training": training}
 
 
@@ -104,9 +104,10 @@ def _calibrate_only(cfg, base: Path) -> int:
         raise InputError("<config>", "holdout", "expected > 0: calibration needs held-out good images")
     # the image score and the other detection settings as this edge-train and the config make them
     # (thresholds aside, which are calibrated next), so a newer image score is calibrated, not mixed in
-    from edge.recipe import Preprocess, read_recipe
+    from edge.recipe import read_recipe
     from edge.schema import to_dict
 
+    from .data import training_preprocess
     from .methods import create
     recipe = to_dict(read_recipe(model))
     if recipe["model_family"] != cfg.method:
@@ -115,8 +116,9 @@ def _calibrate_only(cfg, base: Path) -> int:
     method = create(cfg, "<config>", base)
     recipe["detect"] = detect_for(method, recipe["detect"])
     if method.r.export is not None and recipe["preprocess"].get("size") is None:
-        # a tiled model: the config's overlap, the tiles blended as this edge-train blends them
-        recipe["preprocess"].update(tile_overlap=method.r.tile_overlap, tile_blend=Preprocess().tile_blend)
+        # a tiled model: the config's tiles (overlap, and blend: today's default unless it names one)
+        tiles = training_preprocess(None, method.r.tile_overlap, tile_blend=cfg.tile_blend)
+        recipe["preprocess"].update(tile_overlap=tiles.tile_overlap, tile_blend=tiles.tile_blend)
     set_recipe(model, recipe)
     recipe = calibrate(model, held, cfg.target_far, cfg.target_pixel_far)
     set_recipe(model, recipe)
@@ -134,7 +136,7 @@ def edge_train_main(argv=None):
     ap.add_argument("--calibrate-only", action="store_true",
                     help="no training: set the detection settings (the method's and the config's detect:), the "
                          "tiles' overlap and blend and the thresholds of the run's model.onnx again on its held-out good "
-                         "images (after changing target_far or tile_overlap, or with a newer edge-train)")
+                         "images (after changing target_far, tile_overlap or tile_blend, or with a newer edge-train)")
     args = ap.parse_args(argv)
     from .config import load_config
     overrides = {k: v for k, v in (("out", args.out), ("time_budget_min", args.minutes)) if v is not None}

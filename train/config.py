@@ -40,6 +40,11 @@ class TrainConfig:
                                          "0 cuts a 512x512 frame from 9 tiles to 4 for a little accuracy "
                                          "(docs/ACCURACY.md, \"Tiles that do not overlap\"); --calibrate-only "
                                          "applies a change to a trained model")
+    tile_blend: Literal["mean", "ramp"] | None = field(
+        None, doc="how the station combines overlapping tiles' maps, for methods that tile native-scale frames; "
+                  "null = the recipe's default, ramp (tiles cross-fade across their overlap); mean = averaged "
+                  "(docs/ACCURACY.md, \"Tiles cross-faded where they overlap\"); --calibrate-only applies a "
+                  "change to a trained model")
     batch: int | None = field(None, check=rng(1, 4096))
     epochs: int = field(100_000, check=rng(1, 1_000_000), doc="at most this many epochs; by default the time budget ends training")
     steps_per_epoch: int = field(50, check=rng(1, 1_000_000), doc="batches per epoch (patches are drawn at random)")
@@ -84,6 +89,8 @@ class TrainConfig:
             raise InputError(where, "tile_overlap",
                              f"expected null: {self.method} resizes frames, it does not tile them" if r.export is None
                              else f"expected less than the tile ({r.export}), got {self.tile_overlap}")
+        if self.tile_blend is not None and r.export is None:
+            raise InputError(where, "tile_blend", f"expected null: {self.method} resizes frames, it does not tile them")
         if r.patch is not None and side is not None and r.patch > side:
             raise InputError(where, "patch", f"expected at most {'size' if r.size else 'the export tile'} "
                                              f"({side}), got {r.patch}")

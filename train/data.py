@@ -4,9 +4,9 @@ with calib/ and build_engines/)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -15,12 +15,15 @@ from edge.preprocess import Preprocessor
 from edge.recipe import Preprocess
 
 
-def training_preprocess(size: int | None, tile_overlap: int = 0, input_multiple: int = 1) -> Preprocess:
+def training_preprocess(size: int | None, tile_overlap: int = 0, input_multiple: int = 1,
+                        tile_blend: Literal["mean", "ramp"] | None = None) -> Preprocess:
     """The preprocessing a model is trained with; export writes this same object into the recipe.
-    size None: frames keep their native scale and aspect ratio; the station tiles them, or runs
-    them whole, padded to input_multiple (a whole-frame model)."""
-    return Preprocess(size=(size, size) if size is not None else None, tile_overlap=tile_overlap,
-                      input_multiple=input_multiple)
+    size None: frames keep their native scale and aspect ratio; the station tiles them (their maps
+    combined by tile_blend, None: the recipe's default), or runs them whole, padded to
+    input_multiple (a whole-frame model)."""
+    p = Preprocess(size=(size, size) if size is not None else None, tile_overlap=tile_overlap,
+                   input_multiple=input_multiple)
+    return p if tile_blend is None else replace(p, tile_blend=tile_blend)
 
 
 def load_gray(path: Path, size: int | None) -> np.ndarray:

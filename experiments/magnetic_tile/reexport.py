@@ -25,12 +25,8 @@ import torch
 import yaml
 
 from edge.images import good_images, split_holdout
-from edge.recipe import read_recipe
-from edge.schema import to_dict
 from train.cli import export_model
 from train.config import config_path, load_config
-from train.evaluate import calibrate
-from train.export import set_recipe
 from train.methods import create
 from train.trainer import Trainer
 
@@ -44,7 +40,7 @@ def main(argv=None):
     ap.add_argument("--tile-overlap", type=int,
                     help="pixels by which the station's tiles overlap (default: the config's or the method's)")
     ap.add_argument("--tile-blend", choices=["mean", "ramp"],
-                    help="how overlapping tiles' maps are combined (default: edge-train's, ramp)")
+                    help="how overlapping tiles' maps are combined (default: the config's, or ramp)")
     args = ap.parse_args(argv)
     config = args.config or args.run / "train.yaml"
     raw = yaml.safe_load(config.read_text()) or {}
@@ -54,7 +50,9 @@ def main(argv=None):
         options[key] = yaml.safe_load(value)
     overrides: dict = {"options": options} if options else {}
     if args.tile_overlap is not None:
-        overrides["tile_overlap"] = args.tile_overlap  # train.yaml's key, checked as edge-train checks it
+        overrides["tile_overlap"] = args.tile_overlap  # train.yaml's keys, checked as edge-train checks them
+    if args.tile_blend is not None:
+        overrides["tile_blend"] = args.tile_blend
     cfg, base = load_config(config, overrides)
     method = create(cfg, str(config), base)
     net = method.network()
@@ -66,16 +64,7 @@ def main(argv=None):
     out = args.out or args.run
     out.mkdir(parents=True, exist_ok=True)
     summary = json.loads((args.run / "train.json").read_text())["summary"]
-    result = export_model(method, net, summary, out / "model.onnx", held, [])
-    if args.tile_blend is not None and args.tile_blend != read_recipe(out / "model.onnx").preprocess.tile_blend:
-        recipe = to_dict(read_recipe(out / "model.onnx"))  # the other blend, its thresholds calibrated for it
-        recipe["preprocess"]["tile_blend"] = args.tile_blend
-        set_recipe(out / "model.onnx", recipe)
-        recipe = calibrate(out / "model.onnx", held, cfg.target_far, cfg.target_pixel_far)
-        set_recipe(out / "model.onnx", recipe)
-        result["calibration"] = {"score_threshold": recipe["decision"]["score_threshold"],
-                                 "detect": recipe["detect"][recipe["detect"]["method"]]}
-    print(json.dumps(result, indent=1))
+    print(json.dumps(export_model(method, net, summary, out / "model.onnx", held, []), indent=1))
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from ...rejects import BAG, BAG_TILES, bag_crops, crop_around_defect, paste_defe
 from ..base import Method, register
 from ..unet import INPUT_NORM_DOC
 from ..unet.model import UNet
-from .anomalies import BAND_COVER, FILL_ODDS, FILLS, band_anomaly, crack_anomaly, perlin_anomaly
+from .anomalies import BAND_COVER, FILL_ODDS, FILLS, SMALLER_SIDE, band_anomaly, crack_anomaly, perlin_anomaly
 from .loss import mine_hard_negatives, segmentation_loss
 
 # the axes of (N, C, H, W) each `mirror` flips
@@ -116,7 +116,7 @@ class PerlinSegOptions:
         smaller side was measured without rejects only ("The smaller side")."""
         share = self.band_share if self.band_share is not None else (0.15 if rejects else 0.3)
         region = self.band_region if self.band_region is not None else not rejects
-        cover = self.band_cover if self.band_cover is not None else (BAND_COVER if rejects else (0.1, 0.45))
+        cover = self.band_cover if self.band_cover is not None else (BAND_COVER if rejects else SMALLER_SIDE)
         return share, region, (cover[0], cover[1])
 
     def validate(self, where, prefix):

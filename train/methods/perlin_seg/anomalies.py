@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 BAND_COVER = (0.1, 0.7)  # the share of the crop a band covers unless the method says otherwise
+SMALLER_SIDE = (0.1, 0.45)  # a band that is the smaller side of its edge (perlin_seg without rejects)
 FILLS = ("foreign", "smooth", "shift", "invert")
 FILL_ODDS = (0.2, 0.35, 0.35, 0.1)
 MIN_VISIBLE = 0.02  # mean |change| inside the mask below which an anomaly counts as invisible
