@@ -15,7 +15,14 @@ torch = pytest.importorskip("torch")
 from conftest import good_tree, textured, train_briefly  # noqa: E402
 
 from train.evaluate import aupro, score_threshold  # noqa: E402
-from train.methods.perlin_seg.anomalies import band_anomaly, crack_anomaly, perlin, perlin_anomaly, perlin_mask  # noqa: E402
+from train.methods.perlin_seg.anomalies import (  # noqa: E402
+    band_anomaly,
+    crack_anomaly,
+    grain_angle,
+    perlin,
+    perlin_anomaly,
+    perlin_mask,
+)
 
 
 def test_perlin_noise_is_smooth_and_its_masks_vary_in_scale():
@@ -63,6 +70,43 @@ def test_cracks_are_thin_long_and_mostly_dark():
     a, ma = crack_anomaly(base, np.random.default_rng(3))
     b, mb = crack_anomaly(base, np.random.default_rng(3))
     assert np.array_equal(a, b) and np.array_equal(ma, mb)
+
+
+def _grained(angle_deg: float, size: int = 128, seed: int = 0) -> np.ndarray:
+    """Streaks along angle_deg (image x/y: 90 runs down the image): noise blurred along one axis, turned."""
+    r = np.random.default_rng(seed)
+    big = cv2.GaussianBlur(r.random((2 * size, 2 * size)).astype(np.float32), (0, 0), sigmaX=0.7, sigmaY=12)
+    m = cv2.getRotationMatrix2D((size, size), 90 - angle_deg, 1.0)  # vertical streaks turned to angle_deg
+    turned = cv2.warpAffine(big, m, (2 * size, 2 * size), borderMode=cv2.BORDER_REFLECT)
+    c = turned[size // 2:size // 2 + size, size // 2:size // 2 + size]
+    return np.clip((c - c.mean()) / c.std() * 0.08 + 0.5, 0, 1).astype(np.float32)
+
+
+def test_grain_angle_follows_the_texture_and_declines_without_one():
+    for deg in (0, 30, 90, 135):
+        a = grain_angle(_grained(deg))
+        assert a is not None
+        assert abs((np.degrees(a) - deg + 90) % 180 - 90) < 8, (deg, np.degrees(a))
+    assert grain_angle(np.random.default_rng(1).random((128, 128)).astype(np.float32)) is None  # no direction
+
+
+def test_cracks_with_the_grain_run_straight_along_it():
+    """with_grain=1: the crack's line runs along the streaks (its principal axis within a few degrees),
+    straight; on a texture without a direction the cracks keep their any-heading walk."""
+    def axis_and_spread(mask):
+        ys, xs = np.nonzero(mask)
+        w, v = np.linalg.eigh(np.cov(np.stack([xs, ys]).astype(np.float64)))
+        return np.degrees(np.arctan2(v[1, 1], v[0, 1])) % 180, w
+
+    base = _grained(90, 256)
+    for seed in range(12):
+        axis, w = axis_and_spread(crack_anomaly(base, np.random.default_rng(seed), with_grain=1.0)[1])
+        assert abs(axis - 90) < 10, (seed, axis)
+        assert w[0] < 0.05 * w[1] + 2, seed  # long and straight: hardly any spread across it
+    noise = np.clip(textured(5, 256, 256).astype(np.float32) * 0.5 + 0.3, 0, 1)
+    assert grain_angle(noise) is None
+    axes = [axis_and_spread(crack_anomaly(noise, np.random.default_rng(s), with_grain=1.0)[1])[0] for s in range(12)]
+    assert max(min(abs(a - 90), 90) for a in axes) > 30  # not all along one direction
 
 
 def test_bands_change_one_side_of_a_long_edge_brighter_or_darker():

@@ -2,10 +2,10 @@
 kinds of synthetic anomaly on good images at their native scale: seed 000's pseudo-defects
 (faint, mostly dark shapes and lines), anomalies of the DRAEM family (Zavrtanik et al., ICCV
 2021: Perlin-noise masks filled with texture that does not belong there; anomalies.py), for
-large, irregular changes of texture and brightness, and cracks (thin, wandering dark lines;
-anomalies.py). Seed 000's U-Net is the network, behind a stride-2 stem (it runs at half
-resolution, its map brought back to full size: a quarter of the work per frame); BCE + Dice and
-an image-level loss.
+large, irregular changes of texture and brightness, and cracks (thin, wandering dark lines, half
+of them straight along the surface's grain where it has one; anomalies.py). Seed 000's U-Net is
+the network, behind a stride-2 stem (it runs at half resolution, its map brought back to full
+size: a quarter of the work per frame); BCE + Dice and an image-level loss.
 The station cuts each frame into `export`-pixel tiles overlapping by `tile_overlap` (the scale the
 network was trained at) and runs all of a frame's tiles in one call (a dynamic batch); the option
 `whole_frame` exports for one call on the whole frame instead. The exported graph averages each
@@ -49,6 +49,10 @@ class PerlinSegOptions:
     crack_share: float = field(0.35, check=rng(0, 1), doc="of the drawn shapes, the share drawn as cracks "
                                                           "(thin, wandering dark lines, anomalies.crack_anomaly) "
                                                           "instead of seed 000 pseudo-defects")
+    crack_grain: float = field(0.5, check=rng(0, 1), doc="of the cracks, the share drawn straight along the crop's "
+                                                         "grain where its texture has a direction (a crack that runs "
+                                                         "with the grain hides among its lines; docs/ACCURACY.md, "
+                                                         "\"Cracks along the grain\")")
     band_share: float | None = field(None, check=rng(0, 1), doc="of the drawn shapes, the share drawn as bands (a "
                                      "region behind a sharp, near-straight edge, brighter or darker, its grain "
                                      "stronger or weaker: anomalies.band_anomaly) instead of seed 000 pseudo-defects; "
@@ -270,7 +274,7 @@ class PerlinSegMethod(Method):
             elif u < o.share:
                 v = r.random()
                 if v < o.crack_share:
-                    xs[i], masks[i] = crack_anomaly(clean[i], r)
+                    xs[i], masks[i] = crack_anomaly(clean[i], r, o.crack_grain)
                 elif v < o.crack_share + band_share:
                     xs[i], band = band_anomaly(clean[i], r, band_cover)
                     if band_region:  # the region without the odd pixel whose change cancelled out

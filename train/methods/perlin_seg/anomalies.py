@@ -15,7 +15,10 @@ shapes: spots, lines) are mixed in by the method, which owns the odds.
 
 crack_anomaly draws the other shape a surface defect often takes: a crack, a thin (1-3 px) dark
 line that wanders, often from the crop's edge, sometimes with a branch, long against its width;
-Perlin masks and seed 000's straight, centre-faded lines do not make such shapes.
+Perlin masks and seed 000's straight, centre-faded lines do not make such shapes. On a surface with
+a grain (ground, brushed or rolled metal, wood, fabric) the crack that hides is the one running
+with it, straight, among the grain's own lines: grain_angle reads the crop's direction from its
+structure tensor, and the method draws a share of its cracks that way.
 
 band_anomaly draws a region finished differently: one side of a near-straight edge, or a strip
 between two, brighter or darker and with a stronger or weaker grain (a second grinding or polishing
@@ -123,12 +126,29 @@ def perlin_anomaly(crop: np.ndarray, source: np.ndarray, rng: np.random.Generato
     return crop, np.zeros((h, w), np.uint8)
 
 
-def crack_path(h: int, w: int, rng: np.random.Generator) -> list[np.ndarray]:
+def grain_angle(crop: np.ndarray) -> float | None:
+    """The direction (radians, image x/y) the crop's texture runs along, from its structure tensor,
+    or None where the texture has no clear direction (coherence below 0.3)."""
+    gx = cv2.Sobel(crop, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(crop, cv2.CV_32F, 0, 1, ksize=3)
+    jxx, jyy, jxy = float((gx * gx).mean()), float((gy * gy).mean()), float((gx * gy).mean())
+    spread = np.hypot(jxx - jyy, 2 * jxy)
+    if jxx + jyy <= 0 or spread / (jxx + jyy) < 0.3:
+        return None
+    return 0.5 * float(np.arctan2(2 * jxy, jxx - jyy)) + np.pi / 2  # across the strongest gradients
+
+
+def crack_path(h: int, w: int, rng: np.random.Generator, along: float | None = None) -> list[np.ndarray]:
     """The polylines (int32 (N, 2) x, y) of one crack: a random walk of 3-px steps whose heading
     drifts, 15-100 % of the crop's side long, starting on the crop's edge half of the time, with a
-    shorter branch one time in three."""
+    shorter branch one time in three. `along` (radians): a near-straight crack in that direction,
+    from anywhere in the crop (a crack that runs with the grain hides among its lines)."""
     side = min(h, w)
     length = side * float(np.exp(rng.uniform(np.log(0.15), 0.0)))
+    if along is not None:
+        start = (rng.uniform(0, w - 1), rng.uniform(0, h - 1))
+        heading = along + rng.choice([0, np.pi]) + rng.normal(0, 0.03)
+        return [_walk(start, heading, max(2, int(length / 3)), rng.uniform(0, 0.03), rng)]
     if rng.random() < 0.5:  # from an edge, heading inwards
         edge = int(rng.integers(4))
         t = rng.uniform(0.1, 0.9)
@@ -138,33 +158,37 @@ def crack_path(h: int, w: int, rng: np.random.Generator) -> list[np.ndarray]:
         start = (rng.uniform(0.15, 0.85) * w, rng.uniform(0.15, 0.85) * h)
         heading = rng.uniform(0, 2 * np.pi)
     wander = rng.uniform(0.05, 0.35)  # radians of heading change per step: straight to tortuous
-
-    def walk(p0, angle, steps):
-        pts, a = [np.asarray(p0, np.float64)], angle
-        for _ in range(steps):
-            a += rng.normal(0, wander)
-            pts.append(pts[-1] + 3.0 * np.array([np.cos(a), np.sin(a)]))
-        return np.round(np.stack(pts)).astype(np.int32)
-
-    paths = [walk(start, heading, max(2, int(length / 3)))]
+    paths = [_walk(start, heading, max(2, int(length / 3)), wander, rng)]
     if rng.random() < 1 / 3:
         main = paths[0]
         k = int(rng.integers(len(main) // 4, max(len(main) // 4 + 1, 3 * len(main) // 4)))
-        paths.append(walk(main[k], heading + rng.choice([-1, 1]) * rng.uniform(0.3, 1.0),
-                          max(2, int(length * rng.uniform(0.2, 0.5) / 3))))
+        paths.append(_walk(main[k], heading + rng.choice([-1, 1]) * rng.uniform(0.3, 1.0),
+                           max(2, int(length * rng.uniform(0.2, 0.5) / 3)), wander, rng))
     return paths
 
 
-def crack_anomaly(crop: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _walk(p0, angle: float, steps: int, wander: float, rng: np.random.Generator) -> np.ndarray:
+    """A random walk of 3-px steps whose heading drifts by `wander` radians (sd) a step."""
+    pts, a = [np.asarray(p0, np.float64)], angle
+    for _ in range(steps):
+        a += rng.normal(0, wander)
+        pts.append(pts[-1] + 3.0 * np.array([np.cos(a), np.sin(a)]))
+    return np.round(np.stack(pts)).astype(np.int32)
+
+
+def crack_anomaly(crop: np.ndarray, rng: np.random.Generator,
+                  with_grain: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """(image, mask): `crop` (H, W float32 in [0, 1]) with one crack: the surface darkened along
     the crack's path by 15-70 % (brightened one time in six: a scratch catching the light), its
     edge anti-aliased; the mask is the line's core (its weight at least a third of its peak), the
-    faint anti-aliased fringe left out."""
+    faint anti-aliased fringe left out. With odds `with_grain` the crack runs straight along the
+    crop's texture where it has a direction (grain_angle)."""
     h, w = crop.shape
+    along = grain_angle(crop) if with_grain and rng.random() < with_grain else None
     for _ in range(4):
         line = np.zeros((h, w), np.float32)
         width = int(rng.integers(1, 4))
-        cv2.polylines(line, crack_path(h, w, rng), False, 1.0, width, lineType=cv2.LINE_AA)
+        cv2.polylines(line, crack_path(h, w, rng, along), False, 1.0, width, lineType=cv2.LINE_AA)
         line = cv2.GaussianBlur(line, (0, 0), 0.6) * rng.uniform(0.15, 0.7)
         out = crop * (1 - line) if rng.random() < 5 / 6 else crop + (1 - crop) * line
         out = np.clip(out, 0, 1).astype(np.float32)
