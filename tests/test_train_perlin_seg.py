@@ -174,6 +174,28 @@ def test_crack_and_band_shares_take_their_defects_from_the_drawn_shapes_only():
     assert large(bands) >= large(shapes) + 12
 
 
+def test_crack_grain_sets_the_share_of_cracks_the_method_draws_along_the_grain():
+    """The option reaches the generator: on streaked images, every crop cracked, crack_grain 1 draws
+    (nearly) all cracks along the streaks, 0 far fewer."""
+    from train.config import TrainConfig
+    from train.data import BatchSource
+    from train.methods import create
+
+    def along(grain):
+        method = create(TrainConfig(data=".", options={"share": 1.0, "small_share": 1.0, "crack_share": 1.0,
+                                                       "band_share": 0.0, "crack_grain": grain, "visibility": 0,
+                                                       "hard_negatives": 0}))
+        source = BatchSource([_grained(90, 256, seed=i) for i in range(3)], np.random.default_rng(0), 128)
+        n = 0
+        for m in method.make_batch(source, 32, stage=1)[1] > 0:
+            ys, xs = np.nonzero(m)
+            w, v = np.linalg.eigh(np.cov(np.stack([xs, ys]).astype(np.float64)))
+            n += abs(np.degrees(np.arctan2(v[1, 1], v[0, 1])) % 180 - 90) < 10 and w[0] < 0.05 * w[1] + 2
+        return n
+
+    assert along(1.0) >= 28 and along(0.0) <= 16
+
+
 def test_soft_targets_follow_how_visible_the_change_is_against_the_texture():
     """visibility v: a change of v x the crop's std or more is a full defect, a tenth of it a tenth
     of one; outside the mask and on crops without an anomaly the target stays 0."""
