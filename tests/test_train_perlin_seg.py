@@ -90,6 +90,23 @@ def test_grain_angle_follows_the_texture_and_declines_without_one():
     assert grain_angle(np.random.default_rng(1).random((128, 128)).astype(np.float32)) is None  # no direction
 
 
+def test_grain_angle_refuses_a_parts_own_lines_and_light_gradients():
+    """A moulded rib (one bright bar) or a rim edge across a texture without a direction, and a
+    light gradient over it, have a strong direction but are not grain: they fill a few blocks of
+    the crop, or are smooth. The same texture with streaks across every block keeps its reading."""
+    floor = np.clip(textured(5, 128, 128).astype(np.float32) * 0.3 + 0.35, 0, 1)
+    yy, xx = np.mgrid[0:128, 0:128].astype(np.float32)
+    rib = floor.copy()
+    rib[:, 56:72] += 0.35  # a bar down the crop
+    edge = np.where(xx + 0.4 * yy < 90, floor, floor * 0.3 + 0.05)  # a rim's edge, dark beyond it
+    gradient = floor + 0.004 * xx  # light falling off across the crop
+    for name, crop in (("rib", rib), ("edge", edge), ("gradient", gradient)):
+        assert grain_angle(np.clip(crop, 0, 1).astype(np.float32)) is None, name
+    streaked = np.clip(floor * 0.5 + _grained(30) * 0.5, 0, 1)
+    a = grain_angle(streaked)
+    assert a is not None and abs((np.degrees(a) - 30 + 90) % 180 - 90) < 8
+
+
 def test_cracks_with_the_grain_run_straight_along_it():
     """with_grain=1: the crack's line runs along the streaks (its principal axis within a few degrees),
     straight; on a texture without a direction the cracks keep their any-heading walk."""

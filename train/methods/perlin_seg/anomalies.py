@@ -17,8 +17,9 @@ crack_anomaly draws the other shape a surface defect often takes: a crack, a thi
 line that wanders, often from the crop's edge, sometimes with a branch, long against its width;
 Perlin masks and seed 000's straight, centre-faded lines do not make such shapes. On a surface with
 a grain (ground, brushed or rolled metal, wood, fabric) the crack that hides is the one running
-with it, straight, among the grain's own lines: grain_angle reads the crop's direction from its
-structure tensor, and the method draws a share of its cracks that way.
+with it, straight, among the grain's own lines: grain_angle reads the crop's direction from the
+structure tensor of its fine texture where the whole crop agrees on one (a part's own ribs, edges
+or rim fill only some of it and are not grain), and the method draws a share of its cracks that way.
 
 band_anomaly draws a region finished differently: one side of a near-straight edge, or a strip
 between two, brighter or darker and with a stronger or weaker grain (a second grinding or polishing
@@ -126,16 +127,34 @@ def perlin_anomaly(crop: np.ndarray, source: np.ndarray, rng: np.random.Generato
     return crop, np.zeros((h, w), np.uint8)
 
 
-def grain_angle(crop: np.ndarray) -> float | None:
-    """The direction (radians, image x/y) the crop's texture runs along, from its structure tensor,
-    or None where the texture has no clear direction (coherence below 0.3)."""
-    gx = cv2.Sobel(crop, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(crop, cv2.CV_32F, 0, 1, ksize=3)
-    jxx, jyy, jxy = float((gx * gx).mean()), float((gy * gy).mean()), float((gx * gy).mean())
-    spread = np.hypot(jxx - jyy, 2 * jxy)
-    if jxx + jyy <= 0 or spread / (jxx + jyy) < 0.3:
+def _orientation(jxx: np.ndarray, jyy: np.ndarray, jxy: np.ndarray) -> tuple[float, float]:
+    """(direction the texture runs along in radians, coherence 0-1) of a structure tensor's mean."""
+    xx, yy, xy = float(jxx.mean()), float(jyy.mean()), float(jxy.mean())
+    if xx + yy <= 0:
+        return 0.0, 0.0
+    return 0.5 * float(np.arctan2(2 * xy, xx - yy)) + np.pi / 2, float(np.hypot(xx - yy, 2 * xy) / (xx + yy))
+
+
+def grain_angle(crop: np.ndarray, blocks: int = 4) -> float | None:
+    """The direction (radians, image x/y) the crop's grain runs along, or None where it has none.
+    Read from the structure tensor of the fine texture (the crop less its 2-px blur, so light
+    gradients do not count) and kept only where the whole crop agrees: coherence >= 0.3 overall
+    and in 3/4 of a blocks x blocks grid the local direction within 15 degrees of it. A grain
+    covers the surface; a part's own lines (ribs, edges, a rim) fill a few blocks and are refused."""
+    fine = crop - cv2.GaussianBlur(crop, (0, 0), 2.0)
+    gx = cv2.Sobel(fine, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(fine, cv2.CV_32F, 0, 1, ksize=3)
+    tensor = (gx * gx, gy * gy, gx * gy)
+    angle, coherence = _orientation(*tensor)
+    if coherence < 0.3:
         return None
-    return 0.5 * float(np.arctan2(2 * jxy, jxx - jyy)) + np.pi / 2  # across the strongest gradients
+    h, w = crop.shape[0] // blocks, crop.shape[1] // blocks
+    agree = 0
+    for i in range(blocks):
+        for j in range(blocks):
+            a, c = _orientation(*(t[i * h:(i + 1) * h, j * w:(j + 1) * w] for t in tensor))
+            agree += c >= 0.2 and abs((a - angle + np.pi / 2) % np.pi - np.pi / 2) <= np.radians(15)
+    return angle if agree >= 0.75 * blocks * blocks else None
 
 
 def crack_path(h: int, w: int, rng: np.random.Generator, along: float | None = None) -> list[np.ndarray]:
