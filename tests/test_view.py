@@ -185,14 +185,17 @@ def test_offers_never_wait_and_take_at_most_max_fps(monkeypatch):
     try:
         src = np.random.default_rng(0).random((256, 256), dtype=np.float32)
         t0 = time.perf_counter()
-        worst = 0.0
-        for i in range(200):
+        worst, i = 0.0, 0
+        # 200 frames, and on while fewer than 2 were taken: the view's process runs at idle priority
+        # and holds the slot until it has drawn, which on a busy machine may take a second or more
+        while i < 200 or (v.taken < 2 and time.perf_counter() - t0 < 20):
             t = time.perf_counter()
             v.offer({"frame_id": i, "verdict": "OK", "score": 0.1, "regions": []}, src, src * 0.9, (256, 256), Recipe())
             worst = max(worst, time.perf_counter() - t)
             time.sleep(0.005)
+            i += 1
         elapsed = time.perf_counter() - t0
-        assert v.offered == 200 and 2 <= v.taken <= 2.0 * elapsed + 2
+        assert v.offered == i and 2 <= v.taken <= 2.0 * elapsed + 2
         assert worst < 0.05  # a copy at most, never an encode
         assert wait_until(lambda: v.seq == v.taken)
         status, jpeg = _get(f"http://127.0.0.1:{port}/frame.jpg")
