@@ -127,12 +127,13 @@ def perlin_anomaly(crop: np.ndarray, source: np.ndarray, rng: np.random.Generato
     return crop, np.zeros((h, w), np.uint8)
 
 
-def _orientation(jxx: np.ndarray, jyy: np.ndarray, jxy: np.ndarray) -> tuple[float, float]:
-    """(direction the texture runs along in radians, coherence 0-1) of a structure tensor's mean."""
-    xx, yy, xy = float(jxx.mean()), float(jyy.mean()), float(jxy.mean())
-    if xx + yy <= 0:
-        return 0.0, 0.0
-    return 0.5 * float(np.arctan2(2 * xy, xx - yy)) + np.pi / 2, float(np.hypot(xx - yy, 2 * xy) / (xx + yy))
+def _orientation(xx, yy, xy):
+    """(direction the texture runs along in radians, coherence 0-1) of structure-tensor means
+    (floats, or arrays of them: one per block)."""
+    total = np.asarray(xx + yy, np.float64)
+    angle = 0.5 * np.arctan2(2 * xy, xx - yy) + np.pi / 2
+    coherence = np.where(total > 0, np.hypot(xx - yy, 2 * xy) / np.where(total > 0, total, 1), 0.0)
+    return angle, coherence
 
 
 def grain_angle(crop: np.ndarray, blocks: int = 4) -> float | None:
@@ -145,16 +146,14 @@ def grain_angle(crop: np.ndarray, blocks: int = 4) -> float | None:
     gx = cv2.Sobel(fine, cv2.CV_32F, 1, 0, ksize=3)
     gy = cv2.Sobel(fine, cv2.CV_32F, 0, 1, ksize=3)
     tensor = (gx * gx, gy * gy, gx * gy)
-    angle, coherence = _orientation(*tensor)
+    angle, coherence = _orientation(*(float(t.mean()) for t in tensor))
     if coherence < 0.3:
         return None
     h, w = crop.shape[0] // blocks, crop.shape[1] // blocks
-    agree = 0
-    for i in range(blocks):
-        for j in range(blocks):
-            a, c = _orientation(*(t[i * h:(i + 1) * h, j * w:(j + 1) * w] for t in tensor))
-            agree += c >= 0.2 and abs((a - angle + np.pi / 2) % np.pi - np.pi / 2) <= np.radians(15)
-    return angle if agree >= 0.75 * blocks * blocks else None
+    local, local_coherence = _orientation(*(t[:h * blocks, :w * blocks].reshape(blocks, h, blocks, w).mean(axis=(1, 3))
+                                            for t in tensor))
+    agree = (local_coherence >= 0.2) & (np.abs((local - angle + np.pi / 2) % np.pi - np.pi / 2) <= np.radians(15))
+    return float(angle) if agree.sum() >= 0.75 * blocks * blocks else None
 
 
 def crack_path(h: int, w: int, rng: np.random.Generator, along: float | None = None) -> list[np.ndarray]:
