@@ -35,12 +35,13 @@ from edge.recipe import load_recipe
 
 def calls(ins: Inspector, h: int, w: int) -> str:
     lay = ins.pre.layout(h, w)
-    n = len(lay.ys) * len(lay.xs)
+    n, (th, tw) = ins.pre.tile_count(h, w), lay.native.tile
     if ins.pre.whole_frame:
-        return f"1 call on the whole frame padded to {lay.tile[0]}x{lay.tile[1]}"
+        return f"1 call on the whole frame padded to {th}x{tw}"
     fixed = ins.runner.input_shape[0]
     per_call = n if not fixed else min(fixed, n)
-    return f"{n} tile(s) of {lay.tile[0]}x{lay.tile[1]} in {-(-n // per_call)} call(s)"
+    coarse = f" ({len(lay.coarse.cells)} of the frame at x{ins.pre.p.coarse_scale:.4g})" if lay.coarse else ""
+    return f"{n} tile(s) of {th}x{tw}{coarse} in {-(-n // per_call)} call(s)"
 
 
 def main(argv=None):

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from .buffers import BufferPool, Lease
+from .errors import InputError
 from .recipe import Preprocess
 
 
@@ -56,13 +57,32 @@ def axis_shares(starts: list[int], tile: int, blend: str) -> list[np.ndarray]:
     return [w / total[s:s + tile] for s, w in zip(starts, weights)]
 
 
-class _Layout:
-    """How one frame shape meets the model: the tiles' side and origins (one tile: a whole-frame
-    model, or a frame no larger than a fixed input), padding, the batch buffer, the output pool,
-    and where tiles overlap each tile's share of the stitched map."""
+def coarse_hw(h: int, w: int, factor: float) -> tuple[int, int]:
+    """The coarse frame's shape: the frame's sides times `factor`, rounded, at least 1."""
+    return max(1, round(h * factor)), max(1, round(w * factor))
 
-    def __init__(self, h: int, w: int, model_h: int, model_w: int, overlap: int, channels: int, leases: int,
-                 multiple: int, blend: str):
+
+def coarse_frame(x: np.ndarray, factor: float) -> np.ndarray:
+    """A model-space frame ((H, W) or (C, H, W) float32) resized by `factor` (area averaging): the
+    coarse view of a two-scale recipe, the same for training crops and the station."""
+    planes = x if x.ndim == 3 else x[None]
+    ch, cw = coarse_hw(planes.shape[1], planes.shape[2], factor)
+    out = np.stack([cv2.resize(c, (cw, ch), interpolation=cv2.INTER_AREA) for c in planes])
+    return out if x.ndim == 3 else out[0]
+
+
+def fusion_weights(coarse_weight: float) -> tuple[float, float]:
+    """(native, coarse) map multipliers for the recipe's coarse_weight w: their ratio is w and
+    the larger is 1, so the fused maximum of two probability maps stays a probability."""
+    return (1.0, coarse_weight) if coarse_weight <= 1 else (1.0 / coarse_weight, 1.0)
+
+
+class _Grid:
+    """How one image shape meets the model: the tiles' side and origins (one tile: a whole-frame
+    model, or an image no larger than a fixed input), padding, and where tiles overlap each
+    tile's share of the stitched map."""
+
+    def __init__(self, h: int, w: int, model_h: int, model_w: int, overlap: int, multiple: int, blend: str):
         self.hw = (h, w)
         if not model_h:  # whole-frame model: the frame itself, padded up to the sides the network takes
             model_h, model_w = -(-h // multiple) * multiple, -(-w // multiple) * multiple
@@ -71,14 +91,61 @@ class _Layout:
         self.pad_h, self.pad_w = max(0, model_h - h), max(0, model_w - w)
         # the tiles in batch order (rows of tiles, left to right): (y, x, row index, column index)
         self.cells = [(y, x, r, c) for r, y in enumerate(self.ys) for c, x in enumerate(self.xs)]
-        self.batch = np.zeros((len(self.cells), channels, model_h, model_w), np.float32)
-        self.pool = BufferPool((h, w), np.float32, leases)
         self.shares: tuple[list[np.ndarray], list[np.ndarray]] | None = None  # per tile row, per tile column
         if len(self.cells) > 1 and overlap:
             self.shares = axis_shares(self.ys, model_h, blend), axis_shares(self.xs, model_w, blend)
             # one tile's weighted map while stitching; the layout's thread (the one that cuts and
-            # stitches, like the batch buffer above) is its only user
+            # stitches, like the batch buffer) is its only user
             self.part = np.empty((min(model_h, h), min(model_w, w)), np.float32)
+
+    def cut(self, planes: np.ndarray, batch: np.ndarray):
+        """(C, h, w) planes of this grid's shape -> its tiles, into batch[:len(cells)]."""
+        if self.pad_h or self.pad_w:
+            planes = np.pad(planes, ((0, 0), (0, self.pad_h), (0, self.pad_w)), mode="reflect")
+        th, tw = self.tile
+        for i, (y, xo, _, _) in enumerate(self.cells):
+            batch[i] = planes[:, y:y + th, xo:xo + tw]
+
+    def stitch(self, outputs: np.ndarray, out: np.ndarray):
+        """This grid's (n, C', h, w) outputs -> `out` (its shape): the first output channel."""
+        h, w = out.shape
+        if len(outputs) == 1:  # copied: a runner's output is only valid until its next call
+            np.copyto(out, outputs[0, 0, :h, :w])
+            return
+        th, tw = self.tile
+        if self.shares is not None:
+            out[:] = 0
+        for i, (y, xo, r, c) in enumerate(self.cells):
+            tile = outputs[i, 0, :min(th, h - y), :min(tw, w - xo)]
+            region = out[y:y + tile.shape[0], xo:xo + tile.shape[1]]
+            if self.shares is not None:
+                a, b = tile.shape
+                np.multiply(tile, self.shares[0][r][:a, None], out=self.part)
+                self.part *= self.shares[1][c][None, :b]
+                region += self.part
+            else:
+                region[:] = tile
+
+
+class _Layout:
+    """How one frame shape meets the model: its grid of tiles and, with a coarse scale, the grid
+    of the frame resized (both in one batch, native tiles first), the batch buffer, the output
+    pool and the coarse map's buffers."""
+
+    def __init__(self, h: int, w: int, model_h: int, model_w: int, p: Preprocess, channels: int, leases: int):
+        self.hw = (h, w)
+        def grid(gh: int, gw: int) -> _Grid:
+            return _Grid(gh, gw, model_h, model_w, p.tile_overlap, p.input_multiple, p.tile_blend)
+        self.native = grid(h, w)
+        self.coarse: _Grid | None = None
+        n = len(self.native.cells)
+        if p.coarse_scale is not None:
+            self.coarse = grid(*coarse_hw(h, w, p.coarse_scale))
+            n += len(self.coarse.cells)
+            self.coarse_map = np.empty(self.coarse.hw, np.float32)  # the stitching thread's, like `part`
+            self.upsampled = np.empty((h, w), np.float32)
+        self.batch = np.zeros((n, channels, *self.native.tile), np.float32)
+        self.pool = BufferPool((h, w), np.float32, leases)
 
 
 class Preprocessor:
@@ -98,7 +165,12 @@ class Preprocessor:
         self.p = p
         self.model_h, self.model_w = model_hw
         self.whole_frame = not self.model_h  # the runners give H and W both fixed or both 0
-        self.channels = channels
+        if self.whole_frame and p.coarse_scale is not None:  # two grids of two tile sizes are no one batch
+            raise InputError("<recipe>", "preprocess.coarse_scale",
+                             "expected null for a whole-frame model (dynamic height and width): the coarse scale's "
+                             "tiles go in the same call as the native ones, so the model must take fixed tiles")
+        self.channels = channels  # the model's input channels: the image's, and the scale plane's with one
+        self.image_channels = channels - 1 if p.scale_plane else channels
         self._layouts: dict[tuple[int, int], _Layout] = {}
         self._last: _Layout | None = None
 
@@ -108,7 +180,7 @@ class Preprocessor:
         takes the dtype's (8 or 16). Values are rescaled to the recipe's bit depth, so a 16-bit
         PNG of a good part reads as the same part, not as a frame 257 times too bright."""
         p = self.p
-        if image.ndim == 3 and (p.grayscale or self.channels == 1):
+        if image.ndim == 3 and (p.grayscale or self.image_channels == 1):
             image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         if p.size is not None and image.shape[:2] != tuple(p.size):
             image = cv2.resize(image, (p.size[1], p.size[0]), interpolation=cv2.INTER_AREA)
@@ -127,28 +199,32 @@ class Preprocessor:
         if lay is None:
             if len(self._layouts) >= self.SHAPES:  # the oldest goes; a lease on its pool stays valid
                 self._layouts.pop(next(iter(self._layouts)))
-            lay = self._layouts[(h, w)] = _Layout(h, w, self.model_h, self.model_w, self.p.tile_overlap,
-                                                  self.channels, self.LEASES, self.p.input_multiple, self.p.tile_blend)
+            lay = self._layouts[(h, w)] = _Layout(h, w, self.model_h, self.model_w, self.p, self.channels,
+                                                  self.LEASES)
         self._last = lay
         return lay
 
     def tiles(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Model-space frame -> (n, C, h, w) batch of tiles (frames smaller than the model are
-        reflect-padded). `out`, when given, receives them instead of the own buffer: the GPU
+        reflect-padded): the frame's tiles, then, where the recipe has a coarse scale, those of
+        the frame resized. `out`, when given, receives them instead of the own buffer: the GPU
         runner's pinned input, so the frame reaches the upload buffer in one pass."""
         planes = x if x.ndim == 3 else x[None]
         lay = self.layout(*planes.shape[1:])
         batch = lay.batch if out is None else out
-        if lay.pad_h or lay.pad_w:
-            planes = np.pad(planes, ((0, 0), (0, lay.pad_h), (0, lay.pad_w)), mode="reflect")
-        th, tw = lay.tile
-        for i, (y, xo, _, _) in enumerate(lay.cells):
-            batch[i] = planes[:, y:y + th, xo:xo + tw]
+        n = len(lay.native.cells)
+        image = batch[:, :self.image_channels]
+        lay.native.cut(planes, image)
+        if lay.coarse is not None and self.p.coarse_scale is not None:
+            lay.coarse.cut(coarse_frame(planes, self.p.coarse_scale), image[n:])
+        if self.p.scale_plane:  # which scale each tile is: 0 native, 1 coarse
+            batch[:n, -1] = 0.0
+            batch[n:, -1] = 1.0
         return batch
 
     def tile_count(self, h: int, w: int) -> int:
-        lay = self.layout(h, w)
-        return len(lay.ys) * len(lay.xs)
+        """The tiles of one h x w frame: one model call's batch."""
+        return len(self.layout(h, w).batch)
 
     def stitch(self, outputs: np.ndarray, frame_hw: tuple[int, int] | None = None) -> np.ndarray:
         """(n, C', h, w) outputs -> a new (H, W) float32 map of the first output channel, owned by
@@ -173,21 +249,29 @@ class Preprocessor:
             raise RuntimeError("stitch before any frame was cut into tiles")
         return self._last
 
+    def scale_maps(self, outputs: np.ndarray, frame_hw: tuple[int, int] | None = None) -> list[np.ndarray]:
+        """Each scale's map of one frame before fusion, at the frame's size, new arrays: the
+        native one, then the coarse one where the recipe has a coarse scale (what edge-train
+        calibrates the coarse weight on)."""
+        lay = self._layouts[frame_hw] if frame_hw is not None else self._cut()
+        native = np.empty(lay.hw, np.float32)
+        lay.native.stitch(outputs[:len(lay.native.cells)], native)
+        if lay.coarse is None:
+            return [native]
+        lay.coarse.stitch(outputs[len(lay.native.cells):], lay.coarse_map)
+        return [native, cv2.resize(lay.coarse_map, lay.hw[::-1], interpolation=cv2.INTER_LINEAR)]
+
     def _stitch(self, outputs: np.ndarray, out: np.ndarray, lay: _Layout):
-        h, w = out.shape
-        if len(outputs) == 1:  # copied: a runner's output is only valid until its next call
-            np.copyto(out, outputs[0, 0, :h, :w])
+        n = len(lay.native.cells)
+        lay.native.stitch(outputs[:n], out)
+        if lay.coarse is None:
             return
-        th, tw = lay.tile
-        if lay.shares is not None:
-            out[:] = 0
-        for i, (y, xo, r, c) in enumerate(lay.cells):
-            tile = outputs[i, 0, :min(th, h - y), :min(tw, w - xo)]
-            region = out[y:y + tile.shape[0], xo:xo + tile.shape[1]]
-            if lay.shares is not None:
-                a, b = tile.shape
-                np.multiply(tile, lay.shares[0][r][:a, None], out=lay.part)
-                lay.part *= lay.shares[1][c][None, :b]
-                region += lay.part
-            else:
-                region[:] = tile
+        # two scales: the coarse map brought to the frame's size, each weighted, the larger kept
+        lay.coarse.stitch(outputs[n:], lay.coarse_map)
+        cv2.resize(lay.coarse_map, lay.hw[::-1], dst=lay.upsampled, interpolation=cv2.INTER_LINEAR)
+        a, b = fusion_weights(self.p.coarse_weight)
+        if a != 1.0:
+            out *= np.float32(a)
+        if b != 1.0:
+            lay.upsampled *= np.float32(b)
+        np.maximum(out, lay.upsampled, out=out)

@@ -18,12 +18,13 @@ RECIPE_KEY = "edge_recipe"
 # The recipe's shape. Every shipped model carries one and the loader refuses unknown keys, so a
 # change of shape bumps SCHEMA and adds a step to MIGRATIONS that turns the old shape into the new
 # one: models in the field keep loading. Recipes without `schema` are version 1.
-SCHEMA = 4
+SCHEMA = 5
 MIGRATIONS: dict[int, Callable[[dict], dict]] = {
     1: lambda raw: raw,  # 1 -> 2: `schema` itself and decision.non_finite (its default) were added
     2: lambda raw: raw,  # 2 -> 3: preprocess.input_multiple (its default: fixed-input models ignore it)
     # 3 -> 4: preprocess.tile_blend; older models' thresholds were calibrated on averaged tiles
     3: lambda raw: {**raw, "preprocess": {"tile_blend": "mean", **(raw.get("preprocess") or {})}},
+    4: lambda raw: raw,  # 4 -> 5: preprocess.coarse_scale, scale_plane, coarse_weight (their defaults: one scale)
 }
 
 
@@ -68,6 +69,20 @@ class Preprocess:
                                 doc="a whole-frame model (dynamic height and width: one call per frame) takes sides that "
                                     "are multiples of this; frames are reflect-padded at the bottom and right up to "
                                     "it and the output cropped back. Models with a fixed input ignore it")
+    coarse_scale: float | None = field(
+        None, check=lambda v: None if 0 < v < 1 else "a factor > 0 and < 1",
+        doc="two scales: each frame is also resized by this factor and its tiles go in the same model call; the "
+            "coarse map, brought back to the frame's size, and the native one are fused by their maximum (the "
+            "coarse view sees a large part's structure, the native one its thin lines; docs/ACCURACY.md, \"Two "
+            "scales in one call\"). edge-train chooses it from the parts' size; null = native scale only. "
+            "Probability maps only, models with fixed tiles only")
+    scale_plane: bool = field(False, doc="two scales: the model takes one more input channel after the image's, 0 on "
+                                         "the frame's tiles and 1 on the coarse frame's, which tells it the scale "
+                                         "(edge-train's two-scale models hold a network per scale and it picks one)")
+    coarse_weight: float = field(1.0, check=rng(0, lo_open=True),
+                                 doc="the coarse map's weight against the native one, w (calibrated by edge-train on "
+                                     "held-out good images): fused = max(native x min(1, 1/w), coarse x min(1, w)), "
+                                     "so the fused map stays a probability")
 
 
 @dataclass(frozen=True)
@@ -145,6 +160,15 @@ class Recipe:
     detect: Detect = field(factory=Detect)
     decision: Decision = field(factory=Decision)
     training: dict[str, str] = field(factory=dict, doc="summary of the training data (free text values)")
+
+    def validate(self, where, prefix):
+        if self.preprocess.scale_plane and self.preprocess.coarse_scale is None:
+            key = "preprocess.scale_plane"
+            raise InputError(where, f"{prefix}.{key}" if prefix else key, "expected false without a coarse_scale")
+        if self.preprocess.coarse_scale is not None and self.detect.method != "probability":
+            key = "preprocess.coarse_scale"
+            raise InputError(where, f"{prefix}.{key}" if prefix else key,
+                             f"expected null with detect.method {self.detect.method}: two scales fuse probability maps")
 
 
 def load_recipe(metadata: Mapping[str, str], model_where: str, overrides: Mapping | None = None,

@@ -338,6 +338,14 @@ def test_frame_builds_one_call_per_frame_of_a_tiled_model(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "9 tile(s) of 192x192 per frame, built as --batch 9" in r.stderr
     assert read_sidecar(tmp_path / "t.plan").io.inputs[0].shape == [9, 1, 192, 192]
+    for prop in m.metadata_props:  # two scales: the frame at half size adds its 2 x 2 tiles to the call
+        if prop.key == RECIPE_KEY:
+            prop.value = json.dumps({**recipe, "preprocess": {**recipe["preprocess"], "coarse_scale": 0.5},
+                                     "detect": {"method": "probability"}})
+    onnx.save(m, str(tiled))
+    r = build(tiled, "-o", tmp_path / "two.plan", "--frame", "400x400")
+    assert r.returncode == 0, r.stderr
+    assert "13 tile(s) of 192x192 per frame, built as --batch 13" in r.stderr
 
 
 @pytest.mark.slow

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 
@@ -99,3 +101,59 @@ def test_calibration_tiles_are_the_evenly_thinned_tiles_without_holding_them_all
     for cap in (7, 20, 10_000):
         want = every[np.linspace(0, len(every) - 1, min(cap, len(every))).round().astype(int)]
         assert np.array_equal(model_tiles(files, p, (1, 1, 128, 128), cap), want)
+
+
+def test_two_scales_go_in_one_batch_and_fuse_by_the_weighted_maximum():
+    """With a coarse scale a frame's tiles are its own, then those of the frame resized (area
+    averaging), in one batch; the stitched map is the maximum of the native map and the coarse
+    map brought back to the frame's size, weighted so that the larger weight is 1."""
+    from dataclasses import replace
+
+    import cv2
+
+    from edge.preprocess import coarse_frame
+    rng = np.random.default_rng(0)
+    x = rng.random((200, 150), dtype=np.float32)
+    one = Preprocessor(Preprocess(tile_overlap=16), (64, 64))
+    native, small = one.tiles(x).copy(), one.tiles(coarse_frame(x, 0.5)).copy()
+    assert coarse_frame(x, 0.5).shape == (100, 75)
+    assert np.allclose(coarse_frame(x, 0.5), cv2.resize(x, (75, 100), interpolation=cv2.INTER_AREA))
+    two = Preprocessor(Preprocess(tile_overlap=16, coarse_scale=0.5, coarse_weight=0.5), (64, 64))
+    batch = two.tiles(x)
+    assert len(batch) == two.tile_count(200, 150) == len(native) + len(small)
+    assert np.array_equal(batch[:len(native)], native) and np.array_equal(batch[len(native):], small)
+    up = cv2.resize(coarse_frame(x, 0.5), (150, 200), interpolation=cv2.INTER_LINEAR)
+    fused = two.stitch(batch.copy())  # an identity model: each tile's map is the tile
+    assert np.abs(fused - np.maximum(x, 0.5 * up)).max() < 1e-5
+    maps = two.scale_maps(batch.copy())
+    assert np.abs(maps[0] - x).max() < 1e-5 and np.abs(maps[1] - up).max() < 1e-5
+    heavy = Preprocessor(replace(two.p, coarse_weight=4.0), (64, 64))  # the native map is weighted down instead
+    fused = heavy.stitch(heavy.tiles(x).copy())
+    assert np.abs(fused - np.maximum(x / 4, up)).max() < 1e-5 and fused.max() <= 1
+    lease = heavy.stitch_leased(heavy.tiles(x).copy(), (200, 150))
+    assert np.array_equal(lease.array, fused)
+    lease.release()
+    planed = Preprocessor(replace(two.p, scale_plane=True), (64, 64), channels=2)  # each tile says its scale
+    batch = planed.tiles(x)
+    assert batch.shape == (len(native) + len(small), 2, 64, 64)
+    assert np.array_equal(batch[:, :1], two.tiles(x)) and (batch[:len(native), 1] == 0).all()
+    assert (batch[len(native):, 1] == 1).all()
+    rgb = planed.to_model_space(np.zeros((20, 30, 3), np.uint8))  # the image is grey, the plane comes on top
+    assert rgb.shape == (20, 30)
+
+
+def test_two_scales_need_a_model_with_fixed_tiles_and_a_probability_map():
+    from edge.errors import InputError
+    from edge.recipe import Recipe, load_recipe, recipe_json
+    from edge.schema import load
+    with pytest.raises(InputError, match="coarse_scale.*whole-frame"):
+        Preprocessor(Preprocess(coarse_scale=0.5), (0, 0))
+    rec = {"detect": {"method": "dct_fusion"}, "preprocess": {"coarse_scale": 0.5}}
+    with pytest.raises(InputError, match="preprocess.coarse_scale.*probability"):
+        load(Recipe, rec, "m.onnx", "edge_recipe")
+    ok = load(Recipe, {**rec, "detect": {"method": "probability"}}, "m.onnx")
+    assert load_recipe({"edge_recipe": recipe_json(ok)}, "m.onnx").preprocess.coarse_scale == 0.5
+    with pytest.raises(InputError, match="preprocess.scale_plane.*without a coarse_scale"):
+        load(Recipe, {"detect": {"method": "probability"}, "preprocess": {"scale_plane": True}}, "m.onnx")
+    older = {"schema": 4, "detect": {"method": "probability"}}  # a model made before two scales: one scale
+    assert load_recipe({"edge_recipe": json.dumps(older)}, "old.onnx").preprocess.coarse_scale is None

@@ -365,6 +365,7 @@ def test_perlin_seg_trains_at_native_scale_and_the_station_runs_it(tmp_path):
     assert json.loads(recipe.training["anomalies"])["share"] == 0.7
     assert summary["onnx_input"][1:] == [1, 256, 256] and "tiles" in summary["onnx_input"][0]
     assert recipe.preprocess.tile_overlap == 64
+    assert recipe.preprocess.coarse_scale is None and summary["coarse_scale"] is None  # parts this small: one scale
     assert summary["onnx_parity_max_abs"] < 1e-3  # one tile, and 7 and 25 tiles in one call
     with OnnxRuntimeRunner(model) as runner:
         assert runner.input_shape == (0, 1, 256, 256)
@@ -390,6 +391,68 @@ def test_perlin_seg_trains_at_native_scale_and_the_station_runs_it(tmp_path):
     line = json.loads(res.stdout.splitlines()[0])
     assert line["source"] == "wide.png" and line["verdict"] in ("OK", "NG")
     assert all(r["x"] + r["w"] <= 600 and r["y"] + r["h"] <= 100 for r in line["regions"])  # frame pixels
+
+
+def test_coarse_scale_auto_gives_large_parts_two_scales():
+    from train.data import choose_coarse_scale
+    assert choose_coarse_scale("auto", [(896, 896)] * 3 + [(100, 100)], 256) == 0.5714  # the median's short side
+    assert choose_coarse_scale("auto", [(1200, 800), (800, 900), (700, 2000)], 256) == 0.64
+    assert choose_coarse_scale("auto", [(600, 2000), (760, 760)], 256) is None  # under 3 tiles: one scale
+    assert choose_coarse_scale(0.3, [(100, 100)], 256) == 0.3 and choose_coarse_scale(None, [(2000, 2000)], 256) is None
+
+
+def test_large_parts_train_and_run_at_two_scales_in_one_call(tmp_path):
+    """With coarse_scale auto, parts whose short side spans 3 tiles get a coarse view: half the
+    training crops come from the images resized, the recipe carries the scale and a coarse weight
+    calibrated on the held-out good images, and the station runs both scales' tiles in one call,
+    each with its scale plane. By default (null) the same parts stay at one scale."""
+    import yaml
+
+    from edge.backends.onnxruntime import OnnxRuntimeRunner
+    from edge.inspector import Inspector
+    from edge.recipe import load_recipe, read_recipe
+    from train.config import load_config
+    from train.trainer import Trainer
+    model, summary = train_briefly(tmp_path, [(800, 840)] * 4, coarse_scale="auto")
+    recipe = read_recipe(model)
+    assert summary["coarse_scale"] == recipe.preprocess.coarse_scale == 0.64  # 512 px of the 800-px side
+    assert recipe.preprocess.coarse_weight != 1.0 and "coarse weight" in recipe.training["calibration"]
+    assert "x0.64" in recipe.training["scale"]
+    cfg = yaml.safe_load((tmp_path / "t.yaml").read_text())
+    del cfg["coarse_scale"]  # by default the same parts stay at one scale
+    (tmp_path / "u.yaml").write_text(yaml.safe_dump({**cfg, "out": str(tmp_path / "v")}))
+    default = Trainer(*load_config(tmp_path / "u.yaml"))
+    assert default.method.coarse_scale is None and [x.shape for x in default.source.images] == [(800, 840)] * 3
+    (tmp_path / "u.yaml").write_text(yaml.safe_dump({**cfg, "coarse_scale": "auto", "out": str(tmp_path / "u")}))
+    t = Trainer(*load_config(tmp_path / "u.yaml"))  # the 3 training images, at both scales
+    assert [x.shape for x in t.source.images] == [(800, 840)] * 3 + [(512, 538)] * 3
+    x, _ = t._batch()  # crops of both, each with its scale plane
+    plane = x[:, 1]
+    assert x.shape[1] == 2 and ((plane == 0) | (plane == 1)).all() and (plane.amax((1, 2)) == plane.amin((1, 2))).all()
+    with OnnxRuntimeRunner(model) as runner:
+        ins = Inspector(runner, load_recipe(runner.metadata, str(model)), "cam", "t")
+        x = ins.pre.to_model_space((textured(7, 800, 840) * 255).astype(np.uint8))
+        calls, infer = [], runner.infer
+        runner.infer = lambda batch: calls.append(batch.shape) or infer(batch)
+        fused = ins.reconstruct(x)
+        assert calls == [(4 * 5 + 3 * 3, 2, 256, 256)]  # 800x840 in 256-px tiles, and 512x538
+        batch = ins.pre.tiles(x)  # each tile with its scale plane: 0 native, 1 coarse
+        assert (batch[:20, 1] == 0).all() and (batch[20:, 1] == 1).all()
+        native, coarse = ins.pre.scale_maps(infer(ins.pre.tiles(x)))
+        a, b = (1, recipe.preprocess.coarse_weight) if recipe.preprocess.coarse_weight <= 1 \
+            else (1 / recipe.preprocess.coarse_weight, 1)
+        assert np.abs(fused - np.maximum(a * native, b * coarse)).max() < 1e-5
+        assert np.abs(native - coarse).max() > 1e-3  # the two scales see different things
+    frames = tmp_path / "frames"  # and edge-run inspects a part with it
+    frames.mkdir()
+    cv2.imwrite(str(frames / "part.png"), (textured(98, 800, 840) * 255).astype(np.uint8))
+    station = tmp_path / "station.yaml"
+    station.write_text(f"station: t\ncameras:\n  cam0:\n    source: file://{frames}\nmodel:\n  path: {model}\n")
+    res = subprocess.run([sys.executable, "-m", "edge.cli", "--config", str(station), "--frames", "1"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    line = json.loads(res.stdout.splitlines()[0])
+    assert line["source"] == "part.png" and line["verdict"] in ("OK", "NG") and np.isfinite(line["score"])
 
 
 def test_mirroring_in_the_exported_graph(tmp_path):
@@ -529,3 +592,31 @@ def test_pixel_threshold_is_calibrated_on_good_pixels_and_never_above_the_image_
     t_pix = calibrate(path, files, 0.05, pixel_far=0.01)["detect"]["probability"]["threshold"]
     assert t_pix == pytest.approx(np.quantile(blurred, 0.99), abs=2 / 255)
     assert t_pix < np.quantile(pixels, 0.99) - 0.05
+
+
+def test_two_scales_are_two_networks_routed_by_the_scale_plane():
+    """ScaleRouted: in training each crop goes through its scale's network only (a batch of
+    native crops leaves the coarse network without a gradient); evaluated, as exported, both run
+    and the plane picks each tile's map, the same maps as the routed pass."""
+    from train.methods.unet.model import ScaleRouted, UNet
+    torch.manual_seed(0)
+    net = ScaleRouted(UNet(width=4, stem=2), UNet(width=4, stem=2))
+    image = torch.rand(4, 1, 64, 64)
+    plane = torch.tensor([0.0, 1.0, 0.0, 1.0])[:, None, None, None].expand(4, 1, 64, 64)
+    x = torch.cat([image, plane], 1)
+    net.train()
+    net(torch.cat([image, torch.zeros_like(image)], 1)).mean().backward()
+    assert all(p.grad is None for p in net.nets[1].parameters())
+    assert all(p.grad is not None for p in net.nets[0].parameters())
+    net.eval()
+    with torch.no_grad():
+        both = net(x)
+        alone = [net.nets[0](image[[0, 2]]), net.nets[1](image[[1, 3]])]
+        net.train()  # the routed pass, BatchNorm aside: compare in eval mode's statistics
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.eval()
+        routed = net(x)
+    assert torch.allclose(both[[0, 2]], alone[0], atol=1e-6) and torch.allclose(both[[1, 3]], alone[1], atol=1e-6)
+    assert torch.allclose(routed, both, atol=1e-6)
+    assert not torch.allclose(alone[0], net.nets[1](image[[0, 2]]), atol=1e-3)  # two different networks

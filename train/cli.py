@@ -44,17 +44,21 @@ def recipe_for(method, summary: dict) -> dict:
 
     from .data import training_preprocess
     cfg, r = method.cfg, method.r
+    coarse = method.coarse_scale
     detect = detect_for(method, {"method": r.detect})
     training = {"data": str(cfg.data), "images": str(summary["train_images"]),
                 "holdout": str(summary["holdout_images"]), "epochs": str(summary["epochs"]),
                 "steps": str(summary.get("steps", "")), "minutes": f"{summary['minutes']:.1f}", "seed": str(cfg.seed),
                 "scale": f"resized to {r.size}x{r.size}" if r.size is not None
-                else "native, whole frames (never resized)" if method.whole_frame() else "native (tiled, never resized; a frame's tiles in one call)",
+                else "native, whole frames (never resized)" if method.whole_frame()
+                else f"native and x{coarse:.4g}, fused (tiled; a frame's tiles at both scales in one call)" if coarse
+                else "native (tiled, never resized; a frame's tiles in one call)",
                 **({"rejects": f"{summary['rejects']} ({summary['rejects_masked']} with masks)"}
                    if summary.get("rejects") else {}),
                 **method.recipe_training()}
     return {"model_family": cfg.method,
-            "preprocess": to_dict(training_preprocess(r.size, r.tile_overlap, method.whole_frame() or 1, cfg.tile_blend)),
+            "preprocess": to_dict(training_preprocess(r.size, r.tile_overlap, method.whole_frame() or 1, cfg.tile_blend,
+                                                      coarse)),
             "detect": detect, "decision": {"rule": "regions", "min_area": 16}, "training": training}
 
 
@@ -69,10 +73,11 @@ def export_model(method, model, summary: dict, model_path: Path, holdout_files: 
     from .export import export_onnx, parity, set_recipe
     cfg = method.cfg
     side, multiple, net = method.export_side(), method.whole_frame(), method.exported(model)
-    export_onnx(net, side, model_path, recipe_for(method, summary), multiple)
-    out = {"onnx_parity_max_abs": parity(net, model_path, side, multiple=multiple),
+    channels = method.input_channels()
+    export_onnx(net, side, model_path, recipe_for(method, summary), multiple, channels)
+    out = {"onnx_parity_max_abs": parity(net, model_path, side, multiple=multiple, channels=channels),
            "onnx_input": [1, 1, f"H (multiple of {multiple})", f"W (multiple of {multiple})"] if multiple
-           else ["N (the frame's tiles)", 1, side, side]}
+           else ["N (the frame's tiles)", channels, side, side]}
     if holdout_files:
         recipe = calibrate(model_path, holdout_files, cfg.target_far, cfg.target_pixel_far)
         set_recipe(model_path, recipe)

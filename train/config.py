@@ -45,6 +45,14 @@ class TrainConfig:
                   "null = the recipe's default, ramp (tiles cross-fade across their overlap); mean = averaged "
                   "(docs/ACCURACY.md, \"Tiles cross-faded where they overlap\"); --calibrate-only applies a "
                   "change to a trained model")
+    coarse_scale: float | Literal["auto"] | None = field(
+        None, check=lambda v: None if v == "auto" or 0 < v < 1 else "auto, null or a factor > 0 and < 1",
+        doc="two scales, for methods that tile native-scale frames into a probability map (perlin_seg): half "
+            "the training crops are cut from the images resized by this factor and train a second network, and "
+            "the station runs each frame at both scales in one call and fuses the maps; auto = where the training "
+            "images' median short side reaches 3 tiles (768 px at perlin_seg's 256), the factor that makes it 2 "
+            "tiles (a 896-px part: 0.57), else one scale; null (default) = one scale. Each network trains on half "
+            "the crops: give it twice the steps (docs/ACCURACY.md, \"Two scales in one call\")")
     batch: int | None = field(None, check=rng(1, 4096))
     epochs: int = field(100_000, check=rng(1, 1_000_000), doc="at most this many epochs; by default the time budget ends training")
     steps_per_epoch: int = field(50, check=rng(1, 1_000_000), doc="batches per epoch (patches are drawn at random)")
@@ -91,6 +99,9 @@ class TrainConfig:
                              else f"expected less than the tile ({r.export}), got {self.tile_overlap}")
         if self.tile_blend is not None and r.export is None:
             raise InputError(where, "tile_blend", f"expected null: {self.method} resizes frames, it does not tile them")
+        if self.coarse_scale not in ("auto", None) and not m.two_scales():
+            raise InputError(where, "coarse_scale", f"expected auto or null: {self.method} does not tile native-scale "
+                                                    "frames into a probability map with fixed tiles")
         if r.patch is not None and side is not None and r.patch > side:
             raise InputError(where, "patch", f"expected at most {'size' if r.size else 'the export tile'} "
                                              f"({side}), got {r.patch}")

@@ -16,14 +16,33 @@ from edge.recipe import Preprocess
 
 
 def training_preprocess(size: int | None, tile_overlap: int = 0, input_multiple: int = 1,
-                        tile_blend: Literal["mean", "ramp"] | None = None) -> Preprocess:
+                        tile_blend: Literal["mean", "ramp"] | None = None,
+                        coarse_scale: float | None = None) -> Preprocess:
     """The preprocessing a model is trained with; export writes this same object into the recipe.
     size None: frames keep their native scale and aspect ratio; the station tiles them (their maps
     combined by tile_blend, None: the recipe's default), or runs them whole, padded to
-    input_multiple (a whole-frame model)."""
+    input_multiple (a whole-frame model); with coarse_scale also resized by it, each tile's scale
+    given to the model by a scale plane (two scales: a network per scale)."""
     p = Preprocess(size=(size, size) if size is not None else None, tile_overlap=tile_overlap,
-                   input_multiple=input_multiple)
+                   input_multiple=input_multiple, coarse_scale=coarse_scale, scale_plane=coarse_scale is not None)
     return p if tile_blend is None else replace(p, tile_blend=tile_blend)
+
+
+COARSE_FROM = 3  # a part whose short side spans this many tiles gets a coarse view (coarse_scale auto)
+COARSE_TO = 2    # the coarse view's short side, in tiles
+
+
+def choose_coarse_scale(setting: float | str | None, shapes: list[tuple[int, int]], tile: int) -> float | None:
+    """The config's coarse_scale for images of `shapes` and the station's `tile`: auto gives a
+    coarse view to parts whose median short side spans COARSE_FROM tiles or more, at the factor
+    that makes it COARSE_TO tiles (enough of a large part in one tile to see its structure; the
+    staged 896-px objects: 0.57, docs/ACCURACY.md); smaller parts stay at native scale only."""
+    if setting is None or not shapes:
+        return None
+    if setting != "auto":
+        return float(setting)
+    short = float(np.median([min(h, w) for h, w in shapes]))
+    return round(COARSE_TO * tile / short, 4) if short >= COARSE_FROM * tile else None
 
 
 def load_gray(path: Path, size: int | None) -> np.ndarray:
@@ -41,10 +60,10 @@ def pad_to(image: np.ndarray, side: int) -> np.ndarray:
     return np.pad(image, ((0, ph), (0, pw)), mode="reflect") if ph or pw else image
 
 
-def random_patches(images, patch: int, count: int, rng: np.random.Generator) -> np.ndarray:
+def random_patches(images, patch: int, count: int, rng: np.random.Generator, idx=None) -> np.ndarray:
     """`count` random patch x patch crops from (N, H, W) images or a list of (H, W) images of any
-    sizes of at least patch x patch (each crop's image drawn evenly, then its place)."""
-    idx = rng.integers(0, len(images), count)
+    sizes of at least patch x patch (each crop's image drawn evenly, or given: `idx`, then its place)."""
+    idx = rng.integers(0, len(images), count) if idx is None else idx
     out = np.empty((count, patch, patch), np.float32)
     for k, i in enumerate(idx):
         h, w = images[i].shape
@@ -63,17 +82,27 @@ class BatchSource:
     rng: np.random.Generator
     patch: int | None
     rejects: list = field(default_factory=list)
+    coarse_from: int | None = None  # two scales: the images from this index on are the coarse views
 
     def crops(self, n: int) -> np.ndarray:
         """n random training crops (patch x patch, or whole images), randomly flipped: (n, H, W)."""
+        return self.scaled_crops(n)[0]
+
+    def is_coarse(self, index) -> np.ndarray:
+        """Whether images[index] (an index or an array of them) is a coarse view."""
+        return np.asarray(index) >= (self.coarse_from if self.coarse_from is not None else len(self.images))
+
+    def scaled_crops(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """crops() and, per crop, whether it was cut from a coarse view (the scale plane's value)."""
+        idx = self.rng.integers(0, len(self.images), n)
         if self.patch is None:
-            crops = np.stack([self.images[i] for i in self.rng.integers(0, len(self.images), n)])
+            crops = np.stack([self.images[i] for i in idx])
         else:
-            crops = random_patches(self.images, self.patch, n, self.rng)
+            crops = random_patches(self.images, self.patch, n, self.rng, idx)
         flip = self.rng.random((n, 2)) < 0.5
         for i in range(n):
             if flip[i, 0]:
                 crops[i] = crops[i, :, ::-1]
             if flip[i, 1]:
                 crops[i] = crops[i, ::-1, :]
-        return np.ascontiguousarray(crops, dtype=np.float32)
+        return np.ascontiguousarray(crops, dtype=np.float32), self.is_coarse(idx)

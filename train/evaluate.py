@@ -99,6 +99,28 @@ def rejects_caught(model: Path, reject_files: list[Path]) -> float:
         runner.close()
 
 
+def calibrate_coarse_weight(model: Path, good_files: list[Path], target_far: float) -> float:
+    """A two-scale model's coarse weight: the ratio of the image thresholds that each scale's map
+    alone would be calibrated to on the held-out good images, so that either scale's map reaches
+    the fused threshold as often on good parts (each scale's score in units of its own threshold,
+    as docs/ACCURACY.md's "The working scale" fused two models)."""
+    from edge.images import read_image_or_fail
+    from edge.inspector import run_tiles
+    ins, runner = open_inspector(model, {"preprocess": {"coarse_weight": 1.0}})
+    scores: list[list[float]] = [[], []]
+    try:
+        for f in good_files:
+            x = ins.pre.to_model_space(read_image_or_fail(f))
+            maps = ins.pre.scale_maps(run_tiles(runner, ins.pre.tiles(x)))
+            src = x if x.ndim == 2 else x[0]
+            for kept, m in zip(scores, maps):
+                kept.append(ins.detector(src, m).score)
+    finally:
+        runner.close()
+    native, coarse = (score_threshold(np.array(s), target_far, bounded=True) for s in scores)
+    return float(np.clip(native / max(coarse, 1e-6), 1e-3, 1e3))
+
+
 def calibrate(model: Path, good_files: list[Path], target_far: float, pixel_far: float = 0.01) -> dict:
     """Thresholds from held-out good images: the image score threshold for `target_far`
     (score_threshold above), and the method's pixel threshold (dct_fusion epsilon at the 99.9th
@@ -111,7 +133,11 @@ def calibrate(model: Path, good_files: list[Path], target_far: float, pixel_far:
     recipe to store."""
     recipe = to_dict(read_model_recipe(model))
     method = recipe["detect"]["method"]
-    ins, runner = open_inspector(model)
+    overrides = None
+    if recipe["preprocess"].get("coarse_scale") is not None:
+        recipe["preprocess"]["coarse_weight"] = calibrate_coarse_weight(model, good_files, target_far)
+        overrides = {"preprocess": {"coarse_weight": recipe["preprocess"]["coarse_weight"]}}
+    ins, runner = open_inspector(model, overrides)
     ran_on = runner.name
     scores, diffs, pixels = [], [], []
     rng = np.random.default_rng(0)
@@ -138,6 +164,7 @@ def calibrate(model: Path, good_files: list[Path], target_far: float, pixel_far:
     recipe["decision"].update(rule="score", score_threshold=threshold)
     recipe.setdefault("training", {})["calibration"] = (
         f"{len(good_files)} held-out good images on {ran_on}, target false-alarm rate {target_far}"
+        + (f", coarse weight {recipe['preprocess']['coarse_weight']:.4g}" if overrides else "")
         + (f", pixel threshold for {pixel_far} of a good part's pixels" if method == "probability" else "") + ", "
         f"measured {float((scores >= threshold).mean()):.3f}")
     return recipe

@@ -41,22 +41,24 @@ class MirrorMean(torch.nn.Module):
         return (y[:n] + self._mirror(y[n:])) * 0.5
 
 
-def export_onnx(model: torch.nn.Module, size: int, path: Path, recipe: dict, multiple: int | None = None) -> Path:
+def export_onnx(model: torch.nn.Module, size: int, path: Path, recipe: dict, multiple: int | None = None,
+                channels: int = 1) -> Path:
     """Input `image`, output `output`; recipe validated first. A tiled model takes (N, 1, size,
     size) for any N: the station sends all tiles of a frame in one call, with outputs identical to
     one call per tile. With `multiple`, a whole-frame model: (1, 1, H, W) for any H and W that are
-    multiples of it (a fully convolutional network on the frame itself)."""
+    multiples of it (a fully convolutional network on the frame itself). `channels`: the input's
+    (2 for a two-scale model: the grey tile and its scale plane)."""
     import onnx
 
     rec = load(Recipe, recipe, "export recipe")
     model = model.eval().cpu()
     if multiple:
-        dummy = torch.rand(1, 1, size, size)
+        dummy = torch.rand(1, channels, size, size)
         h = torch.export.Dim("h", min=1, max=MAX_SIDE // multiple)
         w = torch.export.Dim("w", min=1, max=MAX_SIDE // multiple)
         dynamic: tuple = ({2: multiple * h, 3: multiple * w},)
     else:
-        dummy = torch.rand(2, 1, size, size)  # not 1: the exporter would take a batch of 1 as a constant
+        dummy = torch.rand(2, channels, size, size)  # not 1: the exporter would take a batch of 1 as a constant
         dynamic = ({0: torch.export.Dim("tiles", min=1, max=MAX_TILES)},)
     with contextlib.redirect_stdout(io.StringIO()), torch.no_grad():  # the exporter narrates its passes
         torch.onnx.export(model, (dummy,), str(path), input_names=["image"], output_names=["output"],
@@ -79,7 +81,7 @@ def set_recipe(path: Path, recipe: dict):
 
 
 def parity(model: torch.nn.Module, path: Path, size: int, samples: int = 3, seed: int = 0,
-           multiple: int | None = None) -> float:
+           multiple: int | None = None, channels: int = 1) -> float:
     """Largest |PyTorch - ONNX Runtime| over random inputs: of other, non-square sizes for a
     whole-frame model, of several tiles at once for a tiled one."""
     import onnxruntime as ort
@@ -95,7 +97,7 @@ def parity(model: torch.nn.Module, path: Path, size: int, samples: int = 3, seed
         shapes += [(7, size, size), (25, size, size)]
     for i in range(samples):
         n, h, w = shapes[i % len(shapes)]
-        x = rng.random((n, 1, h, w), dtype=np.float32)
+        x = rng.random((n, channels, h, w), dtype=np.float32)
         with torch.no_grad():
             ref = model(torch.from_numpy(x)).numpy()
         worst = max(worst, float(np.abs(sess.run(None, {"image": x})[0] - ref).max()))

@@ -25,6 +25,7 @@ import torch
 import torch.distributed as dist
 
 from edge.images import good_images, split_holdout
+from edge.preprocess import coarse_frame
 
 from .config import TrainConfig, config_path
 from .data import BatchSource, load_gray, pad_to
@@ -183,13 +184,14 @@ class Trainer:
             self.reject_files = [folder / r.name for r in rejects]
         # all a method sees of the run when it makes a batch
         self.source = BatchSource(self._load(self.train_files), np.random.default_rng(cfg.seed + self.rank),
-                                  self.r.patch, rejects)
+                                  self.r.patch, rejects,
+                                  len(self.train_files) if self.method.coarse_scale is not None else None)
         self.out.mkdir(parents=True, exist_ok=True)
         self.model = self.method.network().to(self.device)
         self.bf16 = use_bf16(cfg, self.device)
         side = self.r.patch or self.r.size or 256  # the crop trained on; 256 stands in for whole native frames
-        self.layout = choose_layout(cfg.channels_last, self.model, (self.r.batch, 1, side, side), self.device,
-                                    self.bf16, self.world > 1, self.log)
+        shape = (self.r.batch, self.method.input_channels(), side, side)
+        self.layout = choose_layout(cfg.channels_last, self.model, shape, self.device, self.bf16, self.world > 1, self.log)
         self.model = self.model.to(memory_format=self.layout)
         self.net = self.model
         if self.world > 1:
@@ -210,15 +212,24 @@ class Trainer:
     # -- images and crops ---------------------------------------------------------------------
     def _load(self, files: list[Path]):
         """Resized to size x size and stacked, or at native scale (a list), each padded as the
-        station pads a frame smaller than the model's tile, so crops see what the station feeds."""
+        station pads a frame smaller than the model's tile, so crops see what the station feeds.
+        With two scales the list holds each image twice, at native scale and resized by the coarse
+        scale (as the station resizes a frame), so half the crops come from each."""
         size = self.r.size
         if size is not None:
             return np.stack([load_gray(f, size) for f in files])
-        return [pad_to(load_gray(f, None), self.r.image_side) for f in files]
+        native = [load_gray(f, None) for f in files]
+        scale = self.method.resolve_scales([(x.shape[0], x.shape[1]) for x in native])
+        if scale is not None:
+            print(f"edge-train: two scales: native and x{scale:.4g} (coarse_scale {self.cfg.coarse_scale}), half "
+                  f"the crops from each, one network per scale", file=self.log)
+            return [pad_to(x, self.r.image_side) for x in native + [coarse_frame(x, scale) for x in native]]
+        return [pad_to(x, self.r.image_side) for x in native]
 
     def _batch(self):
         x, target = self.method.make_batch(self.source, self.r.batch, self.stage)
-        return (torch.from_numpy(np.ascontiguousarray(x, np.float32))[:, None],
+        x = torch.from_numpy(np.ascontiguousarray(x, np.float32))
+        return (x[:, None] if x.ndim == 3 else x,  # (n, H, W) grey, or (n, C, H, W) with the scale plane
                 torch.from_numpy(np.ascontiguousarray(target, np.float32))[:, None])
 
     # -- checkpoints ------------------------------------------------------------------------------
@@ -372,7 +383,7 @@ class Trainer:
             self.model.load_state_dict(exported)
         self.model.eval()
         return {"method": cfg.method, "epochs": self.history[-1]["epoch"] if self.history else 0,
-                "steps": self.steps, "minutes": self.elapsed / 60,
+                "steps": self.steps, "minutes": self.elapsed / 60, "coarse_scale": self.method.coarse_scale,
                 "steps_per_minute": round(self.steps / (self.elapsed / 60), 1) if self.elapsed else None,
                 "final_loss": self.history[-1]["loss"] if self.history else None,
                 "weights_bytes": weight_bytes(self.model), "train_images": len(self.train_files),

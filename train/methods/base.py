@@ -92,6 +92,7 @@ class Method:
     def __init__(self, cfg: TrainConfig, options: Any, base: Path | None = None):
         """Use create(): it loads and checks the options first."""
         self.cfg, self.options, self.base = cfg, options, base
+        self.coarse_scale: float | None = None  # the run's, from its images (resolve_scales)
         # a method that tiles native-scale frames is exported at its training crop: a config's
         # `patch` sets the station's tile too, overlapping by the same share of it unless the
         # config's `tile_overlap` says by how much
@@ -135,6 +136,27 @@ class Method:
         height and width, so the station runs each frame in one call; None: exported at the fixed
         export_side and the station tiles frames."""
         return None
+
+    def two_scales(self) -> bool:
+        """Whether this run can have two scales (the config's coarse_scale): the station runs a
+        frame's tiles at both in one call and fuses their maps, so the method tiles native-scale
+        frames into a probability map, and its network() takes the scale plane (a network per
+        scale, unet.model.ScaleRouted) once resolve_scales() set a coarse scale."""
+        return False
+
+    def resolve_scales(self, shapes: list[tuple[int, int]]) -> float | None:
+        """The run's coarse scale for training images of `shapes` (train.data.choose_coarse_scale of
+        the config's coarse_scale; None where the method cannot have one). Called before network():
+        with two scales the network takes the scale plane as a second input channel."""
+        from ..data import choose_coarse_scale
+        if self.two_scales():
+            assert self.r.export is not None
+            self.coarse_scale = choose_coarse_scale(self.cfg.coarse_scale, shapes, self.r.export)
+        return self.coarse_scale
+
+    def input_channels(self) -> int:
+        """The network's input channels: the grey image, and the scale plane with two scales."""
+        return 2 if self.coarse_scale is not None else 1
 
     def exported(self, model: torch.nn.Module) -> torch.nn.Module:
         """The network as it goes into the ONNX graph (by default the trained one itself)."""

@@ -7,7 +7,10 @@ of them straight along the surface's grain where it has one; anomalies.py). Seed
 the network, behind a stride-2 stem (it runs at half resolution, its map brought back to full
 size: a quarter of the work per frame); BCE + Dice and an image-level loss.
 The station cuts each frame into `export`-pixel tiles overlapping by `tile_overlap` (the scale the
-network was trained at) and runs all of a frame's tiles in one call (a dynamic batch); the option
+network was trained at) and runs all of a frame's tiles in one call (a dynamic batch); parts large
+against the tile also at a coarse scale, in the same call (train.yaml's coarse_scale: half the
+crops are cut from the images resized, each scale trains its own U-Net, unet.model.ScaleRouted,
+and the station fuses the two maps); the option
 `whole_frame` exports for one call on the whole frame instead. The exported graph averages each
 tile's map with that of the tile turned a half turn (`mirror`, in the same call: twice the work),
 and the image score is the mean of the map's highest 0.1 % (`top_share`); docs/ACCURACY.md
@@ -33,7 +36,7 @@ from ...export import MirrorMean
 from ...rejects import BAG, BAG_TILES, bag_crops, crop_around_defect, paste_defect
 from ..base import Method, register
 from ..unet import INPUT_NORM_DOC
-from ..unet.model import UNet
+from ..unet.model import ScaleRouted, UNet
 from .anomalies import BAND_COVER, FILL_ODDS, FILLS, SMALLER_SIDE, band_anomaly, crack_anomaly, perlin_anomaly
 from .loss import mine_hard_negatives, segmentation_loss
 
@@ -193,9 +196,14 @@ class PerlinSegMethod(Method):
             return None
         return 16 * o.stem
 
+    def two_scales(self):
+        return self.r.export is not None and self.r.size is None and self.whole_frame() is None
+
     def network(self):
         o = self.options
-        return UNet(width=self.cfg.width or self.default_width, input_norm=o.input_norm, stem=o.stem)
+        def unet():
+            return UNet(width=self.cfg.width or self.default_width, input_norm=o.input_norm, stem=o.stem)
+        return ScaleRouted(unet(), unet()) if self.coarse_scale is not None else unet()
 
     def exported(self, model):
         dims = MIRRORS[self.options.mirror]
@@ -207,11 +215,14 @@ class PerlinSegMethod(Method):
     def on_epoch(self, epoch, source, model, device):
         o = self.options
         if o.hard_negatives and epoch % o.mine_every == 0 and epoch > 0:
-            self.hard = mine_hard_negatives(model, source.images, self.mining, device)
+            self.hard = mine_hard_negatives(model, source.images, self.mining, device,
+                                            planes=source.is_coarse(np.arange(len(source.images)))
+                                            if source.coarse_from is not None else None)
 
-    def _good_crops(self, src, n: int) -> np.ndarray:
-        """n good training crops; a share of them around the network's own false alarms."""
-        clean = src.crops(n)
+    def _good_crops(self, src, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """n good training crops, a share of them around the network's own false alarms, and per
+        crop whether it is of a coarse view."""
+        clean, coarse = src.scaled_crops(n)
         hard, r = self.hard, src.rng
         if hard:
             p = clean.shape[-1]
@@ -222,7 +233,8 @@ class PerlinSegMethod(Method):
                 x = int(np.clip(x - r.integers(p // 4, 3 * p // 4), 0, img.shape[1] - p))
                 crop = img[y:y + p, x:x + p]
                 clean[i] = crop[::-1] if r.random() < 0.5 else crop
-        return clean
+                coarse[i] = src.is_coarse(k)
+        return clean, coarse
 
     @staticmethod
     def _reject_crops(src, n_real: int, n_paste: int, good: np.ndarray):
@@ -257,7 +269,7 @@ class PerlinSegMethod(Method):
             n_real = int(round(n * o.reject_share))
             n_paste = int(round(n * o.paste_share)) if any(j.mask is not None for j in src.rejects) else 0
         n_good = n - n_real - n_paste
-        good = self._good_crops(src, n_good + n_paste)
+        good, coarse = self._good_crops(src, n_good + n_paste)
         if o.exposure:
             gain = np.exp(r.uniform(-o.exposure, o.exposure, (len(good), 1, 1))).astype(np.float32)
             good = np.clip(good * gain, 0, 1, out=good)  # in float32, in place: a batch is ~1M pixels
@@ -288,6 +300,9 @@ class PerlinSegMethod(Method):
         if real_x:
             xs = np.concatenate([xs, np.stack(real_x)])
             masks = np.concatenate([masks, np.stack(real_y)])
+        if src.coarse_from is not None:  # the scale plane: the crops of coarse views (real rejects are native)
+            plane = np.concatenate([coarse[:n_good], np.zeros(n_real, bool), coarse[n_good:]])
+            xs = np.stack([xs, np.broadcast_to(plane[:, None, None], xs.shape).astype(np.float32)], axis=1)
         return xs, masks
 
     def recipe_detect(self):

@@ -46,9 +46,10 @@ assert BAG < 0  # bags are told apart from pixel targets (0..1) by sign
 
 @torch.no_grad()
 def mine_hard_negatives(model: torch.nn.Module, images: list, rng: np.random.Generator, device,
-                        count: int = 48, keep: int = 16) -> list[tuple[int, int, int]]:
+                        count: int = 48, keep: int = 16, planes=None) -> list[tuple[int, int, int]]:
     """(image index, y, x) of the highest-scoring pixel of the `keep` good training images, out of
-    `count` drawn, that the network now scores highest: where it would raise a false alarm."""
+    `count` drawn, that the network now scores highest: where it would raise a false alarm.
+    `planes`: per image, the value of a model's scale plane (two scales), None without one."""
     was_training = model.training
     model.eval()
     multiple = getattr(model, "input_multiple", 16)
@@ -59,7 +60,10 @@ def mine_hard_negatives(model: torch.nn.Module, images: list, rng: np.random.Gen
             h, w = img.shape
             ph, pw = -h % multiple, -w % multiple
             x = np.pad(img, ((0, ph), (0, pw)), mode="reflect") if ph or pw else img
-            out = model(torch.from_numpy(np.ascontiguousarray(x, np.float32))[None, None].to(device))[0, 0, :h, :w]
+            x = np.ascontiguousarray(x, np.float32)[None]
+            if planes is not None:
+                x = np.concatenate([x, np.full_like(x, float(planes[int(k)]))])
+            out = model(torch.from_numpy(x)[None].to(device))[0, 0, :h, :w]
             flat = int(torch.argmax(out))
             found.append((float(out.flatten()[flat]), int(k), flat // w, flat % w))
     finally:

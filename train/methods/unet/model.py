@@ -55,3 +55,30 @@ class UNet(nn.Module):
         if self.stem is not None:
             x = nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False)
         return torch.sigmoid(x)
+
+
+class ScaleRouted(nn.Module):
+    """Two networks of one part, one per scale, behind one input: (N, 2, H, W), the grey tile and
+    its scale plane (0: the frame's own tiles, 1: the coarse frame's; edge.preprocess). Training
+    sends each crop through its scale's network only, so each learns what is normal at its scale
+    (one network for both takes a region that is normal at one scale, floor between two ribs, for
+    normal at the other, where it is a missing rib). Evaluated, both run on every tile and the
+    plane picks the map: no data-dependent shapes in the exported graph, twice the work per tile."""
+
+    def __init__(self, native: nn.Module, coarse: nn.Module):
+        super().__init__()
+        self.nets = nn.ModuleList([native, coarse])
+        self.input_multiple = getattr(native, "input_multiple", 16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        image, plane = x[:, :1], x[:, 1:2, :1, :1]
+        if not self.training:
+            return self.nets[0](image) * (1 - plane) + self.nets[1](image) * plane
+        coarse = plane.flatten() > 0.5
+        parts = [(net, pick) for net, pick in zip(self.nets, (~coarse, coarse)) if bool(pick.any())]
+        if len(parts) == 1:
+            return parts[0][0](image)
+        out = torch.empty_like(image)
+        for net, pick in parts:
+            out[pick] = net(image[pick]).to(out.dtype)
+        return out
