@@ -62,12 +62,16 @@ def coarse_hw(h: int, w: int, factor: float) -> tuple[int, int]:
     return max(1, round(h * factor)), max(1, round(w * factor))
 
 
-def coarse_frame(x: np.ndarray, factor: float) -> np.ndarray:
+def coarse_frame(x: np.ndarray, factor: float, out: np.ndarray | None = None) -> np.ndarray:
     """A model-space frame ((H, W) or (C, H, W) float32) resized by `factor` (area averaging): the
-    coarse view of a two-scale recipe, the same for training crops and the station."""
+    coarse view of a two-scale recipe, the same for training crops and the station. `out`: a
+    (C, h, w) buffer of the coarse shape to write into (the station's, reused per frame shape)."""
     planes = x if x.ndim == 3 else x[None]
     ch, cw = coarse_hw(planes.shape[1], planes.shape[2], factor)
-    out = np.stack([cv2.resize(c, (cw, ch), interpolation=cv2.INTER_AREA) for c in planes])
+    if out is None:
+        out = np.empty((len(planes), ch, cw), np.float32)
+    for c, o in zip(planes, out):
+        cv2.resize(c, (cw, ch), dst=o, interpolation=cv2.INTER_AREA)
     return out if x.ndim == 3 else out[0]
 
 
@@ -142,6 +146,7 @@ class _Layout:
         if p.coarse_scale is not None:
             self.coarse = grid(*coarse_hw(h, w, p.coarse_scale))
             n += len(self.coarse.cells)
+            self.coarse_frame = np.empty((channels, *self.coarse.hw), np.float32)  # the cutting thread's
             self.coarse_map = np.empty(self.coarse.hw, np.float32)  # the stitching thread's, like `part`
             self.upsampled = np.empty((h, w), np.float32)
         self.batch = np.zeros((n, channels, *self.native.tile), np.float32)
@@ -216,7 +221,7 @@ class Preprocessor:
         image = batch[:, :self.image_channels]
         lay.native.cut(planes, image)
         if lay.coarse is not None and self.p.coarse_scale is not None:
-            lay.coarse.cut(coarse_frame(planes, self.p.coarse_scale), image[n:])
+            lay.coarse.cut(coarse_frame(planes, self.p.coarse_scale, lay.coarse_frame[:len(planes)]), image[n:])
         if self.p.scale_plane:  # which scale each tile is: 0 native, 1 coarse
             batch[:n, -1] = 0.0
             batch[n:, -1] = 1.0
@@ -256,22 +261,25 @@ class Preprocessor:
         lay = self._layouts[frame_hw] if frame_hw is not None else self._cut()
         native = np.empty(lay.hw, np.float32)
         lay.native.stitch(outputs[:len(lay.native.cells)], native)
-        if lay.coarse is None:
-            return [native]
+        return [native] if lay.coarse is None else [native, self._coarse_map(outputs, lay).copy()]
+
+    @staticmethod
+    def _coarse_map(outputs: np.ndarray, lay: _Layout) -> np.ndarray:
+        """The coarse grid's map brought back to the frame's size, in the layout's buffer."""
+        assert lay.coarse is not None
         lay.coarse.stitch(outputs[len(lay.native.cells):], lay.coarse_map)
-        return [native, cv2.resize(lay.coarse_map, lay.hw[::-1], interpolation=cv2.INTER_LINEAR)]
+        cv2.resize(lay.coarse_map, lay.hw[::-1], dst=lay.upsampled, interpolation=cv2.INTER_LINEAR)
+        return lay.upsampled
 
     def _stitch(self, outputs: np.ndarray, out: np.ndarray, lay: _Layout):
-        n = len(lay.native.cells)
-        lay.native.stitch(outputs[:n], out)
+        lay.native.stitch(outputs[:len(lay.native.cells)], out)
         if lay.coarse is None:
             return
         # two scales: the coarse map brought to the frame's size, each weighted, the larger kept
-        lay.coarse.stitch(outputs[n:], lay.coarse_map)
-        cv2.resize(lay.coarse_map, lay.hw[::-1], dst=lay.upsampled, interpolation=cv2.INTER_LINEAR)
+        coarse = self._coarse_map(outputs, lay)
         a, b = fusion_weights(self.p.coarse_weight)
         if a != 1.0:
             out *= np.float32(a)
         if b != 1.0:
-            lay.upsampled *= np.float32(b)
-        np.maximum(out, lay.upsampled, out=out)
+            coarse *= np.float32(b)
+        np.maximum(out, coarse, out=out)
