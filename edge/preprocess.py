@@ -137,20 +137,31 @@ class _Layout:
     pool and the coarse map's buffers."""
 
     def __init__(self, h: int, w: int, model_h: int, model_w: int, p: Preprocess, channels: int, leases: int):
+        """channels: the model's input channels (the image's, then the scale plane with one)."""
         self.hw = (h, w)
+        image_channels = channels - 1 if p.scale_plane else channels
         def grid(gh: int, gw: int) -> _Grid:
             return _Grid(gh, gw, model_h, model_w, p.tile_overlap, p.input_multiple, p.tile_blend)
         self.native = grid(h, w)
         self.coarse: _Grid | None = None
         n = len(self.native.cells)
         if p.coarse_scale is not None:
+            self.coarse_scale = p.coarse_scale
             self.coarse = grid(*coarse_hw(h, w, p.coarse_scale))
             n += len(self.coarse.cells)
-            self.coarse_frame = np.empty((channels, *self.coarse.hw), np.float32)  # the cutting thread's
+            self.coarse_frame = np.empty((image_channels, *self.coarse.hw), np.float32)  # the cutting thread's
             self.coarse_map = np.empty(self.coarse.hw, np.float32)  # the stitching thread's, like `part`
             self.upsampled = np.empty((h, w), np.float32)
         self.batch = np.zeros((n, channels, *self.native.tile), np.float32)
+        if p.scale_plane:
+            self.plane(self.batch)
         self.pool = BufferPool((h, w), np.float32, leases)
+
+    def plane(self, batch: np.ndarray):
+        """Each tile's scale plane, the batch's last channel: 0 on the frame's tiles, 1 on the coarse ones."""
+        n = len(self.native.cells)
+        batch[:n, -1] = 0.0
+        batch[n:, -1] = 1.0
 
 
 class Preprocessor:
@@ -220,11 +231,10 @@ class Preprocessor:
         n = len(lay.native.cells)
         image = batch[:, :self.image_channels]
         lay.native.cut(planes, image)
-        if lay.coarse is not None and self.p.coarse_scale is not None:
-            lay.coarse.cut(coarse_frame(planes, self.p.coarse_scale, lay.coarse_frame[:len(planes)]), image[n:])
-        if self.p.scale_plane:  # which scale each tile is: 0 native, 1 coarse
-            batch[:n, -1] = 0.0
-            batch[n:, -1] = 1.0
+        if lay.coarse is not None:
+            lay.coarse.cut(coarse_frame(planes, lay.coarse_scale, lay.coarse_frame), image[n:])
+        if self.p.scale_plane and out is not None:  # the own batch holds its planes since the layout was made
+            lay.plane(out)
         return batch
 
     def tile_count(self, h: int, w: int) -> int:

@@ -138,6 +138,8 @@ def test_two_scales_go_in_one_batch_and_fuse_by_the_weighted_maximum():
     assert batch.shape == (len(native) + len(small), 2, 64, 64)
     assert np.array_equal(batch[:, :1], two.tiles(x)) and (batch[:len(native), 1] == 0).all()
     assert (batch[len(native):, 1] == 1).all()
+    pinned = np.full(batch.shape, 7.0, np.float32)  # a runner's own input buffer (the GPU's pinned one) gets them too
+    assert np.array_equal(planed.tiles(x, out=pinned), batch)
     rgb = planed.to_model_space(np.zeros((20, 30, 3), np.uint8))  # the image is grey, the plane comes on top
     assert rgb.shape == (20, 30)
 
