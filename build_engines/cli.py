@@ -271,10 +271,8 @@ def _frame_to_input(args, recipe, dims: list, where: str):
         return
     if args.batch:
         raise InputError("<command line>", "--frame", "expected --frame or --batch, not both")
-    h, w = args.frame
-    if recipe.preprocess.size is not None:  # frames are resized to the model's input first
-        h, w = recipe.preprocess.size
-    n = Preprocessor(recipe.preprocess, (dims[2], dims[3])).tile_count(h, w)
+    pre = Preprocessor(recipe.preprocess, (dims[2], dims[3]))
+    n = pre.tile_count(*pre.model_hw(*args.frame))  # frames are resized first (a size or a working scale)
     if isinstance(dims[0], int) and dims[0] > 0 and dims[0] != n:
         raise InputError(where, "input", f"the model's batch is fixed at {dims[0]}; a {args.frame[0]}x{args.frame[1]} "
                                          f"frame is {n} tiles: export it with a dynamic batch")

@@ -19,13 +19,15 @@ def anomaly_map(src: np.ndarray, rec: np.ndarray, probability: bool) -> np.ndarr
 def overlay(src: np.ndarray, heat: np.ndarray, regions: list[dict] = (), frame_hw=None, *, probability: bool = False,
             width: int | None = None, truth: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(frame as 8-bit grey, BGR picture), both `width` wide at most (model-space size otherwise).
-    `regions` are in frame pixels (frame_hw; None = model space); a probability map is shown on
+    `heat` and `truth` may be at another size than `src` (the frame's, where the model worked at
+    another scale). `regions` are in frame pixels (frame_hw; None = model space); a probability map is shown on
     its own 0..1 scale, a residual relative to its 99.9th percentile."""
     h, w = src.shape
     scale = width / w if width and w > width else 1.0
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     if scale != 1.0:  # shrink first: everything below then costs the picture's size, not the frame's
         src = cv2.resize(src, size, interpolation=cv2.INTER_LINEAR)
+    if heat.shape != (size[1], size[0]):  # also a map kept at the frame's size (edge-eval's, of a resized model)
         heat = cv2.resize(heat.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
     lo, hi = np.percentile(src[::4, ::4], (0.5, 99.5))  # a sample is plenty for a display range
     gain = 255.0 / max(float(hi - lo), 1e-6)
@@ -39,7 +41,9 @@ def overlay(src: np.ndarray, heat: np.ndarray, regions: list[dict] = (), frame_h
         picture = cv2.add(cv2.multiply(colour, alpha, scale=1 / 255),
                           cv2.multiply(picture, cv2.bitwise_not(alpha), scale=1 / 255))
     if truth is not None and truth.any():
-        t = cv2.resize(truth.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) if scale != 1.0 else truth.astype(np.uint8)
+        t = truth.astype(np.uint8)
+        if t.shape != (size[1], size[0]):
+            t = cv2.resize(t, size, interpolation=cv2.INTER_NEAREST)
         contours, _ = cv2.findContours(t, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(picture, contours, -1, (0, 255, 0), 1)
     fh, fw = frame_hw if frame_hw is not None else (h, w)

@@ -57,17 +57,18 @@ def axis_shares(starts: list[int], tile: int, blend: str) -> list[np.ndarray]:
     return [w / total[s:s + tile] for s, w in zip(starts, weights)]
 
 
-def coarse_hw(h: int, w: int, factor: float) -> tuple[int, int]:
-    """The coarse frame's shape: the frame's sides times `factor`, rounded, at least 1."""
+def scaled_hw(h: int, w: int, factor: float) -> tuple[int, int]:
+    """A frame's shape resized by `factor`: its sides times the factor, rounded, at least 1."""
     return max(1, round(h * factor)), max(1, round(w * factor))
 
 
-def coarse_frame(x: np.ndarray, factor: float, out: np.ndarray | None = None) -> np.ndarray:
+def scaled_frame(x: np.ndarray, factor: float, out: np.ndarray | None = None) -> np.ndarray:
     """A model-space frame ((H, W) or (C, H, W) float32) resized by `factor` (area averaging): the
-    coarse view of a two-scale recipe, the same for training crops and the station. `out`: a
-    (C, h, w) buffer of the coarse shape to write into (the station's, reused per frame shape)."""
+    working scale's frame, and the coarse view of a two-scale recipe, the same for training crops
+    and the station. `out`: a (C, h, w) buffer of the resized shape to write into (the station's
+    coarse frame, reused per frame shape)."""
     planes = x if x.ndim == 3 else x[None]
-    ch, cw = coarse_hw(planes.shape[1], planes.shape[2], factor)
+    ch, cw = scaled_hw(planes.shape[1], planes.shape[2], factor)
     if out is None:
         out = np.empty((len(planes), ch, cw), np.float32)
     for c, o in zip(planes, out):
@@ -147,7 +148,7 @@ class _Layout:
         n = len(self.native.cells)
         if p.coarse_scale is not None:
             self.coarse_scale = p.coarse_scale
-            self.coarse = grid(*coarse_hw(h, w, p.coarse_scale))
+            self.coarse = grid(*scaled_hw(h, w, p.coarse_scale))
             n += len(self.coarse.cells)
             self.coarse_frame = np.empty((image_channels, *self.coarse.hw), np.float32)  # the cutting thread's
             self.coarse_map = np.empty(self.coarse.hw, np.float32)  # the stitching thread's, like `part`
@@ -191,7 +192,8 @@ class Preprocessor:
         self._last: _Layout | None = None
 
     def to_model_space(self, image: np.ndarray, bits: int | None = None) -> np.ndarray:
-        """(H, W[, C]) uint8/uint16 -> float32 (H', W') or (C, H', W') after colour, resize, normalise.
+        """(H, W[, C]) uint8/uint16 -> float32 (H', W') or (C, H', W') after colour, resize, normalise
+        and the working scale (model_hw).
         `bits`: significant bits of the pixel values (a 12-bit camera's uint16 frame: 12); None
         takes the dtype's (8 or 16). Values are rescaled to the recipe's bit depth, so a 16-bit
         PNG of a good part reads as the same part, not as a frame 257 times too bright."""
@@ -208,7 +210,16 @@ class Preprocessor:
             x += np.float32(b)
         if x.ndim == 3:
             x = np.ascontiguousarray(x.transpose(2, 0, 1))
+        if p.working_scale != 1.0:  # on the model-space frame, as training resizes its images
+            x = scaled_frame(x, p.working_scale)
         return x
+
+    def model_hw(self, h: int, w: int) -> tuple[int, int]:
+        """The model-space frame's shape for an h x w frame: its fixed size, or its own shape at the
+        working scale (what the tiles are cut from)."""
+        if self.p.size is not None:
+            return self.p.size
+        return scaled_hw(h, w, self.p.working_scale) if self.p.working_scale != 1.0 else (h, w)
 
     def layout(self, h: int, w: int) -> _Layout:
         lay = self._layouts.get((h, w))
@@ -232,7 +243,7 @@ class Preprocessor:
         image = batch[:, :self.image_channels]
         lay.native.cut(planes, image)
         if lay.coarse is not None:
-            lay.coarse.cut(coarse_frame(planes, lay.coarse_scale, lay.coarse_frame), image[n:])
+            lay.coarse.cut(scaled_frame(planes, lay.coarse_scale, lay.coarse_frame), image[n:])
         if self.p.scale_plane and out is not None:  # the own batch holds its planes since the layout was made
             lay.plane(out)
         return batch

@@ -18,13 +18,14 @@ RECIPE_KEY = "edge_recipe"
 # The recipe's shape. Every shipped model carries one and the loader refuses unknown keys, so a
 # change of shape bumps SCHEMA and adds a step to MIGRATIONS that turns the old shape into the new
 # one: models in the field keep loading. Recipes without `schema` are version 1.
-SCHEMA = 5
+SCHEMA = 6
 MIGRATIONS: dict[int, Callable[[dict], dict]] = {
     1: lambda raw: raw,  # 1 -> 2: `schema` itself and decision.non_finite (its default) were added
     2: lambda raw: raw,  # 2 -> 3: preprocess.input_multiple (its default: fixed-input models ignore it)
     # 3 -> 4: preprocess.tile_blend; older models' thresholds were calibrated on averaged tiles
     3: lambda raw: {**raw, "preprocess": {"tile_blend": "mean", **(raw.get("preprocess") or {})}},
     4: lambda raw: raw,  # 4 -> 5: preprocess.coarse_scale, scale_plane, coarse_weight (their defaults: one scale)
+    5: lambda raw: raw,  # 5 -> 6: preprocess.working_scale (its default: frames at their own scale)
 }
 
 
@@ -52,6 +53,13 @@ class Preprocess:
     size: tuple[int, int] | None = field(
         None, check=lambda s: None if min(s) >= 8 else "two sizes >= 8",
         doc="[height, width] to resize every frame to before the model; null keeps the native size")
+    working_scale: float = field(
+        1.0, check=lambda v: None if 0 < v <= 1 else "a factor > 0 and <= 1",
+        doc="every frame resized by this factor (area averaging) before the model, its aspect kept: the scale "
+            "the model works at. edge-train chooses it from the parts' size (a large part works at the scale "
+            "where its short side spans two tiles: docs/ACCURACY.md, \"The working scale from the parts' "
+            "size\"); the map is at this scale, defect regions are reported in the frame's pixels. 1 = the "
+            "frame's own scale")
     bit_depth: int = field(8, check=rng(8, 16), doc="bit depth of the frames the model was trained on; frames of "
                                                     "another depth (12-bit cameras, 16-bit PNG/TIFF) are rescaled to "
                                                     "it first: value * (2^bit_depth - 1) / (2^bits - 1)")
@@ -162,6 +170,11 @@ class Recipe:
     training: dict[str, str] = field(factory=dict, doc="summary of the training data (free text values)")
 
     def validate(self, where, prefix):
+        if self.preprocess.working_scale != 1.0 and self.preprocess.size is not None:
+            key = "preprocess.working_scale"
+            raise InputError(where, f"{prefix}.{key}" if prefix else key,
+                             f"expected 1 with a fixed size ({self.preprocess.size[0]}x{self.preprocess.size[1]}): "
+                             "frames are resized to that size")
         if self.preprocess.scale_plane and self.preprocess.coarse_scale is None:
             key = "preprocess.scale_plane"
             raise InputError(where, f"{prefix}.{key}" if prefix else key, "expected false without a coarse_scale")

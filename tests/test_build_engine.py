@@ -346,6 +346,13 @@ def test_frame_builds_one_call_per_frame_of_a_tiled_model(tmp_path):
     r = build(tiled, "-o", tmp_path / "two.plan", "--frame", "400x400")
     assert r.returncode == 0, r.stderr
     assert "13 tile(s) of 192x192 per frame, built as --batch 13" in r.stderr
+    for prop in m.metadata_props:  # a working scale: the tiles of the frame resized (800x800 at 0.5: 3 x 3)
+        if prop.key == RECIPE_KEY:
+            prop.value = json.dumps({**recipe, "preprocess": {**recipe["preprocess"], "working_scale": 0.5}})
+    onnx.save(m, str(tiled))
+    r = build(tiled, "-o", tmp_path / "ws.plan", "--frame", "800x800")
+    assert r.returncode == 0, r.stderr
+    assert "9 tile(s) of 192x192 per frame, built as --batch 9" in r.stderr
 
 
 @pytest.mark.slow

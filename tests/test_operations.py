@@ -304,3 +304,19 @@ def test_verdict_file_on_a_full_disk_does_not_stop_inspection(tmp_path, small_di
     assert res.returncode == 0, res.stderr
     assert len(res.stdout.splitlines()) == 120  # stdout still gets every verdict
     assert "No space left on device" in res.stderr and "frames grabbed 120, verdicts 120" in res.stderr
+
+
+def test_overlay_takes_a_map_at_the_frames_size_over_a_smaller_model_space_frame():
+    """edge-eval keeps maps and masks at the frame's size; a model that resized the frame gives a
+    smaller picture to draw them on (before, they were drawn only where the picture shrank)."""
+    import numpy as np
+
+    from edge.overlay import overlay
+    src = np.linspace(0, 1, 200 * 200, dtype=np.float32).reshape(200, 200)
+    heat = np.zeros((400, 400), np.float32)
+    heat[100:200, 100:200] = 1.0
+    truth = (heat > 0).astype(np.uint8)
+    grey, picture = overlay(src, heat, (), None, probability=True, width=256, truth=truth)
+    assert grey.shape == (200, 200) and picture.shape == (200, 200, 3)
+    assert picture[75, 75, 2] > picture[75, 75, 0] and picture[150, 150, 0] == picture[150, 150, 1]  # heat; none
+    assert (picture[50, 50:100] == (0, 255, 0)).all(axis=1).any()  # the truth's outline, at the picture's scale

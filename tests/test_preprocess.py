@@ -111,18 +111,18 @@ def test_two_scales_go_in_one_batch_and_fuse_by_the_weighted_maximum():
 
     import cv2
 
-    from edge.preprocess import coarse_frame
+    from edge.preprocess import scaled_frame
     rng = np.random.default_rng(0)
     x = rng.random((200, 150), dtype=np.float32)
     one = Preprocessor(Preprocess(tile_overlap=16), (64, 64))
-    native, small = one.tiles(x).copy(), one.tiles(coarse_frame(x, 0.5)).copy()
-    assert coarse_frame(x, 0.5).shape == (100, 75)
-    assert np.allclose(coarse_frame(x, 0.5), cv2.resize(x, (75, 100), interpolation=cv2.INTER_AREA))
+    native, small = one.tiles(x).copy(), one.tiles(scaled_frame(x, 0.5)).copy()
+    assert scaled_frame(x, 0.5).shape == (100, 75)
+    assert np.allclose(scaled_frame(x, 0.5), cv2.resize(x, (75, 100), interpolation=cv2.INTER_AREA))
     two = Preprocessor(Preprocess(tile_overlap=16, coarse_scale=0.5, coarse_weight=0.5), (64, 64))
     batch = two.tiles(x)
     assert len(batch) == two.tile_count(200, 150) == len(native) + len(small)
     assert np.array_equal(batch[:len(native)], native) and np.array_equal(batch[len(native):], small)
-    up = cv2.resize(coarse_frame(x, 0.5), (150, 200), interpolation=cv2.INTER_LINEAR)
+    up = cv2.resize(scaled_frame(x, 0.5), (150, 200), interpolation=cv2.INTER_LINEAR)
     fused = two.stitch(batch.copy())  # an identity model: each tile's map is the tile
     assert np.abs(fused - np.maximum(x, 0.5 * up)).max() < 1e-5
     maps = two.scale_maps(batch.copy())
@@ -159,3 +159,27 @@ def test_two_scales_need_a_model_with_fixed_tiles_and_a_probability_map():
         load(Recipe, {"detect": {"method": "probability"}, "preprocess": {"scale_plane": True}}, "m.onnx")
     older = {"schema": 4, "detect": {"method": "probability"}}  # a model made before two scales: one scale
     assert load_recipe({"edge_recipe": json.dumps(older)}, "old.onnx").preprocess.coarse_scale is None
+
+
+def test_a_working_scale_resizes_every_frame_before_the_model():
+    """preprocess.working_scale: the model-space frame is the frame resized by the factor (area
+    averaging, as training resizes its images); refused beside a fixed size; older recipes keep
+    their frames' own scale."""
+    from edge.errors import InputError
+    from edge.preprocess import scaled_frame
+    from edge.recipe import Recipe, load_recipe
+    from edge.schema import load
+    frame = (np.arange(200 * 300) % 251).astype(np.uint8).reshape(200, 300)
+    pre = Preprocessor(Preprocess(working_scale=0.5, tile_overlap=16), (64, 64))
+    x = pre.to_model_space(frame)
+    assert x.shape == pre.model_hw(200, 300) == (100, 150)
+    assert np.allclose(x, scaled_frame(frame.astype(np.float32) / 255, 0.5), atol=1e-6)
+    assert pre.tile_count(*pre.model_hw(200, 300)) == 2 * 3
+    assert Preprocessor(Preprocess(size=(64, 64)), (64, 64)).model_hw(200, 300) == (64, 64)
+    assert Preprocessor(Preprocess(), (64, 64)).model_hw(200, 300) == (200, 300)
+    with pytest.raises(InputError, match="preprocess.working_scale.*expected 1 with a fixed size"):
+        load(Recipe, {"preprocess": {"size": [64, 64], "working_scale": 0.5}}, "m.onnx", "edge_recipe")
+    with pytest.raises(InputError, match="working_scale.*> 0 and <= 1"):
+        load(Recipe, {"preprocess": {"working_scale": 2}}, "m.onnx", "edge_recipe")
+    older = {"schema": 5, "detect": {"method": "probability"}}  # a model made before working scales
+    assert load_recipe({"edge_recipe": json.dumps(older)}, "old.onnx").preprocess.working_scale == 1.0

@@ -61,6 +61,21 @@ def test_a_rejects_folder_is_refused_with_one_line(tmp_path):
         load_rejects(tmp_path / "r", 16)
 
 
+def test_rejects_are_read_at_the_runs_working_scale(tmp_path):
+    """A run that works at a smaller scale sees its rejects, and their masks, as the station
+    would: resized by the same factor."""
+    (tmp_path / "r").mkdir()
+    img = (textured(3, 400, 600) * 255).astype(np.uint8)
+    mask = np.zeros((400, 600), np.uint8)
+    mask[100:140, 200:260] = 255
+    cv2.imwrite(str(tmp_path / "r/a.png"), img)
+    cv2.imwrite(str(tmp_path / "r/a_mask.png"), mask)
+    (own,), (half,) = load_rejects(tmp_path / "r", 64), load_rejects(tmp_path / "r", 64, 0.5)
+    assert own.image.shape == own.mask.shape == (400, 600) and half.image.shape == half.mask.shape == (200, 300)
+    assert np.argwhere(half.mask).min(0).tolist() == [50, 100] and half.mask.sum() == 20 * 30
+    assert abs(float(half.image.mean()) - float(own.image.mean())) < 1e-3
+
+
 def _reject(seed=0):
     rng = np.random.default_rng(seed)
     img = (textured(seed, 200, 300) * 0.5 + 0.25).astype(np.float32)

@@ -5,6 +5,7 @@ score, AUPRO, and thresholds that hold on unseen good parts."""
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -393,12 +394,96 @@ def test_perlin_seg_trains_at_native_scale_and_the_station_runs_it(tmp_path):
     assert all(r["x"] + r["w"] <= 600 and r["y"] + r["h"] <= 100 for r in line["regions"])  # frame pixels
 
 
-def test_coarse_scale_auto_gives_large_parts_two_scales():
-    from train.data import choose_coarse_scale
+def test_auto_scales_show_large_parts_smaller_and_leave_small_ones():
+    from train.data import choose_coarse_scale, choose_working_scale
     assert choose_coarse_scale("auto", [(896, 896)] * 3 + [(100, 100)], 256) == 0.5714  # the median's short side
     assert choose_coarse_scale("auto", [(1200, 800), (800, 900), (700, 2000)], 256) == 0.64
     assert choose_coarse_scale("auto", [(600, 2000), (760, 760)], 256) is None  # under 3 tiles: one scale
     assert choose_coarse_scale(0.3, [(100, 100)], 256) == 0.3 and choose_coarse_scale(None, [(2000, 2000)], 256) is None
+    # the working scale by the same rule: a large part at the scale where its short side is 2 tiles
+    assert choose_working_scale("auto", [(896, 896)] * 3 + [(100, 100)], 256) == 0.5714
+    assert choose_working_scale("auto", [(600, 2000), (760, 760)], 256) == 1.0
+    assert choose_working_scale("auto", [(262, 400)] * 5 + [(1000, 1100)], 256) == 1.0  # the magnetic tiles' sizes
+    assert choose_working_scale(0.5, [(100, 100)], 256) == 0.5 and choose_working_scale(1, [(2000, 2000)], 256) == 1.0
+
+
+def test_magnetic_tiles_stay_at_their_own_scale():
+    """The headline data keeps working_scale 1 by default (its median short side is 262 px)."""
+    from edge.images import good_images
+    from train.data import choose_working_scale
+    data = Path(__file__).resolve().parents[2] / "shared/data/magnetic_tile"
+    if not data.is_dir():
+        pytest.skip("../shared/data/magnetic_tile is absent")
+    shapes = [cv2.imread(str(f), cv2.IMREAD_UNCHANGED).shape[:2] for f in good_images(data)]
+    assert choose_working_scale("auto", shapes, 256) == 1.0
+
+
+def test_large_parts_are_worked_at_a_smaller_scale(tmp_path):
+    """By default (working_scale auto) parts whose short side spans 3 tiles train and run at the
+    scale where it spans 2: the training images are resized as the station resizes a frame, the
+    recipe carries the factor, the station cuts the resized frame's tiles (one call) and reports
+    regions in the frame's pixels; edge-eval's pixel metrics are at the frame's size; build-engine's
+    --frame counts the resized frame's tiles. working_scale 1 keeps the parts' own scale."""
+    import yaml
+
+    from edge.backends.onnxruntime import OnnxRuntimeRunner
+    from edge.inspector import Inspector
+    from edge.preprocess import scaled_frame
+    from edge.recipe import load_recipe, read_recipe
+    from train.cli import edge_eval_main
+    from train.config import load_config
+    from train.evaluate import run_eval
+    from train.trainer import Trainer
+    model, summary = train_briefly(tmp_path, [(800, 840)] * 4)
+    recipe = read_recipe(model)
+    assert summary["working_scale"] == recipe.preprocess.working_scale == 0.64  # 512 px of the 800-px side
+    assert recipe.preprocess.coarse_scale is None and "x0.64 (the working scale)" in recipe.training["scale"]
+    cfg = yaml.safe_load((tmp_path / "t.yaml").read_text())
+    t = Trainer(*load_config(tmp_path / "t.yaml"))
+    assert [x.shape for x in t.source.images] == [(512, 538)] * 3  # the 3 training images, resized
+    frame = (textured(7, 800, 840) * 255).astype(np.uint8)
+    with OnnxRuntimeRunner(model) as runner:
+        ins = Inspector(runner, load_recipe(runner.metadata, str(model)), "cam", "t")
+        x = ins.pre.to_model_space(frame)
+        native = ins.pre.p.scale * frame.astype(np.float32)
+        assert x.shape == ins.pre.model_hw(800, 840) == (512, 538)
+        assert np.abs(x - scaled_frame(native, 0.64)).max() < 1e-6  # exactly as training resizes
+        calls, infer = [], runner.infer
+        runner.infer = lambda batch: calls.append(batch.shape) or infer(batch)
+        assert ins.reconstruct(x).shape == (512, 538)
+        assert calls == [(3 * 3, 1, 256, 256)]  # 9 tiles where the frame itself is 4 x 5
+    (tmp_path / "one.yaml").write_text(yaml.safe_dump({**cfg, "working_scale": 1, "out": str(tmp_path / "one")}))
+    own = Trainer(*load_config(tmp_path / "one.yaml"))
+    assert own.method.working_scale == 1.0 and [x.shape for x in own.source.images] == [(800, 840)] * 3
+    test = tmp_path / "data/test"  # edge-eval: the maps brought back to the frame's size
+    for kind in ("good", "spot"):
+        (test / kind).mkdir(parents=True)
+    cv2.imwrite(str(test / "good/g.png"), (textured(31, 800, 840) * 255).astype(np.uint8))
+    spot = (textured(32, 800, 840) * 255).astype(np.uint8)
+    spot[300:360, 400:470] = 255
+    cv2.imwrite(str(test / "spot/s.png"), spot)
+    (tmp_path / "data/ground_truth/spot").mkdir(parents=True)
+    mask = np.zeros((800, 840), np.uint8)
+    mask[300:360, 400:470] = 255
+    cv2.imwrite(str(tmp_path / "data/ground_truth/spot/s_mask.png"), mask)
+    results = run_eval(model, tmp_path / "data")
+    assert [r.score_map.shape for r in results] == [(800, 840)] * 2
+    assert all(r.pred.shape == r.truth.shape == (800, 840) for r in results) and results[1].truth.sum() == 60 * 70
+    assert edge_eval_main(["--model", str(model), "--data", str(tmp_path / "data"), "--out", str(tmp_path / "e")]) == 0
+    assert 0 <= json.loads((tmp_path / "e/metrics.json").read_text())["overall"]["pixel_auroc"] <= 1
+    assert (tmp_path / "e/report.html").stat().st_size > 1000  # its pictures: 512-px frames, 800-px maps
+    frames = tmp_path / "frames"  # and edge-run inspects a part, its regions in the frame's pixels
+    frames.mkdir()
+    cv2.imwrite(str(frames / "part.png"), spot)
+    station = tmp_path / "station.yaml"
+    station.write_text(f"station: t\ncameras:\n  cam0:\n    source: file://{frames}\nmodel:\n  path: {model}\n"
+                       "decision:\n  rule: regions\n  min_area: 1\ndetect:\n  probability:\n    threshold: 0.0\n")
+    res = subprocess.run([sys.executable, "-m", "edge.cli", "--config", str(station), "--frames", "1"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    line = json.loads(res.stdout.splitlines()[0])
+    assert line["source"] == "part.png" and line["verdict"] == "NG"  # threshold 0: the whole part is one region
+    assert max(r["x"] + r["w"] for r in line["regions"]) > 800 and max(r["y"] + r["h"] for r in line["regions"]) > 760
 
 
 def test_large_parts_train_and_run_at_two_scales_in_one_call(tmp_path):
@@ -416,13 +501,14 @@ def test_large_parts_train_and_run_at_two_scales_in_one_call(tmp_path):
     model, summary = train_briefly(tmp_path, [(800, 840)] * 4, coarse_scale="auto")
     recipe = read_recipe(model)
     assert summary["coarse_scale"] == recipe.preprocess.coarse_scale == 0.64  # 512 px of the 800-px side
+    assert summary["working_scale"] == recipe.preprocess.working_scale == 1.0  # two scales keep the native one
     assert recipe.preprocess.coarse_weight != 1.0 and "coarse weight" in recipe.training["calibration"]
     assert "x0.64" in recipe.training["scale"]
     cfg = yaml.safe_load((tmp_path / "t.yaml").read_text())
-    del cfg["coarse_scale"]  # by default the same parts stay at one scale
+    del cfg["coarse_scale"]  # by default the same parts stay at one scale, the working one
     (tmp_path / "u.yaml").write_text(yaml.safe_dump({**cfg, "out": str(tmp_path / "v")}))
     default = Trainer(*load_config(tmp_path / "u.yaml"))
-    assert default.method.coarse_scale is None and [x.shape for x in default.source.images] == [(800, 840)] * 3
+    assert default.method.coarse_scale is None and [x.shape for x in default.source.images] == [(512, 538)] * 3
     (tmp_path / "u.yaml").write_text(yaml.safe_dump({**cfg, "coarse_scale": "auto", "out": str(tmp_path / "u")}))
     t = Trainer(*load_config(tmp_path / "u.yaml"))  # the 3 training images, at both scales
     assert [x.shape for x in t.source.images] == [(800, 840)] * 3 + [(512, 538)] * 3

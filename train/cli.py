@@ -38,27 +38,37 @@ def detect_for(method, stored: dict) -> dict:
     return merge(merge(stored, method.recipe_detect()), method.cfg.detect)
 
 
+def scale_text(method) -> str:
+    """The recipe's training note on the scale the model works at."""
+    r, coarse, working = method.r, method.coarse_scale, method.working_scale
+    if r.size is not None:
+        return f"resized to {r.size}x{r.size}"
+    at = "native" if working == 1.0 else f"x{working:.4g} (the working scale)"
+    if method.whole_frame():
+        return f"{at}, whole frames"
+    if coarse:
+        return f"native and x{coarse:.4g}, fused (tiled; a frame's tiles at both scales in one call)"
+    return f"{at}, tiled (a frame's tiles in one call)"
+
+
 def recipe_for(method, summary: dict) -> dict:
     """The inspection recipe a run's model is exported with (train.methods.Method, the run's summary)."""
     from edge.schema import to_dict
 
     from .data import training_preprocess
     cfg, r = method.cfg, method.r
-    coarse = method.coarse_scale
+    coarse, working = method.coarse_scale, method.working_scale
     detect = detect_for(method, {"method": r.detect})
     training = {"data": str(cfg.data), "images": str(summary["train_images"]),
                 "holdout": str(summary["holdout_images"]), "epochs": str(summary["epochs"]),
                 "steps": str(summary.get("steps", "")), "minutes": f"{summary['minutes']:.1f}", "seed": str(cfg.seed),
-                "scale": f"resized to {r.size}x{r.size}" if r.size is not None
-                else "native, whole frames (never resized)" if method.whole_frame()
-                else f"native and x{coarse:.4g}, fused (tiled; a frame's tiles at both scales in one call)" if coarse
-                else "native (tiled, never resized; a frame's tiles in one call)",
+                "scale": scale_text(method),
                 **({"rejects": f"{summary['rejects']} ({summary['rejects_masked']} with masks)"}
                    if summary.get("rejects") else {}),
                 **method.recipe_training()}
     return {"model_family": cfg.method,
             "preprocess": to_dict(training_preprocess(r.size, r.tile_overlap, method.whole_frame() or 1, cfg.tile_blend,
-                                                      coarse)),
+                                                      coarse, working)),
             "detect": detect, "decision": {"rule": "regions", "min_area": 16}, "training": training}
 
 

@@ -45,6 +45,14 @@ class TrainConfig:
                   "null = the recipe's default, ramp (tiles cross-fade across their overlap); mean = averaged "
                   "(docs/ACCURACY.md, \"Tiles cross-faded where they overlap\"); --calibrate-only applies a "
                   "change to a trained model")
+    working_scale: float | Literal["auto"] = field(
+        "auto", check=lambda v: None if v == "auto" or 0 < v <= 1 else "auto or a factor > 0 and <= 1",
+        doc="the scale the model works at, for methods that take frames at their own scale (perlin_seg): every "
+            "image is resized by this factor for training, and the station resizes each frame by it; auto "
+            "(default) = where the training images' median short side reaches 3 tiles (768 px at perlin_seg's "
+            "256), the factor that makes it 2 tiles (a 896-px part: 0.57, its tiles cover three ribs where they "
+            "covered one), else 1; 1 = the images' own scale, where thin lines matter more than the part's "
+            "structure (docs/ACCURACY.md, \"The working scale from the parts' size\")")
     coarse_scale: float | Literal["auto"] | None = field(
         None, check=lambda v: None if v == "auto" or 0 < v < 1 else "auto, null or a factor > 0 and < 1",
         doc="two scales, for methods that tile native-scale frames into a probability map (perlin_seg): half "
@@ -99,6 +107,13 @@ class TrainConfig:
                              else f"expected less than the tile ({r.export}), got {self.tile_overlap}")
         if self.tile_blend is not None and r.export is None:
             raise InputError(where, "tile_blend", f"expected null: {self.method} resizes frames, it does not tile them")
+        if self.working_scale not in ("auto", 1) and not m.scales_frames():
+            raise InputError(where, "working_scale", f"expected auto or 1: {self.method} resizes its frames to "
+                                                     f"{r.size}x{r.size}" if r.size else
+                             f"expected auto or 1: {self.method} does not take frames at their own scale")
+        if self.working_scale not in ("auto", 1) and self.coarse_scale is not None:
+            raise InputError(where, "working_scale", "expected auto or 1 with a coarse_scale: two scales keep the "
+                                                     "native one")
         if self.coarse_scale not in ("auto", None) and not m.two_scales():
             raise InputError(where, "coarse_scale", f"expected auto or null: {self.method} does not tile native-scale "
                                                     "frames into a probability map with fixed tiles")

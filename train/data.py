@@ -17,32 +17,49 @@ from edge.recipe import Preprocess
 
 def training_preprocess(size: int | None, tile_overlap: int = 0, input_multiple: int = 1,
                         tile_blend: Literal["mean", "ramp"] | None = None,
-                        coarse_scale: float | None = None) -> Preprocess:
+                        coarse_scale: float | None = None, working_scale: float = 1.0) -> Preprocess:
     """The preprocessing a model is trained with; export writes this same object into the recipe.
     size None: frames keep their native scale and aspect ratio; the station tiles them (their maps
     combined by tile_blend, None: the recipe's default), or runs them whole, padded to
     input_multiple (a whole-frame model); with coarse_scale also resized by it, each tile's scale
-    given to the model by a scale plane (two scales: a network per scale)."""
+    given to the model by a scale plane (two scales: a network per scale); working_scale: every
+    frame first resized by it (the scale a large part is worked at)."""
     p = Preprocess(size=(size, size) if size is not None else None, tile_overlap=tile_overlap,
-                   input_multiple=input_multiple, coarse_scale=coarse_scale, scale_plane=coarse_scale is not None)
+                   input_multiple=input_multiple, coarse_scale=coarse_scale, scale_plane=coarse_scale is not None,
+                   working_scale=working_scale)
     return p if tile_blend is None else replace(p, tile_blend=tile_blend)
 
 
-COARSE_FROM = 3  # a part whose short side spans this many tiles gets a coarse view (coarse_scale auto)
-COARSE_TO = 2    # the coarse view's short side, in tiles
+LARGE_FROM = 3  # a part whose short side spans this many tiles is large: seen smaller (auto scales)
+LARGE_TO = 2    # ... at the scale where its short side spans this many tiles
+
+
+def large_part_scale(shapes: list[tuple[int, int]], tile: int) -> float | None:
+    """The factor that shows a large part whole enough: where the images' median short side spans
+    LARGE_FROM tiles or more, the factor that makes it LARGE_TO tiles (enough of the part in one
+    tile to see its structure; the staged 896-px objects: 0.57, docs/ACCURACY.md "The working
+    scale"); None for smaller parts (the magnetic tiles: median 262 px) or no images."""
+    if not shapes:
+        return None
+    short = float(np.median([min(h, w) for h, w in shapes]))
+    return round(LARGE_TO * tile / short, 4) if short >= LARGE_FROM * tile else None
+
+
+def choose_working_scale(setting: float | str, shapes: list[tuple[int, int]], tile: int) -> float:
+    """The config's working_scale for images of `shapes` and the station's `tile`: auto = a large
+    part's factor (large_part_scale), 1 for smaller ones."""
+    if setting != "auto":
+        return float(setting)
+    return large_part_scale(shapes, tile) or 1.0
 
 
 def choose_coarse_scale(setting: float | str | None, shapes: list[tuple[int, int]], tile: int) -> float | None:
     """The config's coarse_scale for images of `shapes` and the station's `tile`: auto gives a
-    coarse view to parts whose median short side spans COARSE_FROM tiles or more, at the factor
-    that makes it COARSE_TO tiles (enough of a large part in one tile to see its structure; the
-    staged 896-px objects: 0.57, docs/ACCURACY.md); smaller parts stay at native scale only."""
-    if setting is None or not shapes:
+    large part (large_part_scale) a coarse view beside the native one; smaller parts stay at one
+    scale."""
+    if setting is None:
         return None
-    if setting != "auto":
-        return float(setting)
-    short = float(np.median([min(h, w) for h, w in shapes]))
-    return round(COARSE_TO * tile / short, 4) if short >= COARSE_FROM * tile else None
+    return float(setting) if setting != "auto" else large_part_scale(shapes, tile)
 
 
 def load_gray(path: Path, size: int | None) -> np.ndarray:

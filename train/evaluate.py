@@ -30,7 +30,7 @@ from edge.evaluation import (  # noqa: F401  (re-exported)
     inspect_frame,
     roc_points,
 )
-from edge.images import load_mask, test_items
+from edge.images import load_mask, read_image_or_fail, test_items
 from edge.inspector import Inspector
 from edge.recipe import load_recipe
 from edge.recipe import read_recipe as read_model_recipe
@@ -43,8 +43,8 @@ class Result:
     kind: str
     score: float
     verdict: str
-    pred: np.ndarray      # binary mask at model resolution
-    score_map: np.ndarray
+    pred: np.ndarray      # binary mask at the frame's resolution
+    score_map: np.ndarray  # likewise (brought back from the model's scale where it differs)
     truth: np.ndarray
     image: np.ndarray
     rec: np.ndarray
@@ -104,7 +104,6 @@ def calibrate_coarse_weight(model: Path, good_files: list[Path], target_far: flo
     alone would be calibrated to on the held-out good images, so that either scale's map reaches
     the fused threshold as often on good parts (each scale's score in units of its own threshold,
     as docs/ACCURACY.md's "The working scale" fused two models)."""
-    from edge.images import read_image_or_fail
     from edge.inspector import run_tiles
     ins, runner = open_inspector(model, {"preprocess": {"coarse_weight": 1.0}})
     scores: list[list[float]] = [[], []]
@@ -185,12 +184,24 @@ def run_eval(model: Path, data: Path, limit: int = 0, overrides: dict | None = N
                 by_kind.setdefault(it.kind, []).append(it)
             items = [it for group in by_kind.values() for it in group[:limit]]
         for it in items:
-            src, rec, verdict, score, det = inspect_file(ins, it.path)
-            results.append(Result(it.kind, score, verdict, det.mask.copy(), ins.detector.score_map(src, rec).copy(),
-                                  load_mask(it.mask, src.shape), src.copy(), rec, it.path.name))
+            frame = read_image_or_fail(it.path)
+            src, rec, verdict, score, det = inspect_frame(ins, frame)
+            hw = frame.shape[:2]
+            results.append(Result(it.kind, score, verdict, at_frame(det.mask, hw, cv2.INTER_NEAREST),
+                                  at_frame(ins.detector.score_map(src, rec), hw, cv2.INTER_LINEAR),
+                                  load_mask(it.mask, hw), src.copy(), rec, it.path.name))
     finally:
         runner.close()
     return results
+
+
+def at_frame(a: np.ndarray, hw: tuple[int, int], interpolation: int) -> np.ndarray:
+    """A copy of a model-space map or mask at the frame's shape `hw`: pixel metrics are taken where
+    the operator sees the defect, whatever scale the model worked at, so models of different
+    working scales compare (a detector's arrays are reused by its next call)."""
+    if a.shape == hw:
+        return a.copy()
+    return cv2.resize(a, (hw[1], hw[0]), interpolation=interpolation)
 
 
 def metrics(results: list[Result]) -> dict:

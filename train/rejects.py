@@ -23,6 +23,7 @@ import numpy as np
 
 from edge.errors import InputError
 from edge.images import good_images, load_mask, read_image_or_fail, reject_items, test_items
+from edge.preprocess import scaled_frame
 
 from .data import load_gray, pad_to
 
@@ -40,13 +41,15 @@ class Reject:
         return np.argwhere(self.mask > 0)
 
 
-def load_rejects(folder: Path, side: int) -> list[Reject]:
-    """Every reject in `folder` as the station would feed it (native scale, reflect-padded as the
-    station pads a frame smaller than its tile). A mask that marks nothing is an error: an empty
-    mask is no label at all."""
+def load_rejects(folder: Path, side: int, working_scale: float = 1.0) -> list[Reject]:
+    """Every reject in `folder` as the station would feed it (at the run's working scale, reflect-
+    padded as the station pads a frame smaller than its tile), its mask at the same scale. A mask
+    that marks nothing is an error: an empty mask is no label at all."""
     out = []
     for path, mask_path in reject_items(folder):
         img = load_gray(path, None)
+        if working_scale != 1.0:
+            img = scaled_frame(img, working_scale)
         mask = None
         if mask_path is not None:
             mask = load_mask(mask_path, img.shape[:2])

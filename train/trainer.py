@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 
 from edge.images import good_images, split_holdout
-from edge.preprocess import coarse_frame
+from edge.preprocess import scaled_frame
 
 from .config import TrainConfig, config_path
 from .data import BatchSource, load_gray, pad_to
@@ -175,15 +175,16 @@ class Trainer:
         self.out = config_path(base, cfg.out)
         files = good_images(data)
         self.train_files, self.holdout_files = split_holdout(files, cfg.holdout)
+        images = self._load(self.train_files)  # first: the images' sizes choose the working scale
         rejects = []
         self.reject_files: list[Path] = []  # read again after export (train.evaluate.rejects_caught)
         if cfg.rejects is not None:
             from .rejects import load_rejects
             folder = config_path(base, cfg.rejects)
-            rejects = load_rejects(folder, self.r.image_side)
+            rejects = load_rejects(folder, self.r.image_side, self.method.working_scale)
             self.reject_files = [folder / r.name for r in rejects]
         # all a method sees of the run when it makes a batch
-        self.source = BatchSource(self._load(self.train_files), np.random.default_rng(cfg.seed + self.rank),
+        self.source = BatchSource(images, np.random.default_rng(cfg.seed + self.rank),
                                   self.r.patch, rejects,
                                   len(self.train_files) if self.method.coarse_scale is not None else None)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -212,18 +213,24 @@ class Trainer:
     # -- images and crops ---------------------------------------------------------------------
     def _load(self, files: list[Path]):
         """Resized to size x size and stacked, or at native scale (a list), each padded as the
-        station pads a frame smaller than the model's tile, so crops see what the station feeds.
-        With two scales the list holds each image twice, at native scale and resized by the coarse
+        station pads a frame smaller than the model's tile, so crops see what the station feeds:
+        at the working scale (resized as the station resizes a frame, where it is not 1). With two scales the list holds each image twice, at native scale and resized by the coarse
         scale (as the station resizes a frame), so half the crops come from each."""
         size = self.r.size
         if size is not None:
             return np.stack([load_gray(f, size) for f in files])
         native = [load_gray(f, None) for f in files]
-        scale = self.method.resolve_scales([(x.shape[0], x.shape[1]) for x in native])
+        self.method.resolve_scales([(x.shape[0], x.shape[1]) for x in native])
+        scale, working = self.method.coarse_scale, self.method.working_scale
+        if working != 1.0:
+            why = ": the images' median short side spans 3 tiles or more" if self.cfg.working_scale == "auto" else ""
+            print(f"edge-train: working scale x{working:.4g} (working_scale {self.cfg.working_scale}){why}",
+                  file=self.log)
+            native = [scaled_frame(x, working) for x in native]
         if scale is not None:
             print(f"edge-train: two scales: native and x{scale:.4g} (coarse_scale {self.cfg.coarse_scale}), half "
                   f"the crops from each, one network per scale", file=self.log)
-            return [pad_to(x, self.r.image_side) for x in native + [coarse_frame(x, scale) for x in native]]
+            return [pad_to(x, self.r.image_side) for x in native + [scaled_frame(x, scale) for x in native]]
         return [pad_to(x, self.r.image_side) for x in native]
 
     def _batch(self):
@@ -384,6 +391,7 @@ class Trainer:
         self.model.eval()
         return {"method": cfg.method, "epochs": self.history[-1]["epoch"] if self.history else 0,
                 "steps": self.steps, "minutes": self.elapsed / 60, "coarse_scale": self.method.coarse_scale,
+                "working_scale": self.method.working_scale,
                 "steps_per_minute": round(self.steps / (self.elapsed / 60), 1) if self.elapsed else None,
                 "final_loss": self.history[-1]["loss"] if self.history else None,
                 "weights_bytes": weight_bytes(self.model), "train_images": len(self.train_files),

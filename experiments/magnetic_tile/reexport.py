@@ -55,6 +55,9 @@ def main(argv=None):
         overrides["tile_blend"] = args.tile_blend
     cfg, base = load_config(config, overrides)
     method = create(cfg, str(config), base)
+    summary = json.loads((args.run / "train.json").read_text())["summary"]
+    # the scales the run chose from its images (resolve_scales), before the network is made
+    method.coarse_scale, method.working_scale = summary.get("coarse_scale"), summary.get("working_scale") or 1.0
     net = method.network()
     state = torch.load(args.run / "checkpoint.pt", map_location="cpu", weights_only=True)
     net.load_state_dict(Trainer.exported_from_checkpoint(state))
@@ -63,7 +66,6 @@ def main(argv=None):
     _, held = split_holdout(good_images(data), cfg.holdout)
     out = args.out or args.run
     out.mkdir(parents=True, exist_ok=True)
-    summary = json.loads((args.run / "train.json").read_text())["summary"]
     print(json.dumps(export_model(method, net, summary, out / "model.onnx", held, []), indent=1))
 
 

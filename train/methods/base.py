@@ -93,6 +93,7 @@ class Method:
         """Use create(): it loads and checks the options first."""
         self.cfg, self.options, self.base = cfg, options, base
         self.coarse_scale: float | None = None  # the run's, from its images (resolve_scales)
+        self.working_scale = 1.0                 # likewise
         # a method that tiles native-scale frames is exported at its training crop: a config's
         # `patch` sets the station's tile too, overlapping by the same share of it unless the
         # config's `tile_overlap` says by how much
@@ -137,6 +138,11 @@ class Method:
         export_side and the station tiles frames."""
         return None
 
+    def scales_frames(self) -> bool:
+        """Whether this run can have a working scale other than 1 (the config's working_scale): the
+        method takes frames at their own scale (no fixed `size`), in tiles of its export side."""
+        return self.r.size is None and self.r.export is not None
+
     def two_scales(self) -> bool:
         """Whether this run can have two scales (the config's coarse_scale): the station runs a
         frame's tiles at both in one call and fuses their maps, so the method tiles native-scale
@@ -144,15 +150,18 @@ class Method:
         scale, unet.model.ScaleRouted) once resolve_scales() set a coarse scale."""
         return False
 
-    def resolve_scales(self, shapes: list[tuple[int, int]]) -> float | None:
-        """The run's coarse scale for training images of `shapes` (train.data.choose_coarse_scale of
-        the config's coarse_scale; None where the method cannot have one). Called before network():
+    def resolve_scales(self, shapes: list[tuple[int, int]]):
+        """The run's working scale and coarse scale for training images of `shapes` (train.data's
+        choose_working_scale and choose_coarse_scale of the config's; 1 and None where the method
+        cannot have them; a coarse scale keeps the working scale at 1). Called before network():
         with two scales the network takes the scale plane as a second input channel."""
-        from ..data import choose_coarse_scale
+        from ..data import choose_coarse_scale, choose_working_scale
         if self.two_scales():
             assert self.r.export is not None
             self.coarse_scale = choose_coarse_scale(self.cfg.coarse_scale, shapes, self.r.export)
-        return self.coarse_scale
+        if self.scales_frames() and self.coarse_scale is None and self.cfg.coarse_scale is None:
+            assert self.r.export is not None
+            self.working_scale = choose_working_scale(self.cfg.working_scale, shapes, self.r.export)
 
     def input_channels(self) -> int:
         """The network's input channels: the grey image, and the scale plane with two scales."""
