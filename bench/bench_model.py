@@ -42,7 +42,7 @@ def calls(ins: Inspector, h: int, w: int) -> str:
     fixed = ins.runner.input_shape[0]
     per_call = n if not fixed else min(fixed, n)
     coarse = f" ({len(lay.coarse.cells)} of the frame at x{ins.pre.p.coarse_scale:.4g})" if lay.coarse else ""
-    scaled = f" of the frame at x{ins.pre.p.working_scale:.4g} ({mh}x{mw})" if (mh, mw) != (h, w) else ""
+    scaled = f" of the frame resized to {mh}x{mw}" if (mh, mw) != (h, w) else ""  # a size or a working scale
     return f"{n} tile(s) of {th}x{tw}{scaled}{coarse} in {-(-n // per_call)} call(s)"
 
 

@@ -159,7 +159,7 @@ class Method:
         if self.two_scales():
             assert self.r.export is not None
             self.coarse_scale = choose_coarse_scale(self.cfg.coarse_scale, shapes, self.r.export)
-        if self.scales_frames() and self.coarse_scale is None and self.cfg.coarse_scale is None:
+        if self.scales_frames() and self.cfg.coarse_scale is None:
             assert self.r.export is not None
             self.working_scale = choose_working_scale(self.cfg.working_scale, shapes, self.r.export)
 
