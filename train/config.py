@@ -108,9 +108,8 @@ class TrainConfig:
         if self.tile_blend is not None and r.export is None:
             raise InputError(where, "tile_blend", f"expected null: {self.method} resizes frames, it does not tile them")
         if self.working_scale not in ("auto", 1) and not m.scales_frames():
-            raise InputError(where, "working_scale", f"expected auto or 1: {self.method} resizes its frames to "
-                                                     f"{r.size}x{r.size}" if r.size else
-                             f"expected auto or 1: {self.method} does not take frames at their own scale")
+            why = f"resizes its frames to {r.size}x{r.size}" if r.size else "does not take frames at their own scale"
+            raise InputError(where, "working_scale", f"expected auto or 1: {self.method} {why}")
         if self.working_scale not in ("auto", 1) and self.coarse_scale is not None:
             raise InputError(where, "working_scale", "expected auto or 1 with a coarse_scale: two scales keep the "
                                                      "native one")

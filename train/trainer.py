@@ -214,8 +214,9 @@ class Trainer:
     def _load(self, files: list[Path]):
         """Resized to size x size and stacked, or at native scale (a list), each padded as the
         station pads a frame smaller than the model's tile, so crops see what the station feeds:
-        at the working scale (resized as the station resizes a frame, where it is not 1). With two scales the list holds each image twice, at native scale and resized by the coarse
-        scale (as the station resizes a frame), so half the crops come from each."""
+        at the working scale, resized as the station resizes a frame. With two scales the list
+        holds each image twice, at native scale and resized by the coarse scale, so half the crops
+        come from each."""
         size = self.r.size
         if size is not None:
             return np.stack([load_gray(f, size) for f in files])
