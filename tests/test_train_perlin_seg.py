@@ -566,6 +566,38 @@ def test_mirroring_in_the_exported_graph(tmp_path):
     assert read_recipe(path).model_family == "perlin_seg"
 
 
+def test_the_network_upsamples_its_maps_as_channels_of_one_image(tmp_path):
+    """The last layers (bilinear upsampling behind the stem, sigmoid) give exactly the maps of the
+    plain per-tile formulation, and in the exported graph they never run on a one-channel tensor:
+    OpenVINO's CPU plugin pads such a tensor to its 16-channel blocked layout (16x the work)."""
+    import onnx
+    import torch
+
+    from train.export import MirrorMean, export_onnx
+    from train.methods.unet.model import UNet
+    torch.manual_seed(0)
+    net = UNet(width=4, stem=2).eval()
+    x = torch.rand(3, 1, 64, 64)
+    with torch.no_grad():
+        got = net(x)
+        y = net.stem(x)  # the forward pass up to the head, written out
+        skips = []
+        for i, down in enumerate(net.downs):
+            y = down(y if i == 0 else net.pool(y))
+            skips.append(y)
+        skips.pop()
+        for up, merge in zip(net.ups, net.merges):
+            y = merge(torch.cat([up(y), skips.pop()], dim=1))
+        plain = torch.sigmoid(torch.nn.functional.interpolate(net.head(y), size=(64, 64), mode="bilinear",
+                                                              align_corners=False))
+    assert got.shape == (3, 1, 64, 64) and torch.equal(got, plain)
+    path = export_onnx(MirrorMean(net, (2, 3)), 64, tmp_path / "m.onnx", {"model_family": "perlin_seg"})
+    graph = onnx.shape_inference.infer_shapes(onnx.load(path)).graph
+    shapes = {v.name: [d.dim_value or d.dim_param for d in v.type.tensor_type.shape.dim] for v in graph.value_info}
+    tail = [n for n in graph.node if n.op_type in ("Resize", "Sigmoid")]
+    assert len(tail) == 2 and all(shapes[n.input[0]][1] != 1 for n in tail), [shapes[n.input[0]] for n in tail]
+
+
 def test_calibrate_only_brings_a_model_to_this_edge_trains_image_score(tmp_path, capsys):
     """A model exported before top_share (its recipe scores the peak) and tile_blend (averaged
     tiles) gets the method's image score, today's blend and thresholds calibrated for them; the

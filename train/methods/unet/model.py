@@ -52,9 +52,15 @@ class UNet(nn.Module):
         for up, merge in zip(self.ups, self.merges):
             x = merge(torch.cat([up(x), skips.pop()], dim=1))
         x = self.head(x)
+        # the maps as the channels of one image, (1, N, h, w): the same numbers, but OpenVINO's CPU
+        # plugin keeps a one-channel (N, 1, h, w) map in its 16-channel blocked layout, where the
+        # upsampling and the sigmoid did 16 times their work (13 of 45 ms a 512x512 frame on an AMD
+        # EPYC, docs/BENCHMARKS.md "The network's last layers")
+        n = x.shape[0]
+        x = x.reshape(1, n, x.shape[2], x.shape[3])
         if self.stem is not None:
             x = nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False)
-        return torch.sigmoid(x)
+        return torch.sigmoid(x).reshape(n, 1, size[0], size[1])
 
 
 class ScaleRouted(nn.Module):
