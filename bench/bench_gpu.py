@@ -1,14 +1,24 @@
 """GPU station path: frame-to-verdict latency and throughput with the TensorRT runner.
 
-    python3 -m bench.bench_gpu [--frames 2000] [--models renet_d cae001] [--precisions fp32 fp16 int8]
+    python3 -m bench.bench_gpu [--frames 2000] [--models default renet_d cae001] [--sizes 512 1024]
+        [--precisions fp32 fp16 int8] [--build-only]
 
-For ReNet-D at 1024x1024 (whole frames: the engine is built with --shape 1024x1024) and the seed 001
-autoencoder at 512x512: build engines with build-engine (TensorRT-RTX), then for each precision
-time frame -> pinned copy -> upload -> engine -> DCT fusion on the device (edge.detect.gpu_dct) ->
-verdict on the host, two frames in flight. Reports p50/p99 frame-to-verdict, frames/s and the
-upload / compute / download / detect split from CUDA events. Needs a GPU, torch (to export the
-models) and the build extra; the weights are random (speed does not depend on them), INT8 is
-calibrated on synthetic textures.
+Each model at each of its frame sizes (default and ReNet-D: 512x512 and 1024x1024; the seed 001
+autoencoder: 512x512) and precision: an engine built by build-engine, then timed.
+
+- default: edge-train's default method as it exports (perlin_seg: 256-px tiles overlapping, the
+  mirrored pass, probability detection), trained for a few steps on synthetic textures; the engine
+  is built for the frame (--frame: all of a frame's tiles in one call) and timed through the
+  station's own code (bench.bench_model): per frame through the Inspector (tiling into the pinned
+  input, one enqueue, stitching, detection on the host; p50/p90/p99), then frames/s of the whole
+  station (edge.station, two frames in flight).
+- renet_d, cae001: whole frames (--shape), timed frame -> pinned copy -> upload -> engine -> DCT
+  fusion on the device (edge.detect.gpu_dct) -> verdict on the host, two frames in flight: p50/p99
+  frame-to-verdict, frames/s and the upload / compute / download / detect split from CUDA events.
+
+Needs a GPU, torch (to make the models) and the build extra; weights are random or barely trained
+(speed does not depend on them), INT8 is calibrated on synthetic textures. --build-only builds the
+engines and stops, and runs without a GPU (TensorRT-RTX builds on the CPU): the builds, checked.
 """
 
 from __future__ import annotations
@@ -25,10 +35,31 @@ import numpy as np
 
 from .common import machine, save
 
-CASES = {"renet_d": 1024, "cae001": 512}
+CASES = {"default": (512, 1024), "renet_d": (512, 1024), "cae001": (512,)}  # frame sides
+
+
+def default_model(folder: Path) -> Path:
+    """edge-train's default method and export (the method's own settings: nothing set here but the
+    data and a few steps), on synthetic good images."""
+    import cv2
+    import yaml
+
+    from edge.demo import texture
+    from train.cli import edge_train_main
+    good = folder / "default_data" / "train" / "good"
+    good.mkdir(parents=True)
+    for i in range(6):
+        cv2.imwrite(str(good / f"g{i}.png"), (texture(900 + i, 512) * 255).astype(np.uint8))
+    cfg = {"data": str(good.parent.parent), "out": str(folder / "default_run"), "time_budget_min": 0.1,
+           "epochs": 1, "steps_per_epoch": 2, "batch": 4, "holdout": 0.34, "seed": 0}
+    (folder / "default.yaml").write_text(yaml.safe_dump(cfg))
+    if edge_train_main(["--config", str(folder / "default.yaml")]) != 0:
+        raise RuntimeError("edge-train failed on the synthetic textures")
+    return folder / "default_run" / "model.onnx"
 
 
 def export(name: str, size: int, folder: Path) -> Path:
+    """A seed method's network with random weights, its recipe for whole frames of size x size."""
     import torch
 
     from train.export import export_onnx
@@ -38,7 +69,7 @@ def export(name: str, size: int, folder: Path) -> Path:
     export_size = 32 if name == "renet_d" else size  # ReNet-D exports at block size; --shape widens it
     recipe = {"model_family": name, "preprocess": {"size": [size, size]},
               "detect": {"method": "dct_fusion", "dct_fusion": {"patch": 32, "stride": 32, "block": 8}}}
-    return export_onnx(model, export_size, folder / f"{name}.onnx", recipe)
+    return export_onnx(model, export_size, folder / f"{name}{size}.onnx", recipe)
 
 
 def textures(folder: Path, size: int, count: int = 40) -> Path:
@@ -87,47 +118,69 @@ def run_case(engine: Path, size: int, frames: int) -> dict:
             **{f"{k}_p50_ms": ms(v, 50) for k, v in split.items()}}
 
 
+def station_case(engine: Path, size: int, frames: int) -> dict:
+    """The default's engine through the station's code: per-frame Inspector latency, then the
+    whole station's frames/s (bench.bench_model, the CPU runners' benchmark)."""
+    from .bench_model import inspector_rows, pipeline_rows
+    sizes = [f"{size}x{size}"]
+    row = inspector_rows([str(engine)], [], sizes, repeat=min(frames, 500), rounds=1)[0]
+    station = pipeline_rows([str(engine)], [], sizes, frames, rounds=1)[0]
+    return {"calls": row["calls"], "p50_ms": row["median_ms"], "p90_ms": row["p90_ms"], "p99_ms": row["p99_ms"],
+            "fps": station["pipeline_fps"], "station_cpu_ms_per_frame": station["pipeline_cpu_ms_per_frame"]}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--frames", type=int, default=2000)
-    ap.add_argument("--models", nargs="+", default=list(CASES))
-    ap.add_argument("--precisions", nargs="+", default=["fp32", "fp16", "int8"])
+    ap.add_argument("--models", nargs="+", choices=list(CASES), default=list(CASES))
+    ap.add_argument("--sizes", nargs="+", type=int, default=None, help="frame sides (default: each model's)")
+    ap.add_argument("--precisions", nargs="+", choices=("fp32", "fp16", "int8"), default=["fp32", "fp16", "int8"])
+    ap.add_argument("--build-only", action="store_true", help="build the engines, time nothing (no GPU needed)")
     args = ap.parse_args(argv)
     from edge.gpu import probe_gpu
     gpu = probe_gpu()
-    if gpu is None:
-        print("bench_gpu: no NVIDIA GPU here", file=sys.stderr)
+    if gpu is None and not args.build_only:
+        print("bench_gpu: no NVIDIA GPU here (--build-only builds the engines without one)", file=sys.stderr)
         return 2
-    results = {"machine": machine(), "gpu": f"{gpu.name} (cc {gpu.compute_capability}, driver {gpu.driver})",
-               "cases": {}}
+    results = {"machine": machine(), "gpu": f"{gpu.name} (cc {gpu.compute_capability}, driver {gpu.driver})"
+               if gpu else None, "cases": {}}
+    failed = False
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for name in args.models:
-            size = CASES[name]
-            onnx_path = export(name, size, tmp)
-            good = textures(tmp, size)
-            for prec in args.precisions:
-                engine = tmp / f"{name}.{prec}.plan"
-                cmd = [sys.executable, "-m", "build_engines.cli", str(onnx_path), "-o", str(engine),
-                       "--shape", f"{size}x{size}", "--calib-dir", str(good), "--force"]
-                cmd += {"fp32": [], "fp16": ["--fp16"], "int8": ["--int8"]}[prec]
-                t0 = time.perf_counter()
-                r = subprocess.run(cmd, capture_output=True, text=True)
-                build_s = round(time.perf_counter() - t0, 2)  # the build alone, not the run below
-                key = f"{name} {size}x{size} {prec}"
-                if r.returncode != 0:
-                    results["cases"][key] = {"error": r.stderr.strip().splitlines()[-1]}
-                    print(f"{key}: build failed: {results['cases'][key]['error']}", file=sys.stderr)
-                    continue
-                try:
-                    res = run_case(engine, size, args.frames)
-                except Exception as e:  # record the exact runtime error (e.g. TensorRT-RTX on a non-RTX GPU)
-                    res = {"error": f"{type(e).__name__}: {e}"}
-                res["build_s"] = build_s
-                results["cases"][key] = res
-                print(key, json.dumps(res), flush=True)
+            default = default_model(tmp) if name == "default" else None
+            for size in [s for s in CASES[name] if args.sizes is None or s in args.sizes]:
+                onnx_path = default or export(name, size, tmp)
+                good = textures(tmp, size)
+                for prec in args.precisions:
+                    engine = tmp / f"{name}{size}.{prec}.plan"
+                    shape = ["--frame" if default else "--shape", f"{size}x{size}"]
+                    cmd = [sys.executable, "-m", "build_engines.cli", str(onnx_path), "-o", str(engine), *shape,
+                           "--calib-dir", str(good), "--force"]
+                    cmd += {"fp32": [], "fp16": ["--fp16"], "int8": ["--int8"]}[prec]
+                    t0 = time.perf_counter()
+                    r = subprocess.run(cmd, capture_output=True, text=True)
+                    build_s = round(time.perf_counter() - t0, 2)  # the build alone, not the run below
+                    key = f"{name} {size}x{size} {prec}"
+                    if r.returncode != 0:
+                        failed = True
+                        results["cases"][key] = {"error": (r.stderr.strip().splitlines() or ["(no message)"])[-1]}
+                        print(f"{key}: build failed: {results['cases'][key]['error']}", file=sys.stderr)
+                        continue
+                    said = [ln.strip() for ln in r.stdout.splitlines() + r.stderr.splitlines()]
+                    res: dict = {"build_s": build_s,  # and what build-engine says it built
+                                 "build": [ln for ln in said if "tile(s)" in ln or ln.startswith(("precision", "input"))]}
+                    if not args.build_only:
+                        try:
+                            res.update(station_case(engine, size, args.frames) if default
+                                       else run_case(engine, size, args.frames))
+                        except Exception as e:  # record the exact runtime error (e.g. TensorRT-RTX on a non-RTX GPU)
+                            failed = True
+                            res["error"] = f"{type(e).__name__}: {e}"
+                    results["cases"][key] = res
+                    print(key, json.dumps(res), flush=True)
     save("gpu", results)
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -365,3 +365,21 @@ def test_a_fixed_batch_of_three_builds_in_both_precisions(tmp_path, good_dir, pr
               "--min-agreement", "0.9", "--force")
     assert r.returncode == 0, r.stderr[-2000:]
     assert read_sidecar(out).io.inputs[0].shape[0] == 3
+
+
+@pytest.mark.slow
+def test_the_gpu_bench_builds_the_default_for_its_frame_without_a_gpu(tmp_path, monkeypatch):
+    """bench_gpu --build-only: edge-train's default (two steps on synthetic textures) built by
+    build-engine for a 512x512 frame as one call with all 9 of its tiles; the timing half needs a
+    GPU (where none is, the bench says so and exits 2)."""
+    import json
+
+    import bench.common
+    from bench import bench_gpu
+    monkeypatch.setattr(bench.common, "RESULTS", tmp_path)
+    monkeypatch.setattr("edge.gpu.probe_gpu", lambda: None)
+    assert bench_gpu.main(["--models", "default", "--sizes", "512"]) == 2
+    assert bench_gpu.main(["--build-only", "--models", "default", "--sizes", "512", "--precisions", "fp32"]) == 0
+    case = json.loads((tmp_path / "gpu.json").read_text())["cases"]["default 512x512 fp32"]
+    assert "error" not in case and any("9 tile(s) of 256x256" in line for line in case["build"])
+    assert any(line.split()[:3] == ["input", "image", "9x1x256x256"] for line in case["build"]), case["build"]
