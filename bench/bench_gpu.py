@@ -120,7 +120,7 @@ def run_case(engine: Path, size: int, frames: int) -> dict:
 
 def station_case(engine: Path, size: int, frames: int) -> dict:
     """The default's engine through the station's code: per-frame Inspector latency, then the
-    whole station's frames/s (bench.bench_model, the CPU runners' benchmark)."""
+    whole station's frames/s, by bench.bench_model's own functions."""
     from .bench_model import inspector_rows, pipeline_rows
     sizes = [f"{size}x{size}"]
     row = inspector_rows([str(engine)], [], sizes, repeat=min(frames, 500), rounds=1)[0]
