@@ -38,20 +38,14 @@ from .common import machine, save
 CASES = {"default": (512, 1024), "renet_d": (512, 1024), "cae001": (512,)}  # frame sides
 
 
-def default_model(folder: Path) -> Path:
+def default_model(good: Path, folder: Path) -> Path:
     """edge-train's default method and export (the method's own settings: nothing set here but the
-    data and a few steps), on synthetic good images."""
-    import cv2
+    data and a few steps), trained on the good images in `good`."""
     import yaml
 
-    from edge.demo import texture
     from train.cli import edge_train_main
-    good = folder / "default_data" / "train" / "good"
-    good.mkdir(parents=True)
-    for i in range(6):
-        cv2.imwrite(str(good / f"g{i}.png"), (texture(900 + i, 512) * 255).astype(np.uint8))
-    cfg = {"data": str(good.parent.parent), "out": str(folder / "default_run"), "time_budget_min": 0.1,
-           "epochs": 1, "steps_per_epoch": 2, "batch": 4, "holdout": 0.34, "seed": 0}
+    cfg = {"data": str(good), "out": str(folder / "default_run"), "time_budget_min": 0.1,
+           "epochs": 1, "steps_per_epoch": 2, "batch": 4, "holdout": 0.25, "seed": 0}
     (folder / "default.yaml").write_text(yaml.safe_dump(cfg))
     if edge_train_main(["--config", str(folder / "default.yaml")]) != 0:
         raise RuntimeError("edge-train failed on the synthetic textures")
@@ -118,6 +112,21 @@ def run_case(engine: Path, size: int, frames: int) -> dict:
             **{f"{k}_p50_ms": ms(v, 50) for k, v in split.items()}}
 
 
+def build(onnx_path: Path, engine: Path, shape: list[str], good: Path, precision: str) -> dict:
+    """build-engine in a subprocess, as a user runs it: the build's seconds and what it built (the
+    engine's sidecar: input shape and precision)."""
+    from edge.backends.sidecar import read_sidecar
+    cmd = [sys.executable, "-m", "build_engines.cli", str(onnx_path), "-o", str(engine), *shape,
+           "--calib-dir", str(good), "--force", *{"fp32": [], "fp16": ["--fp16"], "int8": ["--int8"]}[precision]]
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError("build-engine: " + (r.stderr.strip().splitlines() or ["(no message)"])[-1])
+    side = read_sidecar(engine)
+    return {"build_s": round(time.perf_counter() - t0, 2), "precision": side.precision,
+            "input": list(side.io.inputs[0].shape)}
+
+
 def station_case(engine: Path, size: int, frames: int) -> dict:
     """The default's engine through the station's code: per-frame Inspector latency, then the
     whole station's frames/s, by bench.bench_model's own functions."""
@@ -148,37 +157,21 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for name in args.models:
-            default = default_model(tmp) if name == "default" else None
+            default = default_model(textures(tmp, 512), tmp) if name == "default" else None
             for size in [s for s in CASES[name] if args.sizes is None or s in args.sizes]:
-                onnx_path = default or export(name, size, tmp)
-                good = textures(tmp, size)
+                onnx_path, good = default or export(name, size, tmp), textures(tmp, size)
                 for prec in args.precisions:
-                    engine = tmp / f"{name}{size}.{prec}.plan"
-                    shape = ["--frame" if default else "--shape", f"{size}x{size}"]
-                    cmd = [sys.executable, "-m", "build_engines.cli", str(onnx_path), "-o", str(engine), *shape,
-                           "--calib-dir", str(good), "--force"]
-                    cmd += {"fp32": [], "fp16": ["--fp16"], "int8": ["--int8"]}[prec]
-                    t0 = time.perf_counter()
-                    r = subprocess.run(cmd, capture_output=True, text=True)
-                    build_s = round(time.perf_counter() - t0, 2)  # the build alone, not the run below
                     key = f"{name} {size}x{size} {prec}"
-                    if r.returncode != 0:
-                        failed = True
-                        results["cases"][key] = {"error": (r.stderr.strip().splitlines() or ["(no message)"])[-1]}
-                        print(f"{key}: build failed: {results['cases'][key]['error']}", file=sys.stderr)
-                        continue
-                    said = [ln.strip() for ln in r.stdout.splitlines() + r.stderr.splitlines()]
-                    res: dict = {"build_s": build_s,  # and what build-engine says it built
-                                 "build": [ln for ln in said if "tile(s)" in ln or ln.startswith(("precision", "input"))]}
-                    if not args.build_only:
-                        try:
+                    engine = tmp / f"{name}{size}.{prec}.plan"
+                    try:
+                        res = build(onnx_path, engine, ["--frame" if default else "--shape", f"{size}x{size}"], good, prec)
+                        if not args.build_only:
                             res.update(station_case(engine, size, args.frames) if default
                                        else run_case(engine, size, args.frames))
-                        except Exception as e:  # record the exact runtime error (e.g. TensorRT-RTX on a non-RTX GPU)
-                            failed = True
-                            res["error"] = f"{type(e).__name__}: {e}"
+                    except Exception as e:  # recorded per case (e.g. TensorRT-RTX refused for a Hopper GPU)
+                        failed, res = True, {"error": f"{type(e).__name__}: {e}"}
                     results["cases"][key] = res
-                    print(key, json.dumps(res), flush=True)
+                    print(key, json.dumps(res), flush=True, file=sys.stderr if "error" in res else sys.stdout)
     save("gpu", results)
     return 1 if failed else 0
 
